@@ -1,0 +1,1 @@
+"""ppuu app package."""

@@ -1,0 +1,1 @@
+"""ppuu planner package."""

@@ -1,0 +1,1 @@
+"""ppuu world_model package."""
