@@ -1,0 +1,43 @@
+"""The ``ppuu`` command line: one entry point, one subcommand group per job.
+
+    ppuu data {generate,import,info,list}   tracked-vehicle scenes in the workspace
+
+Every command takes ``--workdir`` (default ``./ppuu-work``) and prints what it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app import cli_data
+from data.errors import DataFormatError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ppuu",
+        description="Prediction and policy learning under uncertainty: highway traffic scenes from tracked-vehicle "
+                    "data (NGSIM or SUMO-generated), a batched simulator, a stochastic world model and planners.",
+        epilog="Run `ppuu COMMAND --help` for the flags of each command.",
+    )
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    cli_data.add_parser(groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataFormatError, ValueError, FileNotFoundError) as exc:
+        print(f"ppuu: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ppuu: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""``ppuu data ...``: build, import, inspect and list the scenes of a workspace."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from data.scene import DEFAULT_WORKDIR, Scene, list_scenes, scene_path, scenes_dir
+
+
+def add_workdir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help="workspace folder for scenes, caches and reports (default: %(default)s)")
+
+
+def add_parser(groups) -> None:
+    data = groups.add_parser("data", help="tracked-vehicle scenes: generate, import, info, list",
+                             description="Build and inspect the traffic scenes everything else is made from.")
+    sub = data.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+
+    gen = sub.add_parser(
+        "generate", help="generate a scene with SUMO on an NGSIM-shaped road (the embedded default)",
+        description="Simulate dense highway traffic with SUMO on a road shaped like an NGSIM site, record "
+                    "every vehicle at 10 Hz in the observed section, smooth it, flag bad trajectories and split "
+                    "vehicles 80/10/10 into train/val/test. Same seed, same scene.")
+    gen.add_argument("--site", default="i80", choices=["i80", "us101"],
+                     help="road layout: i80 (6 lanes, HOV lane 1, on-ramp into lane 6, 503 m) or us101 "
+                          "(5 lanes + auxiliary lane between an on- and an off-ramp, 640 m) (default: %(default)s)")
+    gen.add_argument("--minutes", type=float, default=15.0,
+                     help="recorded duration in minutes of simulated time (default: %(default)s)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of SUMO, vehicle parameters and the split "
+                                                         "(default: %(default)s)")
+    gen.add_argument("--name", help="scene name in the workspace (default: SITE-sumo-MINUTESmin-sSEED)")
+    gen.add_argument("--format", choices=["parquet", "ngsim"], default="parquet",
+                     help="'ngsim' also writes the raw trajectories as an NGSIM 18-column file (feet, gzip) "
+                          "beside the scene (default: %(default)s)")
+    add_workdir(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    imp = sub.add_parser(
+        "import", help="read NGSIM trajectory files into a scene",
+        description="Read NGSIM vehicle-trajectory files (raw 18-column text, plain or gzip; the combined CSV "
+                    "export; the 24-column arterial files), convert to metres and the world frame, smooth, flag "
+                    "bad trajectories and split by vehicle.")
+    imp.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="NGSIM files; several are concatenated")
+    imp.add_argument("--site", help="road layout: i80 or us101, or any other name to infer lanes and section "
+                                    "length from the data (default: from the CSV Location, else the file name)")
+    imp.add_argument("--location", help="Location to select from a combined CSV export (e.g. i-80, us-101)")
+    imp.add_argument("--name", help="scene name in the workspace (default: derived from site and file name)")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default: %(default)s)")
+    add_workdir(imp)
+    imp.set_defaults(func=cmd_import)
+
+    info = sub.add_parser(
+        "info", help="summary, per-lane traffic statistics and time-space diagrams of a scene",
+        description="Print a scene's summary and per-lane flow (veh/h), density (veh/km), speeds (m/s) and "
+                    "gaps (m, s); write the table and a time-space diagram per lane (PNG) to "
+                    "WORKDIR/reports/SCENE/.")
+    info.add_argument("scene", nargs="?", help="scene name or folder (default: the most recently written scene)")
+    add_workdir(info)
+    info.set_defaults(func=cmd_info)
+
+    lst = sub.add_parser("list", help="the scenes in the workspace", description="List the scenes in WORKDIR.")
+    add_workdir(lst)
+    lst.set_defaults(func=cmd_list)
+
+
+def resolve_scene(workdir: Path, scene: str | None) -> Path:
+    """A scene folder from a name, a path, or (None) the most recently written scene of the workspace."""
+    if scene is not None:
+        path = Path(scene)
+        if (path / "scene.json").is_file():
+            return path
+        path = scene_path(workdir, scene)
+        if (path / "scene.json").is_file():
+            return path
+        known = list_scenes(workdir)
+        raise FileNotFoundError(f"no scene {scene!r} in {scenes_dir(workdir)}; scenes there: {known or 'none'}")
+    names = list_scenes(workdir)
+    if not names:
+        raise FileNotFoundError(f"no scenes in {scenes_dir(workdir)}; create one with `ppuu data generate`")
+    return max((scene_path(workdir, n) for n in names), key=lambda p: (p / "scene.json").stat().st_mtime)
+
+
+def cmd_generate(args) -> int:
+    from data.pipeline import generate_sumo_scene
+
+    start = time.perf_counter()
+    scene = generate_sumo_scene(site=args.site, minutes=args.minutes, seed=args.seed, name=args.name)
+    path = scene.save(scene_path(args.workdir, scene.meta.name))
+    print(f"wrote scene {scene.meta.name!r} to {path} ({len(scene.trajectories):,} rows, "
+          f"{len(scene.vehicles):,} vehicles) in {time.perf_counter() - start:.1f} s")
+    if args.format == "ngsim":
+        print(f"wrote NGSIM file {export_ngsim(scene, path)}")
+    return 0
+
+
+def export_ngsim(scene: Scene, folder: Path) -> Path:
+    """Write the scene's raw (unsmoothed) trajectories as an NGSIM raw 18-column gzip file in ``folder``."""
+    from data.ngsim import write_ngsim
+    from data.schema import RAW_COLUMNS
+
+    raw = scene.trajectories[list(RAW_COLUMNS)].copy()
+    raw["x"] = scene.trajectories["x_raw"]
+    raw["y"] = scene.trajectories["y_raw"]
+    return write_ngsim(raw, folder / f"{scene.meta.name}.ngsim.txt.gz", frame_rate=scene.meta.frame_rate)
+
+
+def cmd_import(args) -> int:
+    from data.pipeline import import_ngsim_scene
+
+    start = time.perf_counter()
+    scene = import_ngsim_scene(args.paths, site=args.site, name=args.name, location=args.location, seed=args.seed)
+    path = scene.save(scene_path(args.workdir, scene.meta.name))
+    bad = int((~scene.vehicles["usable_as_ego"]).sum())
+    print(f"wrote scene {scene.meta.name!r} to {path} ({len(scene.trajectories):,} rows, "
+          f"{len(scene.vehicles):,} vehicles, {bad} flagged as bad trajectories) "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from data.report import lane_statistics, markdown_table, plot_time_space, scene_summary
+
+    folder = resolve_scene(args.workdir, args.scene)
+    scene = Scene.load(folder)
+    summary = scene_summary(scene)
+    stats = lane_statistics(scene)
+    out = Path(args.workdir) / "reports" / scene.meta.name
+    out.mkdir(parents=True, exist_ok=True)
+
+    print(f"scene {summary['name']} ({folder})")
+    for key in ("site", "source", "rows", "vehicles", "duration_s", "lanes", "section_length_m", "mean_speed_mps",
+                "vehicle_classes", "splits", "usable_as_ego", "flags"):
+        print(f"  {key:18s} {summary[key]}")
+    table = markdown_table(stats)
+    print("\nper lane: flow veh/h, density veh/km, speeds m/s, gaps m (bumper to bumper), headways s\n")
+    print(table)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "lanes.md").write_text(table + "\n")
+    stats.to_csv(out / "lanes.csv", index=False)
+    png = plot_time_space(scene, out / "time_space.png")
+    print(f"\nwrote {out / 'summary.json'}, {out / 'lanes.md'}, {out / 'lanes.csv'}, {png}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    names = list_scenes(args.workdir)
+    if not names:
+        print(f"no scenes in {scenes_dir(args.workdir)}; create one with `ppuu data generate`")
+        return 0
+    for name in names:
+        meta = json.loads((scene_path(args.workdir, name) / "scene.json").read_text())
+        print(f"{name:32s} site={meta['site']:8s} source={meta['source']:6s} lanes={len(meta['lane_widths'])}")
+    return 0

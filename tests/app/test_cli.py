@@ -1,0 +1,64 @@
+"""The `ppuu` command line: help texts, the data commands end to end, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from app.cli import build_parser, main
+from tests.shared_data import shared_data_dir
+
+
+def subcommands(parser):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            return action.choices
+    return {}
+
+
+def test_help_lists_every_subcommand():
+    out = subprocess.run([sys.executable, "-m", "app.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "data" in out.stdout
+    data = subcommands(build_parser())["data"]
+    for name, sub in subcommands(data).items():
+        text = sub.format_help()
+        assert "--workdir" in text, name
+        assert len(text) > 200, f"`ppuu data {name} --help` explains too little"
+
+
+def test_generate_help_states_units():
+    data = subcommands(build_parser())["data"]
+    text = subcommands(data)["generate"].format_help()
+    assert "minutes" in text and "seed" in text and "m)" in text
+
+
+def test_info_without_scenes_is_a_clear_error(tmp_path, capsys):
+    assert main(["data", "info", "--workdir", str(tmp_path)]) == 2
+    assert "no scenes" in capsys.readouterr().err
+
+
+def test_import_missing_file_is_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nope.txt"
+    assert main(["data", "import", str(missing), "--workdir", str(tmp_path)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "scenes").exists() or not any((tmp_path / "scenes").iterdir())
+
+
+def test_import_info_list_on_real_lane1_data(tmp_path, capsys):
+    path = shared_data_dir() / "ngsim-i80-lane1" / "i80-lane1-original.txt.gz"
+    assert main(["data", "import", str(path), "--site", "lane1", "--name", "lane1", "--workdir", str(tmp_path)]) == 0
+    assert "wrote scene 'lane1'" in capsys.readouterr().out
+    assert main(["data", "list", "--workdir", str(tmp_path)]) == 0
+    assert "lane1" in capsys.readouterr().out
+    assert main(["data", "info", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mean_speed" in out and "| lane |" in out
+    report = tmp_path / "reports" / "lane1"
+    png = report / "time_space.png"
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["vehicles"] == 374 and summary["lanes"] == 1
+    assert sum(summary["splits"].values()) == 374
