@@ -1,0 +1,24 @@
+"""Where the shared real-data folder lives, for tests that read it.
+
+The data sits beside the repository (``../shared/data``), not inside it. Locally a
+test that needs it is skipped when it is absent; on CI (``CI=true``) absence is a
+failure, so a broken checkout cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_data_dir() -> Path:
+    """The ``shared/data`` folder beside the repository; skip (or fail on CI) when it is absent."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        reason = f"shared real-data folder {path} is absent (it lives beside the repository)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
