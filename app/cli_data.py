@@ -134,7 +134,8 @@ def cmd_info(args) -> int:
     print(f"scene {summary['name']} ({folder})")
     for key in ("site", "source", "rows", "vehicles", "duration_s", "lanes", "section_length_m", "mean_speed_mps",
                 "vehicle_classes", "splits", "usable_as_ego", "flags"):
-        print(f"  {key:18s} {summary[key]}")
+        value = summary[key]
+        print(f"  {key:18s} {value:.2f}" if isinstance(value, float) else f"  {key:18s} {value}")
     table = markdown_table(stats)
     print("\nper lane: flow veh/h, density veh/km, speeds m/s, gaps m (bumper to bumper), headways s\n")
     print(table)

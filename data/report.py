@@ -121,7 +121,8 @@ def plot_time_space(scene: Scene, path: str | Path, lanes: list[int] | None = No
     lanes = sorted(int(lane) for lane in t["lane"].unique()) if lanes is None else lanes
     stride = max(1, len(t) // max_points)       # thin very large scenes; the picture is the same
     thin = t.iloc[::stride]
-    fig, axes = plt.subplots(len(lanes), 1, figsize=(11, 2.2 * len(lanes) + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(lanes), 1, figsize=(11, 2.2 * len(lanes) + 0.6), sharex=True, squeeze=False,
+                             layout="constrained")
     time = thin["frame"].to_numpy() / scene.meta.frame_rate
     scatter = None
     for ax, lane_id in zip(axes[:, 0], lanes):
