@@ -1,0 +1,107 @@
+"""Exact collision and off-road tests for vehicle footprints (oriented rectangles).
+
+Why exact: termination decides success rates; a collision test by pixels or circles
+misjudges the bumper-to-bumper gaps of dense traffic by tens of centimetres. Two convex
+polygons are disjoint iff some edge normal of either separates their projections (the
+separating axis theorem); for two rectangles that is four axes, all evaluated at once for
+every (ego, other) pair as broadcast tensor arithmetic.
+
+Convention: footprints are *open* sets: rectangles that only touch (gap exactly 0) do not
+collide; ``margin`` (m) inflates every half-extent to change that. A footprint is
+``centre (..., 2)`` m, ``heading`` as angle (...) rad or unit vector (..., 2), and
+``size (..., 2)`` = (length along the heading, width across) m.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from simulator.dynamics import as_unit_heading, left_normal
+from simulator.road import Road
+
+
+def box_corners(centre: Tensor, heading: Tensor, size: Tensor) -> Tensor:
+    """Corners of oriented rectangles.
+
+    Args:
+        centre: (*batch, 2) m.
+        heading: (*batch) rad or (*batch, 2) unit.
+        size: (*batch, 2) (length, width) m.
+
+    Returns:
+        (*batch, 4, 2) m, counter-clockwise from the front-left corner.
+    """
+    u = as_unit_heading(heading, centre.dim() - 1)
+    n = left_normal(u)
+    half_l = (size[..., 0:1] / 2) * u
+    half_w = (size[..., 1:2] / 2) * n
+    return torch.stack([centre + half_l + half_w, centre - half_l + half_w,
+                        centre - half_l - half_w, centre + half_l - half_w], dim=-2)
+
+
+def boxes_overlap(centre_a: Tensor, heading_a: Tensor, size_a: Tensor, centre_b: Tensor, heading_b: Tensor,
+                  size_b: Tensor, mask_b: Tensor | None = None, margin: float = 0.0) -> Tensor:
+    """Whether footprint a of each batch element overlaps each footprint b (separating axes).
+
+    Args:
+        centre_a: (B, 2) m.
+        heading_a: (B,) rad or (B, 2) unit.
+        size_a: (B, 2) (length, width) m.
+        centre_b: (B, N, 2) m.
+        heading_b: (B, N) rad or (B, N, 2) unit.
+        size_b: (B, N, 2) (length, width) m.
+        mask_b: (B, N) bool, True where vehicle b exists; absent ones never overlap.
+        margin: m added to every half-extent (both boxes); 0 = exact, touching is no overlap.
+
+    Returns:
+        (B, N) bool.
+    """
+    ua = as_unit_heading(heading_a, 1).unsqueeze(1)          # (B, 1, 2)
+    ub = as_unit_heading(heading_b, 2)                       # (B, N, 2)
+    na, nb = left_normal(ua), left_normal(ub)
+    la = size_a[:, None, 0] / 2 + margin                     # (B, 1)
+    wa = size_a[:, None, 1] / 2 + margin
+    lb = size_b[..., 0] / 2 + margin                         # (B, N)
+    wb = size_b[..., 1] / 2 + margin
+    d = centre_b - centre_a.unsqueeze(1)                     # (B, N, 2)
+
+    def dot(p: Tensor, q: Tensor) -> Tensor:
+        return (p * q).sum(-1)
+
+    # cos/sin of the relative heading: projections of b's axes on a's axes
+    c = dot(ua, ub).abs()
+    s = dot(ua, nb).abs()
+    # axes of a: ua, na; half extent of a is la / wa; of b is lb*|..| + wb*|..|
+    sep = dot(d, ua).abs() >= la + lb * c + wb * s
+    sep |= dot(d, na).abs() >= wa + lb * s + wb * c
+    # axes of b
+    sep |= dot(d, ub).abs() >= lb + la * c + wa * s
+    sep |= dot(d, nb).abs() >= wb + la * s + wa * c
+    overlap = ~sep
+    if mask_b is not None:
+        overlap &= mask_b
+    return overlap
+
+
+def any_collision(centre_a: Tensor, heading_a: Tensor, size_a: Tensor, centre_b: Tensor, heading_b: Tensor,
+                  size_b: Tensor, mask_b: Tensor | None = None, margin: float = 0.0) -> Tensor:
+    """(B,) bool: footprint a overlaps at least one present footprint b (see :func:`boxes_overlap`)."""
+    return boxes_overlap(centre_a, heading_a, size_a, centre_b, heading_b, size_b, mask_b, margin).any(dim=-1)
+
+
+def footprint_offroad(road: Road, centre: Tensor, heading: Tensor, size: Tensor) -> Tensor:
+    """Whether any corner of a footprint lies outside the drivable area.
+
+    Args:
+        road: the :class:`~simulator.road.Road`.
+        centre: (*batch, 2) m.
+        heading: (*batch) rad or (*batch, 2) unit.
+        size: (*batch, 2) (length, width) m.
+
+    Returns:
+        (*batch) bool. (A footprint whose corners are all on the road but which spans a
+        concave corner of the area, e.g. cuts across the inside corner at a ramp end, is
+        not detected; for cars on these straight roads that region is under 0.1 m wide.)
+    """
+    return road.offroad(box_corners(centre, heading, size)).any(dim=-1)

@@ -1,0 +1,129 @@
+"""Recorded traffic as tensors: look up every vehicle present at a batch of frames in one gather.
+
+The scene's smoothed table is sorted by frame and stored as flat tensors with
+per-frame offsets (compressed rows). Looking up B frames gathers a padded
+(B, N) block, N = the most vehicles ever present at once, with a mask for the
+empty slots. Replay is then exact: recorded vehicles are where the smoothed
+data says they are, at every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from data.scene import Scene
+
+
+@dataclass
+class VehicleSlice:
+    """The vehicles present at a batch of frames, padded to N slots.
+
+    Attributes (B episodes, N slots):
+        centre: (B, N, 2) metres, footprint centre in the world frame.
+        heading: (B, N) radians, counter-clockwise from +x.
+        speed: (B, N) m/s.
+        size: (B, N, 2) metres, (length, width).
+        lane: (B, N) int64, NGSIM Lane_ID.
+        vehicle_id: (B, N) int64, -1 in empty slots.
+        mask: (B, N) bool, True where a vehicle is present.
+    """
+
+    centre: torch.Tensor
+    heading: torch.Tensor
+    speed: torch.Tensor
+    size: torch.Tensor
+    lane: torch.Tensor
+    vehicle_id: torch.Tensor
+    mask: torch.Tensor
+
+
+class TrafficLog:
+    """The recorded trajectories of a scene on one device, indexed by frame.
+
+    Args:
+        scene: a scene (its smoothed trajectory table).
+        device: where the tensors live.
+        dtype: float dtype of positions and speeds (float32 by default).
+    """
+
+    def __init__(self, scene: Scene, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        t = scene.trajectories.sort_values(["frame", "vehicle_id"], kind="stable")
+        frames = t["frame"].to_numpy()
+        self.first_frame = int(frames.min())
+        self.last_frame = int(frames.max())
+        counts = np.bincount(frames - self.first_frame, minlength=self.last_frame - self.first_frame + 1)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.max_vehicles = int(counts.max())
+        self.device = torch.device(device)
+
+        def tensor(values, kind=dtype):
+            return torch.as_tensor(np.ascontiguousarray(values), dtype=kind, device=self.device)
+
+        self.offsets = tensor(offsets, torch.int64)                      # (F + 1,)
+        self.centre = tensor(t[["x", "y"]].to_numpy())                   # (R, 2) m
+        self.heading = tensor(t["heading"].to_numpy())                   # (R,) rad
+        self.speed = tensor(t["speed"].to_numpy())                       # (R,) m/s
+        self.size = tensor(t[["length", "width"]].to_numpy())            # (R, 2) m
+        self.lane = tensor(t["lane"].to_numpy(), torch.int64)            # (R,)
+        self.vehicle_id = tensor(t["vehicle_id"].to_numpy(), torch.int64)
+        self.acceleration = tensor(t["acceleration"].to_numpy())         # (R,) m/s^2
+        self.curvature = tensor(t["curvature"].to_numpy())               # (R,) 1/m
+        self.frame = tensor(frames, torch.int64)
+        # Row of (vehicle, frame) for the ego's own recording: rows sorted by vehicle then frame.
+        by_vehicle = scene.trajectories.sort_values(["vehicle_id", "frame"], kind="stable")
+        self._vehicle_ids = by_vehicle["vehicle_id"].drop_duplicates().to_numpy()
+        starts = np.searchsorted(by_vehicle["vehicle_id"].to_numpy(), self._vehicle_ids)
+        self._vehicle_first_frame = by_vehicle["frame"].to_numpy()[starts]
+        self._vehicle_last_frame = np.r_[by_vehicle["frame"].to_numpy()[starts[1:] - 1],
+                                         by_vehicle["frame"].to_numpy()[-1]]
+        # Map (vehicle, frame) -> row of the frame-sorted tensors.
+        order = np.lexsort((frames, t["vehicle_id"].to_numpy()))          # frame-sorted rows in vehicle order
+        self._row_by_vehicle = tensor(order, torch.int64)
+        self._vehicle_start = tensor(starts, torch.int64)
+
+    @property
+    def num_frames(self) -> int:
+        return self.last_frame - self.first_frame + 1
+
+    def vehicle_frames(self, vehicle_id: int) -> tuple[int, int]:
+        """(first, last) frame of a recorded vehicle."""
+        i = int(np.searchsorted(self._vehicle_ids, vehicle_id))
+        if i >= len(self._vehicle_ids) or self._vehicle_ids[i] != vehicle_id:
+            raise KeyError(f"vehicle {vehicle_id} is not in this scene")
+        return int(self._vehicle_first_frame[i]), int(self._vehicle_last_frame[i])
+
+    def vehicle_index(self, vehicle_ids: torch.Tensor) -> torch.Tensor:
+        """Index into the scene's sorted vehicle list for each id: (B,) int64 -> (B,) int64."""
+        ids = torch.as_tensor(self._vehicle_ids, device=vehicle_ids.device)
+        return torch.searchsorted(ids, vehicle_ids)
+
+    def rows_of(self, vehicle_ids: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Rows (into the frame-sorted tensors) of vehicles at frames; both (B,), frames within the recording."""
+        index = self.vehicle_index(vehicle_ids)
+        first = torch.as_tensor(self._vehicle_first_frame, device=self.device)[index]
+        return self._row_by_vehicle[self._vehicle_start[index] + (frames - first)]
+
+    def at(self, frames: torch.Tensor) -> VehicleSlice:
+        """Every vehicle present at each of a batch of frames.
+
+        Args:
+            frames: (B,) int64 absolute frame numbers; outside the recording gives empty slices.
+        Returns:
+            a :class:`VehicleSlice` with N = ``max_vehicles`` slots.
+        """
+        f = frames.to(self.device) - self.first_frame
+        inside = (f >= 0) & (f < self.num_frames)
+        f = f.clamp(0, self.num_frames - 1)
+        start, stop = self.offsets[f], self.offsets[f + 1]
+        slots = torch.arange(self.max_vehicles, device=self.device)
+        rows = start[:, None] + slots[None, :]                            # (B, N)
+        mask = (rows < stop[:, None]) & inside[:, None]
+        rows = torch.where(mask, rows, torch.zeros_like(rows))
+        return VehicleSlice(
+            centre=self.centre[rows], heading=self.heading[rows], speed=self.speed[rows], size=self.size[rows],
+            lane=self.lane[rows], vehicle_id=torch.where(mask, self.vehicle_id[rows], torch.full_like(rows, -1)),
+            mask=mask,
+        )
