@@ -1,0 +1,311 @@
+"""SUMO road networks shaped like the NGSIM sites, built with netconvert from plain XML.
+
+Why this shape: the canonical table (:mod:`data.schema`) wants x along the road
+from the entry of the observed section and y to the left with lane k centred at
+``-(k - 0.5) w``. We therefore draw the main road straight along SUMO's +x axis
+with its *left* edge on the line y = 0 (SUMO's default ``spreadType="right"``
+puts the lanes to the right of the edge geometry), and switch off netconvert's
+offset normalisation, so that SUMO coordinates *are* canonical coordinates:
+x_canonical = x_SUMO - x0 with x0 = 0 and y_canonical = y_SUMO.
+
+A lane is never described by its SUMO index alone: every edge lists the NGSIM
+Lane_ID of each of its lanes (SUMO index 0 = rightmost), so extra lanes (an
+on-ramp's acceleration lane, an auxiliary lane) get the Lane_IDs of
+:mod:`data.sites` and lanes that continue across a node keep their id.
+Connections are made between lanes with the same Lane_ID; a lane with no
+successor ends there (an acceleration lane that must be left by changing lanes).
+
+Ramps join and leave the main road with their last (first) 100-150 m drawn
+parallel to it, and every node has radius 0, so a junction is a straight
+continuation of zero size: vehicles neither jump sideways there nor cross
+internal-lane geometry in the middle of a lane change. Beyond the observed
+section a bottleneck (a stretch with a low speed limit) holds the queue that
+gives the stop-and-go traffic of the NGSIM periods. (Tried and rejected: a lane
+drop as bottleneck makes drivers desert the dropped lane far upstream; a second
+on-ramp does not congest the section.)
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.sites import LANE_WIDTH, get_site
+from data.sumo.tools import run_tool
+
+HOV_CLASSES = "hov motorcycle"
+"""SUMO vehicle classes allowed on an HOV lane (carpools and motorcycles, as in California)."""
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    """One SUMO edge: a stretch of road with a constant set of lanes.
+
+    Attributes:
+        id: SUMO edge id.
+        from_node, to_node: node ids.
+        lanes: NGSIM Lane_ID of each lane, SUMO lane index 0 (rightmost) first.
+        speed: speed limit, m/s.
+        shape: the edge's *left* border as (x, y) points in metres, or None for the
+            straight line between its nodes (main road, left border on y = 0).
+        hov_lanes: Lane_IDs on this edge restricted to :data:`HOV_CLASSES`.
+    """
+
+    id: str
+    from_node: str
+    to_node: str
+    lanes: tuple[int, ...]
+    speed: float
+    shape: tuple[tuple[float, float], ...] | None = None
+    hov_lanes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A whole network: nodes, edges, routes and which part is the observed section.
+
+    Attributes:
+        site: site name ("i80", "us101").
+        nodes: node id -> (x, y) metres.
+        edges: the edges, upstream first.
+        routes: route id -> edge ids.
+        section_length: m, the observed section is 0 <= x <= section_length.
+        section_edges: edges (and the nodes between them) on which vehicles may be inside
+            the observed section; floating-car data is written for these only.
+        section_nodes: nodes whose internal (junction) lanes lie in the observed section.
+        settings: the geometric parameters, for provenance.
+    """
+
+    site: str
+    nodes: dict[str, tuple[float, float]]
+    edges: tuple[EdgeSpec, ...]
+    routes: dict[str, tuple[str, ...]]
+    section_length: float
+    section_edges: tuple[str, ...]
+    section_nodes: tuple[str, ...]
+    settings: dict = field(default_factory=dict)
+
+    def edge(self, edge_id: str) -> EdgeSpec:
+        for e in self.edges:
+            if e.id == edge_id:
+                return e
+        raise KeyError(edge_id)
+
+
+def _ramp_shape(x_join: float, y_left: float, parallel: float, length: float, offset: float,
+                upstream: bool) -> tuple[tuple[float, float], ...]:
+    """Left border of a ramp that runs parallel to the main road for ``parallel`` m at the join.
+
+    The ramp meets the main road at ``(x_join, y_left)``; away from the join it bends
+    smoothly (half a cosine) to ``offset`` m further right over ``length`` m. Points are
+    ordered in the direction of travel. Units: metres.
+    """
+    pts = []
+    n = 12
+    for i in range(n + 1):
+        s = i / n
+        dx = parallel + s * length
+        dy = offset * (1 - math.cos(math.pi * s)) / 2
+        pts.append((x_join - dx if upstream else x_join + dx, y_left - dy))
+    pts = [(x_join, y_left)] + pts
+    if upstream:
+        pts.reverse()
+    return tuple((round(x, 3), round(y, 3)) for x, y in pts)
+
+
+def i80_layout(upstream: float = 300.0, downstream: float = 150.0, bottleneck_length: float = 250.0,
+               bottleneck_speed: float = 6.0, speed: float = 29.0, ramp_speed: float = 20.0,
+               hov: bool = False) -> Layout:
+    """NGSIM I-80: six main lanes, the Powell St on-ramp (Lane_ID 7) merging into lane 6 by x = 213 m.
+
+    Beyond the section, a stretch with a low speed limit is the bottleneck whose queue
+    reaches back through the section (all six lanes continue, so no lane is avoided).
+
+    Args:
+        upstream: m of main road before the observed section.
+        downstream: m of main road between the end of the section and the bottleneck.
+        bottleneck_length: m of road limited to ``bottleneck_speed``.
+        bottleneck_speed: m/s, speed limit in the bottleneck.
+        speed: m/s, main-road speed limit (65 mph = 29 m/s).
+        ramp_speed: m/s, on-ramp speed limit.
+        hov: restrict lane 1 to carpools and motorcycles (SUMO vClasses "hov", "motorcycle").
+            Off by default: SUMO inserts vehicles in departure order, so the carpools queue
+            behind the jammed general traffic and the HOV lane ends up nearly empty and fast.
+    """
+    site = get_site("i80")
+    L = site.section_length
+    w = LANE_WIDTH
+    ramp = site.ramps[0]
+    main = (6, 5, 4, 3, 2, 1)
+    x_bn0 = L + downstream
+    x_bn1 = x_bn0 + bottleneck_length
+    nodes = {
+        "in": (-upstream, 0.0), "s0": (0.0, 0.0), "acc": (ramp.x_end, 0.0),
+        "bn0": (x_bn0, 0.0), "bn1": (x_bn1, 0.0), "out": (x_bn1 + 200.0, 0.0),
+    }
+    rshape = _ramp_shape(0.0, -6 * w, parallel=150.0, length=250.0, offset=40.0, upstream=True)
+    nodes["rin"] = (rshape[0][0], rshape[0][1] - w / 2)
+    hov_lanes = site.hov_lanes if hov else ()
+    edges = (
+        EdgeSpec("up", "in", "s0", main, speed, hov_lanes=hov_lanes),
+        EdgeSpec("ramp", "rin", "s0", (7,), ramp_speed, shape=rshape),
+        EdgeSpec("merge", "s0", "acc", (7,) + main, speed, hov_lanes=hov_lanes),
+        EdgeSpec("sec", "acc", "bn0", main, speed, hov_lanes=hov_lanes),
+        EdgeSpec("bneck", "bn0", "bn1", main, bottleneck_speed, hov_lanes=hov_lanes),
+        EdgeSpec("exit", "bn1", "out", main, speed, hov_lanes=hov_lanes),
+    )
+    tail = ("merge", "sec", "bneck", "exit")
+    routes = {"main": ("up",) + tail, "ramp": ("ramp",) + tail}
+    settings = dict(upstream_m=upstream, downstream_m=downstream, bottleneck_length_m=bottleneck_length,
+                    bottleneck_speed_mps=bottleneck_speed, bottleneck_lanes=len(main),
+                    speed_limit_mps=speed, ramp_speed_mps=ramp_speed, hov_lane=bool(hov))
+    return Layout("i80", nodes, edges, routes, L, ("merge", "sec"), ("s0", "acc"), settings)
+
+
+def us101_layout(upstream: float = 300.0, downstream: float = 150.0, bottleneck_length: float = 250.0,
+                 bottleneck_speed: float = 6.0, speed: float = 29.0, ramp_speed: float = 20.0) -> Layout:
+    """NGSIM US-101: five main lanes, an auxiliary lane 6 from the Ventura on-ramp (7) to the Cahuenga off-ramp (8).
+
+    At the section entry the on-ramp arrives as lane 7 and the auxiliary lane 6 opens
+    between it and the main road; lane 7 ends at the end of the on-ramp merge
+    (data.sites), so ramp traffic must move into lane 6 and, unless it leaves again, on
+    into the main lanes. The deceleration lane 8 opens to the right of lane 6 and leaves
+    as the off-ramp at the end of the section, where lane 6 ends too. Arguments as
+    :func:`i80_layout`.
+    """
+    site = get_site("us101")
+    L = site.section_length
+    w = LANE_WIDTH
+    ramps = {r.lane: r for r in site.ramps}
+    main = (5, 4, 3, 2, 1)
+    x_bn0 = L + downstream
+    x_bn1 = x_bn0 + bottleneck_length
+    nodes = {
+        "in": (-upstream, 0.0), "s0": (0.0, 0.0), "onend": (ramps[7].x_end, 0.0),
+        "offst": (ramps[8].x_start, 0.0), "s1": (L, 0.0),
+        "bn0": (x_bn0, 0.0), "bn1": (x_bn1, 0.0), "out": (x_bn1 + 200.0, 0.0),
+    }
+    on_shape = _ramp_shape(0.0, -6 * w, parallel=150.0, length=250.0, offset=40.0, upstream=True)
+    off_shape = _ramp_shape(L, -6 * w, parallel=100.0, length=200.0, offset=40.0, upstream=False)
+    nodes["rin"] = (on_shape[0][0], on_shape[0][1] - w / 2)
+    nodes["rout"] = (off_shape[-1][0], off_shape[-1][1] - w / 2)
+    edges = (
+        EdgeSpec("up", "in", "s0", main, speed),
+        EdgeSpec("ramp", "rin", "s0", (7,), ramp_speed, shape=on_shape),
+        EdgeSpec("merge", "s0", "onend", (7, 6) + main, speed),
+        EdgeSpec("aux", "onend", "offst", (6,) + main, speed),
+        EdgeSpec("div", "offst", "s1", (8, 6) + main, speed),
+        EdgeSpec("offramp", "s1", "rout", (8,), ramp_speed, shape=off_shape),
+        EdgeSpec("down", "s1", "bn0", main, speed),
+        EdgeSpec("bneck", "bn0", "bn1", main, bottleneck_speed),
+        EdgeSpec("exit", "bn1", "out", main, speed),
+    )
+    mid = ("merge", "aux", "div")
+    through = ("down", "bneck", "exit")
+    routes = {"main": ("up",) + mid + through, "main_off": ("up",) + mid + ("offramp",),
+              "ramp": ("ramp",) + mid + through, "ramp_off": ("ramp",) + mid + ("offramp",)}
+    settings = dict(upstream_m=upstream, downstream_m=downstream, bottleneck_length_m=bottleneck_length,
+                    bottleneck_speed_mps=bottleneck_speed, bottleneck_lanes=len(main),
+                    speed_limit_mps=speed, ramp_speed_mps=ramp_speed)
+    return Layout("us101", nodes, edges, routes, L, ("merge", "aux", "div", "down"),
+                  ("s0", "onend", "offst", "s1"), settings)
+
+
+LAYOUTS = {"i80": i80_layout, "us101": us101_layout}
+
+
+def site_layout(site: str, **kwargs) -> Layout:
+    """The :class:`Layout` of a known site; raises ValueError listing the known ones."""
+    if site not in LAYOUTS:
+        raise ValueError(f"no SUMO network for site {site!r}; known sites: {sorted(LAYOUTS)}")
+    return LAYOUTS[site](**kwargs)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def write_plain_xml(layout: Layout, folder: Path) -> tuple[Path, Path, Path]:
+    """Write netconvert's plain-XML inputs (nodes, edges, connections); return their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    nod = ET.Element("nodes")
+    for nid, (x, y) in layout.nodes.items():
+        # radius 0: a junction of zero size, so lanes run straight through it (no internal-lane
+        # geometry on which a lane change in progress could jump sideways)
+        ET.SubElement(nod, "node", id=nid, x=_fmt(x), y=_fmt(y), type="priority", radius="0")
+    edg = ET.Element("edges")
+    for e in layout.edges:
+        el = ET.SubElement(edg, "edge", id=e.id, attrib={"from": e.from_node}, to=e.to_node,
+                           numLanes=str(len(e.lanes)), speed=_fmt(e.speed), width=_fmt(LANE_WIDTH),
+                           spreadType="right", priority="5" if e.id.startswith("ramp") else "10")
+        if e.shape is not None:
+            el.set("shape", " ".join(f"{_fmt(x)},{_fmt(y)}" for x, y in e.shape))
+        for idx, lane_id in enumerate(e.lanes):
+            if lane_id in e.hov_lanes:
+                ET.SubElement(el, "lane", index=str(idx), allow=HOV_CLASSES)
+    con = ET.Element("connections")
+    for a in layout.edges:
+        for b in layout.edges:
+            if a.to_node != b.from_node:
+                continue
+            for i, lane_id in enumerate(a.lanes):
+                if lane_id in b.lanes:
+                    ET.SubElement(con, "connection", attrib={"from": a.id}, to=b.id, fromLane=str(i),
+                                  toLane=str(b.lanes.index(lane_id)))
+    paths = (folder / "net.nod.xml", folder / "net.edg.xml", folder / "net.con.xml")
+    for root, path in zip((nod, edg, con), paths):
+        ET.ElementTree(root).write(path, encoding="UTF-8", xml_declaration=True)
+    return paths
+
+
+def build_network(layout: Layout, folder: Path) -> Path:
+    """Write the plain XML and run netconvert; return the ``.net.xml`` path.
+
+    Raises:
+        data.sumo.tools.SumoError: netconvert missing or failing.
+    """
+    nod, edg, con = write_plain_xml(layout, folder)
+    net = folder / "net.net.xml"
+    run_tool("netconvert", [
+        "--node-files", nod.name, "--edge-files", edg.name, "--connection-files", con.name,
+        "--output-file", net.name, "--offset.disable-normalization", "true",
+        "--no-turnarounds", "true", "--default.lanewidth", _fmt(LANE_WIDTH),
+        "--junctions.limit-turn-speed", "-1", "--no-warnings", "true",
+    ], cwd=folder)
+    return net
+
+
+def lane_map(layout: Layout, net_file: Path) -> dict[str, int]:
+    """SUMO lane id -> NGSIM Lane_ID, for the normal lanes and the internal (junction) lanes.
+
+    An internal lane takes the Lane_ID of the lane it leads to (read from the ``via``
+    attribute of the connections in ``net_file``).
+    """
+    out: dict[str, int] = {}
+    for e in layout.edges:
+        for i, lane_id in enumerate(e.lanes):
+            out[f"{e.id}_{i}"] = lane_id
+    for _, el in ET.iterparse(net_file):
+        if el.tag == "connection" and el.get("via"):
+            to_lane = f"{el.get('to')}_{el.get('toLane')}"
+            if to_lane in out:
+                out[el.get("via")] = out[to_lane]
+        el.clear()
+    return out
+
+
+def section_edge_selection(layout: Layout, net_file: Path, path: Path) -> Path:
+    """Write a SUMO selection file (``edge:<id>`` lines) of the edges whose FCD we record.
+
+    Holds the section's edges and the internal edges of the nodes inside it.
+    """
+    lines = [f"edge:{e}" for e in layout.section_edges]
+    prefixes = tuple(f":{n}_" for n in layout.section_nodes)
+    for _, el in ET.iterparse(net_file):
+        if el.tag == "edge" and el.get("function") == "internal" and el.get("id", "").startswith(prefixes):
+            lines.append(f"edge:{el.get('id')}")
+        el.clear()
+    path.write_text("\n".join(lines) + "\n")
+    return path
