@@ -29,6 +29,7 @@ class VehicleSlice:
         lane: (B, N) int64, NGSIM Lane_ID.
         vehicle_id: (B, N) int64, -1 in empty slots.
         mask: (B, N) bool, True where a vehicle is present.
+        rows: (B, N) int64 rows of the :class:`TrafficLog` tensors (0 in empty slots).
     """
 
     centre: torch.Tensor
@@ -38,6 +39,7 @@ class VehicleSlice:
     lane: torch.Tensor
     vehicle_id: torch.Tensor
     mask: torch.Tensor
+    rows: torch.Tensor
 
 
 class TrafficLog:
@@ -60,7 +62,7 @@ class TrafficLog:
         self.device = torch.device(device)
 
         def tensor(values, kind=dtype):
-            return torch.as_tensor(np.ascontiguousarray(values), dtype=kind, device=self.device)
+            return torch.as_tensor(np.array(values), dtype=kind, device=self.device)
 
         self.offsets = tensor(offsets, torch.int64)                      # (F + 1,)
         self.centre = tensor(t[["x", "y"]].to_numpy())                   # (R, 2) m
@@ -74,11 +76,13 @@ class TrafficLog:
         self.frame = tensor(frames, torch.int64)
         # Row of (vehicle, frame) for the ego's own recording: rows sorted by vehicle then frame.
         by_vehicle = scene.trajectories.sort_values(["vehicle_id", "frame"], kind="stable")
-        self._vehicle_ids = by_vehicle["vehicle_id"].drop_duplicates().to_numpy()
-        starts = np.searchsorted(by_vehicle["vehicle_id"].to_numpy(), self._vehicle_ids)
-        self._vehicle_first_frame = by_vehicle["frame"].to_numpy()[starts]
-        self._vehicle_last_frame = np.r_[by_vehicle["frame"].to_numpy()[starts[1:] - 1],
-                                         by_vehicle["frame"].to_numpy()[-1]]
+        self.vehicle_ids = by_vehicle["vehicle_id"].drop_duplicates().to_numpy()      # (V,) sorted
+        starts = np.searchsorted(by_vehicle["vehicle_id"].to_numpy(), self.vehicle_ids)
+        by_vehicle_frames = by_vehicle["frame"].to_numpy()
+        self.vehicle_first_frame = tensor(by_vehicle_frames[starts], torch.int64)       # (V,)
+        self.vehicle_last_frame = tensor(np.r_[by_vehicle_frames[starts[1:] - 1], by_vehicle_frames[-1]],
+                                         torch.int64)
+        self._ids = tensor(self.vehicle_ids, torch.int64)
         # Map (vehicle, frame) -> row of the frame-sorted tensors.
         order = np.lexsort((frames, t["vehicle_id"].to_numpy()))          # frame-sorted rows in vehicle order
         self._row_by_vehicle = tensor(order, torch.int64)
@@ -88,23 +92,27 @@ class TrafficLog:
     def num_frames(self) -> int:
         return self.last_frame - self.first_frame + 1
 
-    def vehicle_frames(self, vehicle_id: int) -> tuple[int, int]:
-        """(first, last) frame of a recorded vehicle."""
-        i = int(np.searchsorted(self._vehicle_ids, vehicle_id))
-        if i >= len(self._vehicle_ids) or self._vehicle_ids[i] != vehicle_id:
-            raise KeyError(f"vehicle {vehicle_id} is not in this scene")
-        return int(self._vehicle_first_frame[i]), int(self._vehicle_last_frame[i])
+    def vehicle_index(self, vehicle_ids: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """Index into :attr:`vehicle_ids` for each id: any shape of int64 -> the same shape.
 
-    def vehicle_index(self, vehicle_ids: torch.Tensor) -> torch.Tensor:
-        """Index into the scene's sorted vehicle list for each id: (B,) int64 -> (B,) int64."""
-        ids = torch.as_tensor(self._vehicle_ids, device=vehicle_ids.device)
-        return torch.searchsorted(ids, vehicle_ids)
+        Raises KeyError for an id that is not in the scene (with ``check``; without it, unknown
+        ids, e.g. the -1 of empty slots, get an arbitrary valid index).
+        """
+        index = torch.searchsorted(self._ids, vehicle_ids.contiguous()).clamp(max=len(self._ids) - 1)
+        if check and not bool((self._ids[index] == vehicle_ids).all()):
+            missing = vehicle_ids[self._ids[index] != vehicle_ids].flatten()[:5].tolist()
+            raise KeyError(f"vehicles {missing} are not in this scene")
+        return index
+
+    def vehicle_span(self, vehicle_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first, last) recorded frame of each vehicle: (B,) int64 -> two (B,) int64."""
+        index = self.vehicle_index(vehicle_ids)
+        return self.vehicle_first_frame[index], self.vehicle_last_frame[index]
 
     def rows_of(self, vehicle_ids: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Rows (into the frame-sorted tensors) of vehicles at frames; both (B,), frames within the recording."""
         index = self.vehicle_index(vehicle_ids)
-        first = torch.as_tensor(self._vehicle_first_frame, device=self.device)[index]
-        return self._row_by_vehicle[self._vehicle_start[index] + (frames - first)]
+        return self._row_by_vehicle[self._vehicle_start[index] + (frames - self.vehicle_first_frame[index])]
 
     def at(self, frames: torch.Tensor) -> VehicleSlice:
         """Every vehicle present at each of a batch of frames.
@@ -125,5 +133,5 @@ class TrafficLog:
         return VehicleSlice(
             centre=self.centre[rows], heading=self.heading[rows], speed=self.speed[rows], size=self.size[rows],
             lane=self.lane[rows], vehicle_id=torch.where(mask, self.vehicle_id[rows], torch.full_like(rows, -1)),
-            mask=mask,
+            mask=mask, rows=rows,
         )

@@ -1,0 +1,330 @@
+"""The batched simulator: B independent episodes advanced by one tensor program.
+
+Each slot b of the batch holds one episode: an ego car that replaced recorded
+vehicle ``vehicle_id[b]``, at its own frame of the recording. ``reset`` places
+the egos at their vehicles' first frames and runs the context (the ego follows
+its recording for ``context_steps`` frames, 2 s by default); after it, every
+``step`` applies one action per slot with the kinematic model of
+:mod:`simulator.dynamics` and advances that slot's clock by one frame (0.1 s).
+
+Traffic is either ``replay`` (recorded vehicles at their smoothed positions,
+exact) or ``reactive`` (:mod:`simulator.reactive`: recorded vehicles keep their
+recorded lateral paths but follow an intelligent-driver-model law along the
+road, so they brake for the ego).
+
+Finished slots (arrived, collision, off-road, out of data) freeze until they
+are reset; their observations keep the last frame. Nothing here loops over
+vehicles, pixels or batch elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from data.scene import Scene
+from simulator import dynamics
+from simulator.collision import boxes_overlap, footprint_offroad
+from simulator.costs import CostConfig, Costs, all_costs
+from simulator.dynamics import ActionBounds, EgoState
+from simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, episode_vehicles
+from simulator.raster import RasterConfig, render
+from simulator.reactive import IDMConfig, ReactiveTraffic
+from simulator.road import Road
+from simulator.traffic import TrafficLog, VehicleSlice
+
+
+@dataclass
+class SimConfig:
+    """Settings of :class:`BatchedSimulator` (saved with every evaluation report).
+
+    Attributes:
+        context_steps: frames the ego follows its recording before actions drive it (20 = 2 s).
+        history: observation frames returned per step (1, or 20 for controllers that need the
+            whole context, e.g. the world model's policy).
+        traffic: "replay" (exact recorded motion) or "reactive" (IDM car-following).
+        time_limit: an episode is out of data after ``time_limit`` x its vehicle's recorded
+            duration (so a stopped ego cannot run forever), or when the recording ends.
+        arrival_x: m, arrival line; None = the road's default (section end minus 36 m).
+        cost_weights: (proximity, lane, offroad) weights of the reward ``-sum(w * cost)``
+            (SPEC §4: 1.0, 0.2, 1.0).
+    """
+
+    context_steps: int = 20
+    history: int = 1
+    traffic: str = "replay"
+    time_limit: float = 2.0
+    arrival_x: float | None = None
+    cost_weights: tuple[float, float, float] = (1.0, 0.2, 1.0)
+    raster: RasterConfig = field(default_factory=RasterConfig)
+    costs: CostConfig = field(default_factory=CostConfig)
+    bounds: ActionBounds = field(default_factory=ActionBounds)
+    idm: IDMConfig = field(default_factory=IDMConfig)
+
+    def __post_init__(self):
+        if self.traffic not in ("replay", "reactive"):
+            raise ValueError(f"traffic {self.traffic!r}: expected 'replay' or 'reactive'")
+        if self.context_steps < 1 or self.history < 1 or self.history > self.context_steps:
+            raise ValueError(f"context_steps ({self.context_steps}) >= history ({self.history}) >= 1 expected")
+        if not self.time_limit >= 1:
+            raise ValueError(f"time_limit {self.time_limit}: expected >= 1 (a multiple of the recorded duration)")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Observation:
+    """What a controller sees.
+
+    Attributes:
+        image: (B, K, 4, H, W) float in [0, 1], K = ``history``, oldest first
+            (channels: lanes, vehicles, off-road, ego; see :mod:`simulator.raster`).
+        state: (B, K, 4) = (x, y, vx, vy), metres and m/s in the world frame.
+    """
+
+    image: Tensor
+    state: Tensor
+
+
+@dataclass
+class StepResult:
+    """One step of the batch.
+
+    Attributes:
+        observation: the new :class:`Observation`.
+        costs: :class:`~simulator.costs.Costs`, each (B,), of the new observation.
+        reward: (B,) ``-(w_p proximity + w_l lane + w_o offroad)``; 0 for slots already done.
+        outcome: (B,) int64 codes of :mod:`simulator.episodes` (RUNNING while going on).
+        done: (B,) bool, the slot's episode is over (now or earlier).
+        just_done: (B,) bool, the episode ended at this step.
+    """
+
+    observation: Observation
+    costs: Costs
+    reward: Tensor
+    outcome: Tensor
+    done: Tensor
+    just_done: Tensor
+
+
+class BatchedSimulator:
+    """B episodes of one scene on one device.
+
+    Args:
+        scene: the scene (smoothed trajectories, vehicles, metadata).
+        config: :class:`SimConfig`.
+        device: torch device for every tensor (default: CUDA when available, else CPU).
+        dtype: float dtype of positions and images.
+    """
+
+    def __init__(self, scene: Scene, config: SimConfig | None = None, device: torch.device | str | None = None,
+                 dtype: torch.dtype = torch.float32):
+        self.config = config or SimConfig()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype
+        self.scene = scene
+        self.dt = scene.meta.dt
+        self.road = Road.from_meta(scene.meta, arrival_x=self.config.arrival_x)
+        self.log = TrafficLog(scene, self.device, dtype)
+        self.reactive = ReactiveTraffic(self.log, self.config.idm, self.dt,
+                                                                          self.road.lane_widths) if self.config.traffic == "reactive" else None
+        self.batch_size = 0
+
+    # ------------------------------------------------------------------ episodes
+    def episode_vehicles(self, split: str | None = "test") -> np.ndarray:
+        """(E,) vehicle ids that make episodes in a split (see :func:`simulator.episodes.episode_vehicles`)."""
+        return episode_vehicles(self.scene, split, self.road.arrival_x, self.config.context_steps)
+
+    def reset(self, vehicle_ids: Sequence[int] | Tensor, slots: Tensor | None = None) -> Observation:
+        """Start episodes: the egos replace ``vehicle_ids`` and follow them through the context.
+
+        Args:
+            vehicle_ids: (B,) recorded vehicles to replace; with ``slots``, one per slot to reset.
+            slots: None to start a new batch of B = len(vehicle_ids) episodes; else (S,) int64
+                indices of the slots to restart (the other slots are untouched).
+
+        Returns:
+            the :class:`Observation` of the whole batch after the context.
+        """
+        ids = torch.as_tensor(np.asarray(vehicle_ids, dtype=np.int64), device=self.device).reshape(-1)
+        if slots is None:
+            self._allocate(len(ids))
+            slots = torch.arange(len(ids), device=self.device)
+        else:
+            slots = torch.as_tensor(slots, device=self.device, dtype=torch.int64).reshape(-1)
+            if len(slots) != len(ids):
+                raise ValueError(f"{len(ids)} vehicle ids for {len(slots)} slots")
+        first, last = self.log.vehicle_span(ids)
+        C, K = self.config.context_steps, self.config.history
+        if bool((last - first + 1 <= C).any()):
+            short = ids[last - first + 1 <= C].tolist()
+            raise ValueError(f"vehicles {short[:5]} have no more than {C} frames: no action after the context")
+        self.vehicle_id[slots] = ids
+        self.first_frame[slots] = first
+        duration = (last - first).to(self.dtype)
+        limit = first + torch.ceil(duration * self.config.time_limit).long()
+        self.end_frame[slots] = torch.minimum(limit, torch.full_like(limit, self.log.last_frame))
+        self.size[slots] = self.log.size[self.log.rows_of(ids, first)]
+        self.start_x[slots] = self.log.centre[self.log.rows_of(ids, first), 0]
+        self.outcome[slots] = RUNNING
+        self.steps[slots] = 0
+        self.distance[slots] = 0
+        self.speed_sum[slots] = 0
+        for costs in self.cost_sums:
+            costs[slots] = 0
+        if self.reactive is not None:
+            self.reactive.reset(slots, first + C - 1)
+        # The context: the ego is exactly at its recording; render the last K frames of it.
+        for k in range(K):
+            frame = first + (C - K + k)
+            self._set_recorded_state(slots, ids, frame)
+            image, state = self._observe(slots, frame)
+            self.image[slots, k] = image
+            self.state[slots, k] = state
+        self.distance[slots] = self.ego.position[slots, 0] - self.start_x[slots]
+        return Observation(self.image, self.state)
+
+    def _allocate(self, batch: int) -> None:
+        d, f = self.device, self.dtype
+        cfg = self.config
+        H, W = cfg.raster.length_px, cfg.raster.width_px
+        self.batch_size = batch
+        self.vehicle_id = torch.full((batch,), -1, dtype=torch.int64, device=d)
+        self.first_frame = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.frame = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.end_frame = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.steps = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.outcome = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.size = torch.zeros(batch, 2, dtype=f, device=d)
+        self.start_x = torch.zeros(batch, dtype=f, device=d)
+        self.distance = torch.zeros(batch, dtype=f, device=d)
+        self.speed_sum = torch.zeros(batch, dtype=f, device=d)
+        self.cost_sums = [torch.zeros(batch, dtype=f, device=d) for _ in range(3)]
+        self.ego = EgoState(torch.zeros(batch, 2, dtype=f, device=d),
+                            torch.tensor([1.0, 0.0], dtype=f, device=d).repeat(batch, 1),
+                            torch.zeros(batch, dtype=f, device=d))
+        self.image = torch.zeros(batch, cfg.history, 4, H, W, dtype=f, device=d)
+        self.state = torch.zeros(batch, cfg.history, 4, dtype=f, device=d)
+        self.last_costs = Costs(*(torch.zeros(batch, dtype=f, device=d) for _ in range(3)))
+
+    def _set_recorded_state(self, slots: Tensor, ids: Tensor, frame: Tensor) -> None:
+        rows = self.log.rows_of(ids, frame)
+        heading = self.log.heading[rows]
+        position, unit, speed = self.ego
+        position[slots] = self.log.centre[rows]
+        unit[slots] = torch.stack([torch.cos(heading), torch.sin(heading)], dim=-1)
+        speed[slots] = self.log.speed[rows]
+        self.frame[slots] = frame
+
+    # ------------------------------------------------------------------ observation
+    def others(self, slots: Tensor, frame: Tensor) -> VehicleSlice:
+        """The other vehicles of the given slots at their frames, the ego's own recording masked out."""
+        traffic = self.reactive.at(slots, frame) if self.reactive is not None else self.log.at(frame)
+        traffic.mask &= traffic.vehicle_id != self.vehicle_id[slots, None]
+        return traffic
+
+    def _observe(self, slots: Tensor, frame: Tensor, others: VehicleSlice | None = None) -> tuple[Tensor, Tensor]:
+        """Render the slots' observations: image (S, 4, H, W) and state (S, 4)."""
+        others = self.others(slots, frame) if others is None else others
+        position, unit, speed = (t[slots] for t in self.ego)
+        image = render(self.road, position, unit, self.size[slots], others.centre, others.heading, others.size,
+                       others.mask, self.config.raster)
+        state = torch.cat([position, unit * speed[:, None]], dim=-1)
+        return image, state
+
+    # ------------------------------------------------------------------ stepping
+    def recorded_actions(self) -> Tensor:
+        """(B, 2) the actions of the replaced vehicles at the slots' current frames (the "human" driver).
+
+        Zero where the recording has ended.
+        """
+        last = self.log.vehicle_span(self.vehicle_id)[1]
+        frame = torch.minimum(self.frame, last)
+        rows = self.log.rows_of(self.vehicle_id, frame)
+        action = torch.stack([self.log.acceleration[rows], self.log.curvature[rows]], dim=-1)
+        return torch.where((self.frame < last)[:, None], action, torch.zeros_like(action))
+
+    def step(self, action: Tensor) -> StepResult:
+        """Apply one action per slot and advance the running slots by one frame.
+
+        Args:
+            action: (B, 2) = (acceleration m/s^2, curvature 1/m). Out-of-bound values are
+                clipped to :class:`~simulator.dynamics.ActionBounds`; NaN, inf or a wrong shape
+                raise ValueError. Actions of finished slots are ignored.
+        """
+        action = torch.as_tensor(action, device=self.device, dtype=self.dtype)
+        if action.shape != (self.batch_size, 2):
+            raise ValueError(f"action of shape {tuple(action.shape)}: expected ({self.batch_size}, 2) = "
+                             "(acceleration m/s^2, curvature 1/m)")
+        running = self.outcome == RUNNING
+        if not bool(torch.isfinite(action[running]).all()):
+            raise ValueError("action holds NaN or inf: expected finite (acceleration m/s^2, curvature 1/m)")
+        action = self.config.bounds.clip(torch.where(running[:, None], action, torch.zeros_like(action)))
+
+        moved = dynamics.step(self.ego, action, self.dt)
+        keep = running[:, None]
+        self.ego = EgoState(torch.where(keep, moved.position, self.ego.position),
+                            torch.where(keep, moved.heading, self.ego.heading),
+                            torch.where(running, moved.speed, self.ego.speed))
+        self.frame = self.frame + running.long()
+        self.steps = self.steps + running.long()
+        all_slots = torch.arange(self.batch_size, device=self.device)
+        if self.reactive is not None:
+            self.reactive.step(running, self.frame, self.ego, self.size)
+        others = self.others(all_slots, self.frame)
+        image, state = self._observe(all_slots, self.frame, others)
+        position, unit, speed = self.ego
+
+        collision = boxes_overlap(position, unit, self.size, others.centre, others.heading, others.size,
+                                  others.mask).any(dim=-1)
+        offroad = footprint_offroad(self.road, position, unit, self.size)
+        arrived = self.road.arrived(position[:, 0])
+        out_of_data = self.frame >= self.end_frame
+        outcome = torch.full_like(self.outcome, RUNNING)
+        for code, happened in ((OUT_OF_DATA, out_of_data), (ARRIVED, arrived), (OFFROAD, offroad),
+                               (COLLISION, collision)):        # later entries take precedence
+            outcome = torch.where(happened, torch.full_like(outcome, code), outcome)
+        just_done = running & (outcome != RUNNING)
+        self.outcome = torch.where(running, outcome, self.outcome)
+
+        costs = all_costs(image, speed, self.size, self.config.raster, self.config.costs)
+        w = self.config.cost_weights
+        reward = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad) * running
+        # Metrics and observations only change for slots that were running.
+        self.distance = torch.where(running, position[:, 0] - self.start_x, self.distance)
+        self.speed_sum = self.speed_sum + speed * running
+        self.cost_sums = [s + c * running for s, c in zip(self.cost_sums, costs)]
+        self.image = torch.where(running[:, None, None, None, None],
+                                 torch.cat([self.image[:, 1:], image[:, None]], dim=1), self.image)
+        self.state = torch.where(running[:, None, None], torch.cat([self.state[:, 1:], state[:, None]], dim=1),
+                                 self.state)
+        self.last_costs = Costs(*(torch.where(running, c, old) for c, old in zip(costs, self.last_costs)))
+        return StepResult(Observation(self.image, self.state), self.last_costs, reward, self.outcome.clone(),
+                          self.outcome != RUNNING, just_done)
+
+    @property
+    def done(self) -> Tensor:
+        """(B,) bool: the slot's episode is over."""
+        return self.outcome != RUNNING
+
+    def metrics(self) -> dict[str, Tensor]:
+        """Per-slot episode metrics, each (B,): outcome code, distance (m, along the road from the
+        episode's first frame), time (s of driving after the context), mean_speed (m/s), and the
+        mean proximity, lane and off-road costs over the driven steps."""
+        steps = self.steps.clamp(min=1).to(self.dtype)
+        return {
+            "vehicle_id": self.vehicle_id,
+            "outcome": self.outcome,
+            "distance": self.distance,
+            "time": self.steps.to(self.dtype) * self.dt,
+            "mean_speed": self.speed_sum / steps,
+            "proximity_cost": self.cost_sums[0] / steps,
+            "lane_cost": self.cost_sums[1] / steps,
+            "offroad_cost": self.cost_sums[2] / steps,
+        }
+
