@@ -1,6 +1,7 @@
 """The ``ppuu`` command line: one entry point, one subcommand group per job.
 
     ppuu data {generate,import,info,list}   tracked-vehicle scenes in the workspace
+    ppuu evaluate baselines                 closed-loop evaluation in the simulator
 
 Every command takes ``--workdir`` (default ``./ppuu-work``) and prints what it wrote.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import cli_data
+from app import cli_data, cli_evaluate
 from data.errors import DataFormatError
 
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     cli_data.add_parser(groups)
+    cli_evaluate.add_parser(groups)
     return parser
 
 

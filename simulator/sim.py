@@ -85,6 +85,9 @@ class Observation:
         image: (B, K, 4, H, W) float in [0, 1], K = ``history``, oldest first
             (channels: lanes, vehicles, off-road, ego; see :mod:`simulator.raster`).
         state: (B, K, 4) = (x, y, vx, vy), metres and m/s in the world frame.
+
+    Both are the simulator's own buffers, updated in place by the next ``step`` or ``reset``
+    (no copy of B x K images per step): clone them to keep an observation.
     """
 
     image: Tensor
@@ -166,6 +169,7 @@ class BatchedSimulator:
             raise ValueError(f"vehicles {short[:5]} have no more than {C} frames: no action after the context")
         self.vehicle_id[slots] = ids
         self.first_frame[slots] = first
+        self.last_recorded[slots] = last
         duration = (last - first).to(self.dtype)
         limit = first + torch.ceil(duration * self.config.time_limit).long()
         self.end_frame[slots] = torch.minimum(limit, torch.full_like(limit, self.log.last_frame))
@@ -174,6 +178,7 @@ class BatchedSimulator:
         self.outcome[slots] = RUNNING
         self.steps[slots] = 0
         self.distance[slots] = 0
+        self.max_deviation[slots] = 0
         self.speed_sum[slots] = 0
         for costs in self.cost_sums:
             costs[slots] = 0
@@ -196,6 +201,7 @@ class BatchedSimulator:
         self.batch_size = batch
         self.vehicle_id = torch.full((batch,), -1, dtype=torch.int64, device=d)
         self.first_frame = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.last_recorded = torch.zeros(batch, dtype=torch.int64, device=d)
         self.frame = torch.zeros(batch, dtype=torch.int64, device=d)
         self.end_frame = torch.zeros(batch, dtype=torch.int64, device=d)
         self.steps = torch.zeros(batch, dtype=torch.int64, device=d)
@@ -203,6 +209,7 @@ class BatchedSimulator:
         self.size = torch.zeros(batch, 2, dtype=f, device=d)
         self.start_x = torch.zeros(batch, dtype=f, device=d)
         self.distance = torch.zeros(batch, dtype=f, device=d)
+        self.max_deviation = torch.zeros(batch, dtype=f, device=d)
         self.speed_sum = torch.zeros(batch, dtype=f, device=d)
         self.cost_sums = [torch.zeros(batch, dtype=f, device=d) for _ in range(3)]
         self.ego = EgoState(torch.zeros(batch, 2, dtype=f, device=d),
@@ -243,11 +250,13 @@ class BatchedSimulator:
 
         Zero where the recording has ended.
         """
-        last = self.log.vehicle_span(self.vehicle_id)[1]
-        frame = torch.minimum(self.frame, last)
-        rows = self.log.rows_of(self.vehicle_id, frame)
+        rows = self._recorded_rows()
         action = torch.stack([self.log.acceleration[rows], self.log.curvature[rows]], dim=-1)
-        return torch.where((self.frame < last)[:, None], action, torch.zeros_like(action))
+        return torch.where((self.frame < self.last_recorded)[:, None], action, torch.zeros_like(action))
+
+    def _recorded_rows(self) -> Tensor:
+        """(B,) rows of the replaced vehicles at the slots' frames (their last row once the recording ended)."""
+        return self.log.rows_of(self.vehicle_id, torch.minimum(self.frame, self.last_recorded))
 
     def step(self, action: Tensor) -> StepResult:
         """Apply one action per slot and advance the running slots by one frame.
@@ -273,38 +282,46 @@ class BatchedSimulator:
                             torch.where(running, moved.speed, self.ego.speed))
         self.frame = self.frame + running.long()
         self.steps = self.steps + running.long()
-        all_slots = torch.arange(self.batch_size, device=self.device)
         if self.reactive is not None:
             self.reactive.step(running, self.frame, self.ego, self.size)
-        others = self.others(all_slots, self.frame)
-        image, state = self._observe(all_slots, self.frame, others)
-        position, unit, speed = self.ego
+        # Only the running slots are observed and judged (finished ones keep their last values).
+        active = running.nonzero().squeeze(1)                                   # (S,)
+        frame = self.frame[active]
+        others = self.others(active, frame)
+        image, state = self._observe(active, frame, others)
+        position, unit, speed = (t[active] for t in self.ego)
+        size = self.size[active]
 
-        collision = boxes_overlap(position, unit, self.size, others.centre, others.heading, others.size,
+        collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
                                   others.mask).any(dim=-1)
-        offroad = footprint_offroad(self.road, position, unit, self.size)
+        offroad = footprint_offroad(self.road, position, unit, size)
         arrived = self.road.arrived(position[:, 0])
-        out_of_data = self.frame >= self.end_frame
-        outcome = torch.full_like(self.outcome, RUNNING)
+        out_of_data = frame >= self.end_frame[active]
+        outcome = torch.full_like(frame, RUNNING)
         for code, happened in ((OUT_OF_DATA, out_of_data), (ARRIVED, arrived), (OFFROAD, offroad),
                                (COLLISION, collision)):        # later entries take precedence
             outcome = torch.where(happened, torch.full_like(outcome, code), outcome)
-        just_done = running & (outcome != RUNNING)
-        self.outcome = torch.where(running, outcome, self.outcome)
+        self.outcome[active] = outcome
+        just_done = torch.zeros_like(running)
+        just_done[active] = outcome != RUNNING
 
-        costs = all_costs(image, speed, self.size, self.config.raster, self.config.costs)
+        costs = all_costs(image, speed, size, self.config.raster, self.config.costs)
         w = self.config.cost_weights
-        reward = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad) * running
-        # Metrics and observations only change for slots that were running.
-        self.distance = torch.where(running, position[:, 0] - self.start_x, self.distance)
-        self.speed_sum = self.speed_sum + speed * running
-        self.cost_sums = [s + c * running for s, c in zip(self.cost_sums, costs)]
-        self.image = torch.where(running[:, None, None, None, None],
-                                 torch.cat([self.image[:, 1:], image[:, None]], dim=1), self.image)
-        self.state = torch.where(running[:, None, None], torch.cat([self.state[:, 1:], state[:, None]], dim=1),
-                                 self.state)
-        self.last_costs = Costs(*(torch.where(running, c, old) for c, old in zip(costs, self.last_costs)))
-        return StepResult(Observation(self.image, self.state), self.last_costs, reward, self.outcome.clone(),
+        reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
+        reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
+        self.distance[active] = position[:, 0] - self.start_x[active]
+        recorded_rows = self.log.rows_of(self.vehicle_id[active], torch.minimum(frame, self.last_recorded[active]))
+        deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
+        deviation = torch.where(frame <= self.last_recorded[active], deviation, torch.zeros_like(deviation))
+        self.max_deviation[active] = torch.maximum(self.max_deviation[active], deviation)
+        self.speed_sum[active] += speed
+        for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
+            total[active] += cost
+            last[active] = cost
+        self.image[active] = torch.cat([self.image[active, 1:], image[:, None]], dim=1)
+        self.state[active] = torch.cat([self.state[active, 1:], state[:, None]], dim=1)
+        return StepResult(Observation(self.image, self.state), Costs(*(c.clone() for c in self.last_costs)),
+                          reward, self.outcome.clone(),
                           self.outcome != RUNNING, just_done)
 
     @property
@@ -314,7 +331,9 @@ class BatchedSimulator:
 
     def metrics(self) -> dict[str, Tensor]:
         """Per-slot episode metrics, each (B,): outcome code, distance (m, along the road from the
-        episode's first frame), time (s of driving after the context), mean_speed (m/s), and the
+        episode's first frame), time (s of driving after the context), mean_speed (m/s),
+        max_deviation (m, largest distance from the replaced vehicle's recorded position while it
+        was recorded: 0 for a perfect imitation), and the
         mean proximity, lane and off-road costs over the driven steps."""
         steps = self.steps.clamp(min=1).to(self.dtype)
         return {
@@ -323,6 +342,7 @@ class BatchedSimulator:
             "distance": self.distance,
             "time": self.steps.to(self.dtype) * self.dt,
             "mean_speed": self.speed_sum / steps,
+            "max_deviation": self.max_deviation,
             "proximity_cost": self.cost_sums[0] / steps,
             "lane_cost": self.cost_sums[1] / steps,
             "offroad_cost": self.cost_sums[2] / steps,
