@@ -93,11 +93,14 @@ def import_ngsim_scene(paths: list[str | Path], site: str | None = None, name: s
 
 
 def generate_sumo_scene(site: str = "i80", minutes: float = 15.0, seed: int = 0, name: str | None = None,
-                        progress: bool = True) -> Scene:
-    """Generate traffic with SUMO on a network shaped like ``site`` and build a scene from it."""
+                        progress: bool = True, **generator_options) -> Scene:
+    """Generate traffic with SUMO on a network shaped like ``site`` and build a scene from it.
+
+    ``generator_options`` go to :func:`data.sumo.generate_traffic` (e.g. ``warmup`` in s).
+    """
     from data.sumo import generate_traffic
 
-    raw, info = generate_traffic(site=site, minutes=minutes, seed=seed, progress=progress)
+    raw, info = generate_traffic(site=site, minutes=minutes, seed=seed, progress=progress, **generator_options)
     name = name or f"{site}-sumo-{_minutes_tag(minutes)}-s{seed}"
     meta = meta_for_site(name, site, "sumo", raw, seed=seed, notes={"generator": info})
     return build_scene(raw, meta, source=f"SUMO {site} seed {seed}")

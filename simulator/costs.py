@@ -35,7 +35,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-import torch
 from torch import Tensor
 
 from simulator.raster import LANES, OFFROAD, VEHICLES, RasterConfig

@@ -26,6 +26,11 @@ import numpy as np
 
 from data.sumo.network import Layout
 
+LC_MAX_SPEED_LAT_STANDING = 0.0
+"""m/s, SUMO ``lcMaxSpeedLatStanding``: lateral speed bound of a standing vehicle."""
+LC_MAX_SPEED_LAT_FACTOR = 0.12
+"""SUMO ``lcMaxSpeedLatFactor``: the lateral speed bound grows by this times the forward speed."""
+EXTRA_VTYPE: dict = {}
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,8 @@ def _depart_lane(layout: Layout, route: str, population: str) -> str:
 
 
 def write_routes(layout: Layout, types: list[VehicleType], rates: dict[tuple[str, str], float],
-                 end: float, path: Path, fill_until: float = 0.0, fill_factor: float = 1.0) -> Path:
+                 end: float, path: Path, fill_until: float = 0.0, fill_factor: float = 1.0,
+                 lane_change_model: str = "SL2015") -> Path:
     """Write the SUMO routes file: vTypes, one vTypeDistribution per population, routes, flows.
 
     Args:
@@ -208,9 +214,13 @@ def write_routes(layout: Layout, types: list[VehicleType], rates: dict[tuple[str
                           sigmagap=f"{t.sigma_gap:.3f}", sigmaleader=f"{t.sigma_leader:.3f}",
                           treaction=f"{t.reaction_time:.3f}",
                           speedFactor=f"normc({t.speed_factor:.3f},{t.speed_dev:.3f},0.5,1.5)",
-                          maxSpeed=f"{t.max_speed:.2f}", laneChangeModel="LC2013",
+                          maxSpeed=f"{t.max_speed:.2f}", laneChangeModel=lane_change_model,
                           lcKeepRight="0.3", lcSpeedGain="2.0", lcCooperative="1.0", lcAssertive="1.2",
+                          lcMaxSpeedLatStanding=f"{LC_MAX_SPEED_LAT_STANDING:g}",
+                          lcMaxSpeedLatFactor=f"{LC_MAX_SPEED_LAT_FACTOR:g}",
                           probability="1")
+            for k, v in EXTRA_VTYPE.items():
+                dist[-1].set(k, v)
     for rid, edges in layout.routes.items():
         ET.SubElement(root, "route", id=rid, edges=" ".join(edges))
     phases = [(0.0, fill_until, fill_factor, "fill"), (fill_until, end, 1.0, "run")]

@@ -34,6 +34,10 @@ STEP_LENGTH = 0.1
 """s, SUMO's step and the frame period (10 Hz, as NGSIM)."""
 LANE_CHANGE_DURATION = 3.0
 """s, duration of a lane-change manoeuvre (``--lanechange.duration``)."""
+LATERAL_RESOLUTION: float | None = 0.8
+"""m, width of SUMO's sublanes (``--lateral-resolution``, the sublane model); None for the simple
+continuous lane-change model (``--lanechange.duration``)."""
+EXTRA_SUMO_ARGS: list[str] = []
 
 
 def _progress_bar(total: float, enabled: bool, desc: str):
@@ -146,14 +150,18 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
         types = draw_vehicle_types(rng, n=demand.types_per_population, with_hov=has_hov and demand.hov_share > 0)
         rates = class_rates(layout, demand)
         routes = write_routes(layout, types, rates, end=end, path=folder / "routes.rou.xml",
-                              fill_until=warmup, fill_factor=demand.fill_factor)
+                              fill_until=warmup, fill_factor=demand.fill_factor,
+                              lane_change_model="SL2015" if LATERAL_RESOLUTION else "LC2013")
 
         # Parquet reads ~30x faster than XML (data.sumo.fcd); XML for SUMO builds without it
         fcd_path = folder / ("fcd.parquet" if sumo_has_parquet() else "fcd.xml")
         args = [
             "--net-file", net.name, "--route-files", routes.name,
             "--begin", "0", "--end", f"{end:.1f}", "--step-length", f"{STEP_LENGTH}",
-            "--seed", str(int(seed)), "--lanechange.duration", f"{LANE_CHANGE_DURATION}",
+            "--seed", str(int(seed)),
+            *(["--lateral-resolution", f"{LATERAL_RESOLUTION}"] if LATERAL_RESOLUTION
+              else ["--lanechange.duration", f"{LANE_CHANGE_DURATION}"]),
+            *EXTRA_SUMO_ARGS,
             "--lanechange.overtake-right", "true",
             "--fcd-output", fcd_path.name, "--fcd-output.geo", "false",
             "--fcd-output.attributes", ",".join(FCD_ATTRIBUTES),

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from app.cli import build_parser, main
 from tests.shared_data import shared_data_dir

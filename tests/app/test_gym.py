@@ -32,16 +32,6 @@ PPUU_IDS = sorted(i for i in gymnasium.registry if i.startswith("ppuu/"))
 ADVISORY = ("symmetric and normalized space", "minimum value is -infinity", "maximum value is infinity")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared, busy machine two threads spin
-    against each other (a 45k-element multiply took 14 ms instead of 0.3 ms)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def env(scene):
     env = HighwayEnv(scene=scene)

@@ -1,0 +1,79 @@
+"""Benchmark the batched simulator: ego-steps per second (observation included) and closed-loop evaluation.
+
+    python scripts/bench_sim.py --scene ppuu-work/scenes/i80-sumo-15min-s0 [--device cpu] [--batches 1 64 1024]
+
+An ego-step is one slot advanced by one 0.1 s frame: dynamics, traffic lookup,
+collision and off-road tests, the 117 x 24 x 4 observation and its costs. The
+egos drive their recorded actions so that they stay in traffic; only slots
+still running count. Then every test episode of the scene runs closed loop
+with the no-action controller. Prints Markdown tables for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+
+def steps_per_second(sim, batch: int, steps: int, device) -> float:
+    from simulator.evaluate import human
+
+    ids = sim.episode_vehicles(None)
+    ids = np.resize(ids, batch)                   # repeat episodes to fill large batches
+    observation = sim.reset(ids)
+    sim.step(human(observation, sim))             # warm-up (caches, allocator)
+    counted = 0
+    sync = torch.cuda.synchronize if sim.device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        counted += int((~sim.done).sum())
+        result = sim.step(human(observation, sim))
+        observation = result.observation
+    sync()
+    return counted / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", required=True, help="scene folder (e.g. from `ppuu data generate`)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per batch size")
+    parser.add_argument("--traffic", default="replay", choices=["replay", "reactive"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--skip-evaluation", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from data.scene import Scene
+    from simulator.evaluate import evaluate, summarise
+    from simulator.sim import BatchedSimulator, SimConfig
+
+    scene = Scene.load(args.scene)
+    sim = BatchedSimulator(scene, SimConfig(traffic=args.traffic), device=args.device)
+    name = torch.cuda.get_device_name() if sim.device.type == "cuda" else (platform.processor() or platform.machine())
+    print(f"device: {args.device} ({name}), torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
+          f"scene {scene.meta.name} (up to {sim.log.max_vehicles} vehicles at once), traffic {args.traffic}\n")
+    print("| batch | ego-steps/s | ms per step |\n| ---: | ---: | ---: |")
+    for batch in args.batches:
+        rate = steps_per_second(sim, batch, args.steps, args.device)
+        print(f"| {batch} | {rate:,.0f} | {1000 * batch / rate:.1f} |", flush=True)
+
+    if not args.skip_evaluation:
+        start = time.perf_counter()
+        table = evaluate(scene, "no_action", split="test", config=SimConfig(traffic=args.traffic),
+                         device=args.device, progress=False)
+        seconds = time.perf_counter() - start
+        s = summarise(table)
+        print(f"\nclosed-loop evaluation, no-action controller, every test episode ({s['episodes']}): "
+              f"{seconds:.1f} s (success {s['success_pct']:.1f} %, mean distance {s['mean_distance_m']:.1f} m)")
+
+
+if __name__ == "__main__":
+    main()
