@@ -123,3 +123,21 @@ def test_cuda_matches_cpu(small_scene):
     a = evaluate(small_scene, "human", split="test", device="cpu", progress=False)
     b = evaluate(small_scene, "human", split="test", device="cuda", progress=False)
     assert (a["outcome"] == b["outcome"]).mean() >= 0.98
+
+
+def test_recorded_windows_match_the_simulator(small_scene):
+    """The world model's training observations are the simulator's own observations of the recording."""
+    from simulator.recording import RecordedObservations
+
+    sim = BatchedSimulator(small_scene, SimConfig(history=3), device="cpu")
+    ids = sim.episode_vehicles(None)[:4]
+    observation = sim.reset(ids)
+    recorded = RecordedObservations(small_scene, log=sim.log)
+    starts = sim.first_frame[:4].numpy() + sim.config.context_steps - 3
+    windows = recorded.windows(ids, starts, 3)
+    torch.testing.assert_close(windows.images, observation.image)
+    torch.testing.assert_close(windows.states, observation.state)
+    vehicles, first = recorded.window_starts(ids, 40)
+    assert len(vehicles) == sum(int(sim.log.vehicle_span(torch.tensor([v]))[1]) -
+                                int(sim.log.vehicle_span(torch.tensor([v]))[0]) - 38 for v in ids)
+    assert (first >= sim.first_frame[:4].min().item()).all()
