@@ -67,7 +67,7 @@ class RecordedObservations:
         Returns:
             (vehicle_id (W,), start_frame (W,)) int64 arrays, one entry per window.
         """
-        ids = torch.as_tensor(np.asarray(vehicle_ids, dtype=np.int64), device=self.device)
+        ids = torch.as_tensor(np.array(vehicle_ids, dtype=np.int64), device=self.device)
         first, last = (t.cpu().numpy() for t in self.log.vehicle_span(ids))
         count = np.clip(last - first + 2 - length, 0, None)          # windows per vehicle
         owner = np.repeat(np.arange(len(ids)), count)
@@ -83,8 +83,8 @@ class RecordedObservations:
                 the vehicle's recording (see :meth:`window_starts`).
             length: T, frames per window.
         """
-        ids = torch.as_tensor(np.asarray(vehicle_ids), dtype=torch.int64, device=self.device)
-        start = torch.as_tensor(np.asarray(start_frames), dtype=torch.int64, device=self.device)
+        ids = torch.as_tensor(np.array(vehicle_ids), dtype=torch.int64, device=self.device)
+        start = torch.as_tensor(np.array(start_frames), dtype=torch.int64, device=self.device)
         first, last = self.log.vehicle_span(ids)
         if bool(((start < first) | (start + length - 1 > last)).any()):
             raise ValueError("a window reaches outside its vehicle's recording; use window_starts()")

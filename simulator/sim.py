@@ -154,7 +154,7 @@ class BatchedSimulator:
         Returns:
             the :class:`Observation` of the whole batch after the context.
         """
-        ids = torch.as_tensor(np.asarray(vehicle_ids, dtype=np.int64), device=self.device).reshape(-1)
+        ids = torch.as_tensor(np.array(vehicle_ids, dtype=np.int64), device=self.device).reshape(-1)
         if slots is None:
             self._allocate(len(ids))
             slots = torch.arange(len(ids), device=self.device)
