@@ -1,0 +1,338 @@
+"""The stochastic forward model of the traffic (SPEC §5): a VAE with dropout, unrolled.
+
+One step maps T context frames (egocentric images and normalised ego states) and the action
+at the last context step to the next frame and state. A latent z, drawn from a posterior
+network that sees the true next frame (training) or from the prior N(0, I) (planning),
+carries what the action does not explain (the other drivers' choices). Dropout stays in the
+network so that the planner can measure the model's uncertainty by running it with several
+dropout masks (SPEC §4). ``latent_dim = 0`` is the deterministic model (warm start and
+baseline).
+
+Shapes of one step with the reference sizes (4 x 4 stride-2 convs, padding 1, see
+:mod:`world_model.layers`)::
+
+    context images (B, T, C, 117, 24) -> stacked (B, T*C, 117, 24) -> convs -> (B, 256, 14, 3)
+    context states (B, T, S) -> MLP -> (B, 256*14*3) -> view -> added
+    action (B, A) -> MLP -> added                              = the hidden map
+    posterior: hidden map + convs(target frame (B, C, 117, 24)), flattened, ++ target state (B, S)
+               -> MLP -> mu, logvar (B, Z)
+    z (B, Z) -> Linear -> added
+    hidden map -> LeakyReLU, Dropout2d -> transposed convs -> (B, 2C, 117, 24) gate + content
+                                       -> flattened MLP -> (B, S) state change
+
+Next frame: ``g * last_frame + (1 - g) * sigmoid(content)`` with ``g = sigmoid(gate)`` (per
+pixel and channel). SPEC's "sigmoid of the output plus the last input frame" keeps outputs in
+[0, 1] but cannot copy the last frame; this convex mix can (a gate near 1), stays in [0, 1],
+and its gradient does not vanish on pixels that change (a residual in logit space does: a
+pixel at 0 sits where the sigmoid is flat). The gate's bias starts at :data:`GATE_BIAS`, so
+an untrained model starts near "copy the last frame". All C channels are predicted,
+including the constant ego channel (learning to copy it is trivial with the gate).
+
+Next state: ``last state + MLP(hidden map)`` in normalised units. With
+``ego_kinematics=True`` (Sobal 2022) the state is instead advanced by the differentiable
+kinematic model (:mod:`world_model.kinematics`) on de-normalised states and actions (pass the
+:class:`~world_model.normalisation.Normaliser` as ``stats``), so it is exact and its gradient
+reaches the action analytically; the network predicts only the image (the traffic) and has
+no state head.
+
+Autoregression: each step's predicted frame and state are appended to the context and the
+oldest frame dropped (a sliding window of T frames), so a 20-step unroll conditions later
+steps on the model's own predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import Tensor, nn
+
+from .kinematics import kinematic_step
+from .layers import (
+    MLP,
+    ConvDecoder,
+    ConvEncoder,
+    ImageStateEncoder,
+    activation,
+    blend_frame,
+    kl_standard_normal,
+    map_numel,
+)
+from .normalisation import Normaliser
+
+Z_SOURCES = ("posterior", "prior", "given")
+GATE_BIAS = 2.0
+"""Initial bias of the frame gate's logits: sigmoid(2) = 0.88, so an untrained model starts
+near "copy the last frame" (measured on the overfitting test: image MSE 0.0020 vs 0.0033
+after 150 Adam steps with a bias of 0)."""
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the forward model.
+
+    The defaults are the reference's sizes: 13,751,436 parameters (9,900,684 with
+    ``latent_dim = 0``), 117 x 24 images to a 256 x 14 x 3 hidden map.
+
+    Attributes:
+        context: T, context frames (0.1 s apart).
+        image_channels: C (lanes, vehicles, off-road, ego); all are predicted.
+        image_height, image_width: pixels.
+        state_dim: S, (x, y, vx, vy) normalised.
+        action_dim: A, (acceleration, curvature) normalised.
+        hidden_channels: widths of the stride-2 4 x 4 convs; the last is the hidden map's depth.
+        hidden_mlp: width of every MLP's hidden layers.
+        dropout: p of every Dropout / Dropout2d.
+        latent_dim: Z; 0 = deterministic model (no z, no posterior network).
+        z_dropout: probability, per step and sample, of drawing z from the prior instead of the
+            posterior while training.
+        ego_kinematics: advance the ego state with the kinematic model instead of a network
+            (Sobal 2022); needs ``state_dim == 4`` and ``action_dim == 2``.
+        dt: seconds per step (kinematic model).
+    """
+
+    context: int = 20
+    image_channels: int = 4
+    image_height: int = 117
+    image_width: int = 24
+    state_dim: int = 4
+    action_dim: int = 2
+    hidden_channels: tuple = (64, 128, 256)
+    hidden_mlp: int = 256
+    dropout: float = 0.1
+    latent_dim: int = 32
+    z_dropout: float = 0.5
+    ego_kinematics: bool = False
+    dt: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.hidden_channels = tuple(int(c) for c in self.hidden_channels)
+        positive = ("context", "image_channels", "image_height", "image_width", "state_dim", "action_dim",
+                    "hidden_mlp")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"ModelConfig.{name} = {getattr(self, name)}: expected >= 1")
+        if not self.hidden_channels or min(self.hidden_channels) < 1:
+            raise ValueError(f"ModelConfig.hidden_channels = {self.hidden_channels}: expected positive widths")
+        if self.latent_dim < 0:
+            raise ValueError(f"ModelConfig.latent_dim = {self.latent_dim}: expected >= 0 (0 = deterministic)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout = {self.dropout}: expected in [0, 1)")
+        if not 0.0 <= self.z_dropout <= 1.0:
+            raise ValueError(f"ModelConfig.z_dropout = {self.z_dropout}: expected in [0, 1]")
+        if self.dt <= 0:
+            raise ValueError(f"ModelConfig.dt = {self.dt}: expected > 0 seconds")
+        if self.ego_kinematics and (self.state_dim != 4 or self.action_dim != 2):
+            raise ValueError("ModelConfig.ego_kinematics needs state_dim 4 (x, y, vx, vy) and action_dim 2 "
+                             f"(acceleration, curvature); got {self.state_dim} and {self.action_dim}")
+
+    @property
+    def stochastic(self) -> bool:
+        return self.latent_dim > 0
+
+    def to_json(self) -> dict:
+        """A JSON-able dict of plain values (lists, not tuples)."""
+        d = asdict(self)
+        d["hidden_channels"] = list(self.hidden_channels)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> ModelConfig:
+        """Inverse of :meth:`to_json`; accepts a dict or a JSON string; unknown keys are an error."""
+        if isinstance(d, str):
+            d = json.loads(d)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown fields {unknown}; expected some of {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class Prediction:
+    """The result of an unroll of N steps.
+
+    Attributes:
+        images: (B, N, C, H, W) predicted observations in [0, 1].
+        states: (B, N, S) predicted normalised states.
+        kl: (B, N) KL(posterior || N(0, I)) per step; 0 where z came from the prior, was given,
+            or the model is deterministic.
+        z: (B, N, Z) the latents used (Z = 0 when deterministic).
+    """
+
+    images: Tensor
+    states: Tensor
+    kl: Tensor
+    z: Tensor = field(repr=False)
+
+
+class PosteriorNetwork(nn.Module):
+    """q(z | context, action, next frame): hidden map + target image/state -> mu, logvar (B, Z).
+
+    The target image goes through its own conv stack (one frame's channels, same widths) and is
+    added to the context's hidden map (which already holds the context states and the action);
+    the flattened sum, with the target state appended, goes through an MLP to 2Z numbers.
+    """
+
+    def __init__(self, config: ModelConfig, map_shape: tuple[int, int, int]):
+        super().__init__()
+        self.map_shape = map_shape
+        self.latent_dim = config.latent_dim
+        self.target_convs = ConvEncoder(config.image_channels, config.hidden_channels, config.dropout)
+        self.readout = nn.Sequential(activation(), nn.Dropout2d(config.dropout))
+        self.head = MLP(map_numel(map_shape) + config.state_dim, config.hidden_mlp, 2 * config.latent_dim,
+                        config.dropout)
+
+    def forward(self, hidden: Tensor, target_image: Tensor, target_state: Tensor) -> tuple[Tensor, Tensor]:
+        """hidden (B, *map), target_image (B, C, H, W), target_state (B, S) -> mu, logvar (B, Z)."""
+        h = self.readout(hidden + self.target_convs(target_image))
+        out = self.head(torch.cat([h.flatten(1), target_state], dim=-1))
+        return out[:, :self.latent_dim], out[:, self.latent_dim:]
+
+
+class ForwardModel(nn.Module):
+    """The forward model; see the module docstring for the architecture."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = ImageStateEncoder(c.context, c.image_channels, (c.image_height, c.image_width), c.state_dim,
+                                         c.hidden_channels, c.hidden_mlp, c.dropout)
+        self.map_shape: tuple[int, int, int] = self.encoder.map_shape
+        numel = map_numel(self.map_shape)
+        self.action_embed = MLP(c.action_dim, c.hidden_mlp, numel, c.dropout)
+        if c.stochastic:
+            self.posterior = PosteriorNetwork(c, self.map_shape)
+            self.z_embed = nn.Linear(c.latent_dim, numel)
+        self.readout = nn.Sequential(activation(), nn.Dropout2d(c.dropout))
+        self.decoder = ConvDecoder(c.hidden_channels, 2 * c.image_channels, self.encoder.sizes, c.dropout)
+        with torch.no_grad():   # start close to "copy the last frame" (gate about 0.88)
+            self.decoder[-1].bias[:c.image_channels].fill_(GATE_BIAS)
+        if not c.ego_kinematics:
+            self.state_head = MLP(numel, c.hidden_mlp, c.state_dim, c.dropout)
+
+    # ------------------------------------------------------------------ one step
+    def encode(self, images: Tensor, states: Tensor) -> Tensor:
+        """Context to hidden map: images (B, T, C, H, W) in [0, 1], states (B, T, S) normalised
+        -> (B, hidden_channels[-1], h, w), (B, 256, 14, 3) with the reference sizes."""
+        return self.encoder(images, states)
+
+    def _decode(self, hidden: Tensor, last_image: Tensor) -> tuple[Tensor, Tensor]:
+        """Hidden map (B, *map) -> next image (B, C, H, W) and readout features (B, numel)."""
+        r = self.readout(hidden)
+        out = self.decoder(r)
+        C = self.config.image_channels
+        return blend_frame(out[:, :C], out[:, C:], last_image), r.flatten(1)
+
+    # ------------------------------------------------------------------ unroll
+    def forward(self, images: Tensor, states: Tensor, actions: Tensor, target_images: Tensor | None = None,
+                target_states: Tensor | None = None, z_source: str = "posterior", z: Tensor | None = None,
+                z_dropout: float | None = None, stats: Normaliser | None = None) -> Prediction:
+        """Autoregressive unroll over N = actions.shape[1] steps.
+
+        Args:
+            images: (B, T, C, H, W) context observations in [0, 1], oldest first.
+            states: (B, T, S) normalised context states.
+            actions: (B, N, A) normalised; ``actions[:, t]`` is taken at the newest frame of the
+                window and produces predicted step t.
+            target_images, target_states: (B, N, C, H, W) and (B, N, S), the true future;
+                required for ``z_source="posterior"`` with a stochastic model (the posterior
+                sees the target of each step), ignored otherwise.
+            z_source: "posterior" (training), "prior" (z ~ N(0, I), planning) or "given" (use
+                ``z``). Irrelevant for a deterministic model.
+            z: (B, N, Z) latents for ``z_source="given"``.
+            z_dropout: probability per step and sample of replacing the posterior's z by a prior
+                sample (KL 0 there). None = ``config.z_dropout`` in train mode, 0 in eval mode.
+            stats: the :class:`Normaliser`; required when ``config.ego_kinematics``.
+
+        Returns:
+            :class:`Prediction` with images (B, N, C, H, W), states (B, N, S), kl (B, N), z (B, N, Z).
+            The posterior's z is always sampled (reparameterised), in eval mode too.
+        """
+        c = self.config
+        B, T = images.shape[:2]
+        if actions.dim() != 3 or actions.shape[0] != B or actions.shape[2] != c.action_dim:
+            raise ValueError(f"actions of shape {tuple(actions.shape)}: expected (B={B}, N, {c.action_dim})")
+        N = actions.shape[1]
+        if T != c.context:
+            raise ValueError(f"images of shape {tuple(images.shape)}: expected {c.context} context frames")
+        if z_source not in Z_SOURCES:
+            raise ValueError(f"z_source = {z_source!r}: expected one of {Z_SOURCES}")
+        if c.ego_kinematics and stats is None:
+            raise ValueError("ego_kinematics: pass stats (the Normaliser) to de-normalise states and actions")
+        if z_dropout is None:
+            z_dropout = c.z_dropout if self.training else 0.0
+        if not 0.0 <= z_dropout <= 1.0:
+            raise ValueError(f"z_dropout = {z_dropout}: expected in [0, 1]")
+        use_posterior = c.stochastic and z_source == "posterior"
+        if use_posterior:
+            if target_images is None or target_states is None:
+                raise ValueError("z_source='posterior' needs target_images and target_states (the true future)")
+            if tuple(target_images.shape) != (B, N, *images.shape[2:]):
+                raise ValueError(f"target_images of shape {tuple(target_images.shape)}: "
+                                 f"expected {(B, N, *images.shape[2:])}")
+            if tuple(target_states.shape) != (B, N, c.state_dim):
+                raise ValueError(f"target_states of shape {tuple(target_states.shape)}: expected {(B, N, c.state_dim)}")
+        if c.stochastic and z_source == "given" and (z is None or tuple(z.shape) != (B, N, c.latent_dim)):
+            got = None if z is None else tuple(z.shape)
+            raise ValueError(f"z_source='given' needs z of shape {(B, N, c.latent_dim)}; got {got}")
+
+        window_images, window_states = images, states
+        pred_images, pred_states, kls, zs = [], [], [], []
+        for t in range(N):
+            hidden = self.encode(window_images, window_states)
+            hidden = hidden + self.action_embed(actions[:, t]).view(B, *self.map_shape)
+            kl = torch.zeros(B, device=images.device, dtype=torch.promote_types(images.dtype, torch.float32))
+            if c.stochastic:
+                z_t, kl = self._latent(t, hidden, z_source, z, target_images, target_states, z_dropout)
+                hidden = hidden + self.z_embed(z_t).view(B, *self.map_shape)
+                zs.append(z_t)
+            next_image, features = self._decode(hidden, window_images[:, -1])
+            last_state = window_states[:, -1]
+            if c.ego_kinematics:
+                physical = kinematic_step(stats.denormalise_states(last_state),
+                                          stats.denormalise_actions(actions[:, t]), c.dt)
+                next_state = stats.normalise_states(physical)
+            else:
+                next_state = last_state + self.state_head(features)
+            pred_images.append(next_image)
+            pred_states.append(next_state)
+            kls.append(kl)
+            window_images = torch.cat([window_images[:, 1:], next_image.unsqueeze(1)], dim=1)
+            window_states = torch.cat([window_states[:, 1:], next_state.unsqueeze(1)], dim=1)
+
+        if N == 0:
+            empty = images.new_zeros(B, 0)
+            return Prediction(images.new_zeros(B, 0, *images.shape[2:]), states.new_zeros(B, 0, c.state_dim),
+                              empty, images.new_zeros(B, 0, c.latent_dim))
+        z_all = torch.stack(zs, 1) if zs else images.new_zeros(B, N, 0)
+        return Prediction(torch.stack(pred_images, 1), torch.stack(pred_states, 1), torch.stack(kls, 1), z_all)
+
+    unroll = forward
+
+    def _latent(self, t: int, hidden: Tensor, z_source: str, z: Tensor | None, target_images: Tensor | None,
+                target_states: Tensor | None, z_dropout: float) -> tuple[Tensor, Tensor]:
+        """z (B, Z) and its KL (B,) for step t."""
+        B, Z = hidden.shape[0], self.config.latent_dim
+        kl_dtype = torch.promote_types(hidden.dtype, torch.float32)   # KL in >= float32, also under autocast
+        zero = torch.zeros(B, device=hidden.device, dtype=kl_dtype)
+        if z_source == "given":
+            return z[:, t].to(hidden), zero
+        prior = torch.randn(B, Z, device=hidden.device, dtype=hidden.dtype)
+        if z_source == "prior" or z_dropout >= 1.0:
+            return prior, zero
+        mu, logvar = self.posterior(hidden, target_images[:, t], target_states[:, t])
+        posterior = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        kl = kl_standard_normal(mu.to(kl_dtype), logvar.to(kl_dtype))
+        if z_dropout > 0.0:
+            from_prior = torch.rand(B, device=hidden.device) < z_dropout
+            posterior = torch.where(from_prior.unsqueeze(-1), prior, posterior)
+            kl = torch.where(from_prior, zero, kl)
+        return posterior, kl
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
