@@ -10,7 +10,8 @@ Drivers follow SUMO's Extended Intelligent Driver Model (EIDM) with its driving
 errors switched on (noisy acceleration, misjudged gaps and leader speeds, a
 reaction time) and soft acceleration (0.8-1.5 m/s^2); unlike SUMO's Krauss model
 (tried: homogeneous crawling queues), this makes the queue behind the bottleneck
-string-unstable, i.e. stop-and-go waves. Lane changes use LC2013.
+string-unstable, i.e. stop-and-go waves. Lane changes use LC2013 (see
+:mod:`data.sumo.generate` on their lateral motion).
 
 Arrivals are Poisson (``period="exp(rate)"``) flows, one per (route, class), so
 the demand per route in vehicles per hour is explicit and recorded.
@@ -25,12 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from data.sumo.network import Layout
-
-LC_MAX_SPEED_LAT_STANDING = 0.0
-"""m/s, SUMO ``lcMaxSpeedLatStanding``: lateral speed bound of a standing vehicle."""
-LC_MAX_SPEED_LAT_FACTOR = 0.12
-"""SUMO ``lcMaxSpeedLatFactor``: the lateral speed bound grows by this times the forward speed."""
-EXTRA_VTYPE: dict = {}
 
 
 @dataclass(frozen=True)
@@ -80,10 +75,11 @@ class DemandConfig:
     """How many vehicles, of which kinds.
 
     Attributes:
-        route_rates: route id -> vehicles per hour (all classes together).
-        truck_share, motorcycle_share: fractions of every route's flow.
-        hov_share: fraction of the *cars* that are carpools (allowed on the HOV lane);
-            only used where the layout has an HOV lane.
+        route_rates: route id -> vehicles per hour of general traffic (cars, trucks and
+            motorcycles together).
+        truck_share, motorcycle_share: fractions of every route's general flow.
+        hov_rate: carpools per hour, on the layout's "hov" route (they enter on the HOV lane's own
+            source edge and stay in that lane); only used where the layout has an HOV lane.
         types_per_population: number of vTypes drawn per population (cars get this many,
             the others fewer).
         fill_factor: demand multiplier during the warm-up, to build the queue quickly.
@@ -92,19 +88,20 @@ class DemandConfig:
     route_rates: dict[str, float]
     truck_share: float = 0.03
     motorcycle_share: float = 0.01
-    hov_share: float = 0.2
+    hov_rate: float = 0.0
     types_per_population: int = 16
     fill_factor: float = 1.6
 
 
 DEFAULT_DEMAND = {
-    # Demand a little above what the bottleneck discharges (about 1,150 veh/h per lane at 6 m/s
-    # with these drivers, i.e. about 7,000 veh/h on I-80): the queue, built quickly during the
-    # warm-up, fills the observed section and grows only slowly while we record.
-    "i80": DemandConfig(route_rates={"main": 7600.0, "ramp": 700.0}, hov_share=0.2),
+    # Demand above what the bottleneck discharges (at 6 m/s about 1,050-1,300 veh/h per lane with
+    # these drivers): the queue, built quickly during the warm-up, fills the observed section and
+    # reaches back to where vehicles enter. On I-80, lane 1 is an HOV lane that the bottleneck does
+    # not throttle: general traffic (7,000 veh/h) queues in the five other lanes, and the carpools
+    # come at the 1,300 veh/h of the real lane 1 in 4:00-4:15.
+    "i80": DemandConfig(route_rates={"main": 6300.0, "ramp": 700.0}, hov_rate=1300.0),
     # US-101: about 5,800 veh/h through the five-lane bottleneck
-    "us101": DemandConfig(route_rates={"main": 5600.0, "main_off": 500.0, "ramp": 700.0, "ramp_off": 300.0},
-                          hov_share=0.0),
+    "us101": DemandConfig(route_rates={"main": 5600.0, "main_off": 500.0, "ramp": 700.0, "ramp_off": 300.0}),
 }
 
 
@@ -139,7 +136,10 @@ def draw_vehicle_types(rng: np.random.Generator, n: int = 16, with_hov: bool = T
         return VehicleType(
             id=f"{pop}{i}", population=pop, vclass=2, sumo_vclass="passenger" if pop == "car" else "hov",
             length=_clip_normal(rng, 4.5, 0.45, 3.6, 5.8), width=_clip_normal(rng, 1.8, 0.09, 1.55, 2.1),
-            accel=float(rng.uniform(0.8, 1.5)), decel=float(rng.uniform(3.0, 4.5)), speed_dev=0.08,
+            accel=float(rng.uniform(0.8, 1.5)), decel=float(rng.uniform(3.0, 4.5)),
+            # carpools drive in the free HOV lane, where desired speeds show: the real lane 1 spreads
+            # from 10.9 to 21.6 m/s (p10-p90)
+            speed_dev=0.08 if pop == "car" else 0.12,
             max_speed=50.0, **driver("car"))
 
     out += [car("car", i) for i in range(n)]
@@ -159,35 +159,45 @@ def draw_vehicle_types(rng: np.random.Generator, n: int = 16, with_hov: bool = T
 
 
 def class_rates(layout: Layout, config: DemandConfig) -> dict[tuple[str, str], float]:
-    """Vehicles per hour for every (route, population) pair with a non-zero flow."""
-    has_hov = any(e.hov_lanes for e in layout.edges)
+    """Vehicles per hour for every (route, population) pair with a non-zero flow.
+
+    Carpools (population "hov") run on the layout's "hov" route, if it has one.
+    """
     out = {}
     for route, rate in config.route_rates.items():
         if route not in layout.routes:
             raise ValueError(f"demand for unknown route {route!r}; "
                              f"the {layout.site} network has {sorted(layout.routes)}")
-        cars = rate * (1.0 - config.truck_share - config.motorcycle_share)
-        hov = cars * config.hov_share if has_hov else 0.0
-        shares = {"car": cars - hov, "hov": hov, "truck": rate * config.truck_share,
-                  "motorcycle": rate * config.motorcycle_share}
+        shares = {"car": rate * (1.0 - config.truck_share - config.motorcycle_share),
+                  "truck": rate * config.truck_share, "motorcycle": rate * config.motorcycle_share}
         out.update({(route, pop): r for pop, r in shares.items() if r > 0})
+    if config.hov_rate > 0 and "hov" in layout.routes:
+        out[("hov", "hov")] = config.hov_rate
     return out
 
 
 def _depart_lane(layout: Layout, route: str, population: str) -> str:
     """Where a flow's vehicles enter: carpools on the HOV lane (if the layout has one), ramp traffic on
     a random ramp lane (SUMO's "best" would never pick a ramp lane that ends), the rest on the best lane."""
-    first = layout.edge(layout.routes[route][0])
+    edges = layout.routes[route]
+    first, last = layout.edge(edges[0]), layout.edge(edges[-1])
     if population == "hov" and first.hov_lanes:
         return str(first.lanes.index(first.hov_lanes[0]))
-    if first.shape is not None and len(first.lanes) > 1:
+    on_ramp = not set(first.lanes) & set(last.lanes)  # none of its lanes reaches the route's end
+    if on_ramp and len(first.lanes) > 1:
         return "random"
     return "best"
 
 
+def _depart_speed(population: str) -> str:
+    """SUMO ``departSpeed`` of a flow. Carpools enter the free HOV lane at their desired speed:
+    with "max" SUMO let them in so rarely (measured: 1,100 instead of 1,300 veh/h, a mean insertion
+    delay of 86 s) that the HOV lane ran short of vehicles; the others enter as fast as is safe."""
+    return "desired" if population == "hov" else "max"
+
+
 def write_routes(layout: Layout, types: list[VehicleType], rates: dict[tuple[str, str], float],
-                 end: float, path: Path, fill_until: float = 0.0, fill_factor: float = 1.0,
-                 lane_change_model: str = "SL2015") -> Path:
+                 end: float, path: Path, fill_until: float = 0.0, fill_factor: float = 1.0) -> Path:
     """Write the SUMO routes file: vTypes, one vTypeDistribution per population, routes, flows.
 
     Args:
@@ -214,13 +224,13 @@ def write_routes(layout: Layout, types: list[VehicleType], rates: dict[tuple[str
                           sigmagap=f"{t.sigma_gap:.3f}", sigmaleader=f"{t.sigma_leader:.3f}",
                           treaction=f"{t.reaction_time:.3f}",
                           speedFactor=f"normc({t.speed_factor:.3f},{t.speed_dev:.3f},0.5,1.5)",
-                          maxSpeed=f"{t.max_speed:.2f}", laneChangeModel=lane_change_model,
-                          lcKeepRight="0.3", lcSpeedGain="2.0", lcCooperative="1.0", lcAssertive="1.2",
-                          lcMaxSpeedLatStanding=f"{LC_MAX_SPEED_LAT_STANDING:g}",
-                          lcMaxSpeedLatFactor=f"{LC_MAX_SPEED_LAT_FACTOR:g}",
+                          maxSpeed=f"{t.max_speed:.2f}", laneChangeModel="LC2013",
+                          # carpools keep to the HOV lane, as on the real road: no urge to keep right or
+                          # to gain speed in the general lanes (which are faster when the queue moves)
+                          lcKeepRight="0" if pop == "hov" else "0.3",
+                          lcSpeedGain="0" if pop == "hov" else "2.0",
+                          lcCooperative="1.0", lcAssertive="1.2",
                           probability="1")
-            for k, v in EXTRA_VTYPE.items():
-                dist[-1].set(k, v)
     for rid, edges in layout.routes.items():
         ET.SubElement(root, "route", id=rid, edges=" ".join(edges))
     phases = [(0.0, fill_until, fill_factor, "fill"), (fill_until, end, 1.0, "run")]
@@ -229,10 +239,13 @@ def write_routes(layout: Layout, types: list[VehicleType], rates: dict[tuple[str
         if stop <= begin:
             continue
         for (route, pop), rate in sorted(rates.items()):
-            flows.append((begin, f"{route}.{pop}.{name}", route, pop, rate * factor, stop))
+            # the free-flowing HOV lane needs no filling (a surge would only jam it)
+            f = 1.0 if pop == "hov" else factor
+            flows.append((begin, f"{route}.{pop}.{name}", route, pop, rate * f, stop))
     for begin, fid, route, pop, rate, stop in sorted(flows):  # SUMO wants flows sorted by begin
         ET.SubElement(root, "flow", id=fid, type=f"pop_{pop}", route=route, begin=f"{begin:.1f}",
                       end=f"{stop:.1f}", period=f"exp({rate / 3600.0:.6f})",
-                      departLane=_depart_lane(layout, route, pop), departSpeed="max", departPos="base")
+                      departLane=_depart_lane(layout, route, pop), departSpeed=_depart_speed(pop),
+                      departPos="base")
     ET.ElementTree(root).write(path, encoding="UTF-8", xml_declaration=True)
     return path

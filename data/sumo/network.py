@@ -22,7 +22,9 @@ internal-lane geometry in the middle of a lane change. Beyond the observed
 section a bottleneck (a stretch with a low speed limit) holds the queue that
 gives the stop-and-go traffic of the NGSIM periods. (Tried and rejected: a lane
 drop as bottleneck makes drivers desert the dropped lane far upstream; a second
-on-ramp does not congest the section.)
+on-ramp does not congest the section.) On I-80, lane 1 is an HOV lane, as on the
+real road: reserved to carpools and motorcycles, spared by the bottleneck, and fed
+by a source edge of its own (:func:`i80_layout`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ from data.sumo.tools import run_tool
 
 HOV_CLASSES = "hov motorcycle"
 """SUMO vehicle classes allowed on an HOV lane (carpools and motorcycles, as in California)."""
+HOV_SPEED = 20.0
+"""m/s, speed limit of the I-80 HOV lane. The real lane 1 of 4:00-4:15 runs at 16 m/s on average
+(p10 10.9, p90 21.6 m/s), far below the 29 m/s limit, beside general lanes that crawl: drivers
+next to a queue drive slower (lateral friction). A lower limit on that lane is how we give its
+drivers that lower desired speed (measured, 15-minute scene: lane-1 mean speed 14.4 m/s, p10 11.2,
+p90 17.5; drivers in one lane cannot pass, so the slower ones set the pace)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class EdgeSpec:
         shape: the edge's *left* border as (x, y) points in metres, or None for the
             straight line between its nodes (main road, left border on y = 0).
         hov_lanes: Lane_IDs on this edge restricted to :data:`HOV_CLASSES`.
+        hov_speed: speed limit of the HOV lanes, m/s (None: the edge's ``speed``).
     """
 
     id: str
@@ -60,6 +69,7 @@ class EdgeSpec:
     speed: float
     shape: tuple[tuple[float, float], ...] | None = None
     hov_lanes: tuple[int, ...] = ()
+    hov_speed: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,22 +127,31 @@ def _ramp_shape(x_join: float, y_left: float, parallel: float, length: float, of
 
 def i80_layout(upstream: float = 300.0, downstream: float = 150.0, bottleneck_length: float = 250.0,
                bottleneck_speed: float = 6.0, speed: float = 29.0, ramp_speed: float = 20.0,
-               hov: bool = False) -> Layout:
+               hov: bool = True, hov_speed: float = HOV_SPEED, hov_join: float = 150.0) -> Layout:
     """NGSIM I-80: six main lanes, the Powell St on-ramp (Lane_ID 7) merging into lane 6 by x = 213 m.
 
     Beyond the section, a stretch with a low speed limit is the bottleneck whose queue
     reaches back through the section (all six lanes continue, so no lane is avoided).
 
+    Lane 1 is an HOV lane (as on the real road): only SUMO vClasses "hov" and "motorcycle"
+    may use it, its speed limit is ``hov_speed`` on every edge, the bottleneck included (the
+    bottleneck throttles the general lanes only), and the carpools enter on a source edge of
+    their own, ``hov_up``, which joins the main road upstream of the section. SUMO inserts the
+    vehicles of an edge in departure order and stops at the first one that does not fit, so
+    carpools sharing the entry edge with the jammed general traffic wait behind it (measured:
+    the HOV lane then runs nearly empty); on their own edge they enter as freely as the real
+    ones.
+
     Args:
         upstream: m of main road before the observed section.
         downstream: m of main road between the end of the section and the bottleneck.
         bottleneck_length: m of road limited to ``bottleneck_speed``.
-        bottleneck_speed: m/s, speed limit in the bottleneck.
+        bottleneck_speed: m/s, speed limit in the bottleneck (general lanes only).
         speed: m/s, main-road speed limit (65 mph = 29 m/s).
         ramp_speed: m/s, on-ramp speed limit.
-        hov: restrict lane 1 to carpools and motorcycles (SUMO vClasses "hov", "motorcycle").
-            Off by default: SUMO inserts vehicles in departure order, so the carpools queue
-            behind the jammed general traffic and the HOV lane ends up nearly empty and fast.
+        hov: make lane 1 an HOV lane (else it is a general lane like the others).
+        hov_speed: m/s, speed limit of the HOV lane (see :data:`HOV_SPEED`).
+        hov_join: m before the section where the carpools' source edge joins the main road.
     """
     site = get_site("i80")
     L = site.section_length
@@ -142,25 +161,44 @@ def i80_layout(upstream: float = 300.0, downstream: float = 150.0, bottleneck_le
     x_bn0 = L + downstream
     x_bn1 = x_bn0 + bottleneck_length
     nodes = {
-        "in": (-upstream, 0.0), "s0": (0.0, 0.0), "acc": (ramp.x_end, 0.0),
+        "s0": (0.0, 0.0), "acc": (ramp.x_end, 0.0),
         "bn0": (x_bn0, 0.0), "bn1": (x_bn1, 0.0), "out": (x_bn1 + 200.0, 0.0),
     }
     rshape = _ramp_shape(0.0, -6 * w, parallel=150.0, length=250.0, offset=40.0, upstream=True)
     nodes["rin"] = (rshape[0][0], rshape[0][1] - w / 2)
     hov_lanes = site.hov_lanes if hov else ()
-    edges = (
-        EdgeSpec("up", "in", "s0", main, speed, hov_lanes=hov_lanes),
+    hv = {"hov_lanes": hov_lanes, "hov_speed": hov_speed if hov else None}
+    if hov:
+        # general lanes and the HOV lane enter side by side on separate edges that meet at "join",
+        # hov_join m before the section (the HOV lane is lane 1, the leftmost: its left border is y = 0)
+        x_join = -hov_join
+        y_general = -len(hov_lanes) * w
+        general = tuple(k for k in main if k not in hov_lanes)
+        nodes.update({"join": (x_join, 0.0), "hin": (-upstream, 0.0), "gin": (-upstream, y_general)})
+        entry = (
+            EdgeSpec("up", "gin", "join", general, speed, shape=((-upstream, y_general), (x_join, y_general))),
+            EdgeSpec("hov_up", "hin", "join", hov_lanes, hov_speed, **hv),
+            EdgeSpec("up2", "join", "s0", main, speed, **hv),
+        )
+        head = {"main": ("up", "up2"), "hov": ("hov_up", "up2")}
+    else:
+        nodes["in"] = (-upstream, 0.0)
+        entry = (EdgeSpec("up", "in", "s0", main, speed),)
+        head = {"main": ("up",)}
+    edges = entry + (
         EdgeSpec("ramp", "rin", "s0", (7,), ramp_speed, shape=rshape),
-        EdgeSpec("merge", "s0", "acc", (7,) + main, speed, hov_lanes=hov_lanes),
-        EdgeSpec("sec", "acc", "bn0", main, speed, hov_lanes=hov_lanes),
-        EdgeSpec("bneck", "bn0", "bn1", main, bottleneck_speed, hov_lanes=hov_lanes),
-        EdgeSpec("exit", "bn1", "out", main, speed, hov_lanes=hov_lanes),
+        EdgeSpec("merge", "s0", "acc", (7,) + main, speed, **hv),
+        EdgeSpec("sec", "acc", "bn0", main, speed, **hv),
+        EdgeSpec("bneck", "bn0", "bn1", main, bottleneck_speed, **hv),
+        EdgeSpec("exit", "bn1", "out", main, speed, **hv),
     )
     tail = ("merge", "sec", "bneck", "exit")
-    routes = {"main": ("up",) + tail, "ramp": ("ramp",) + tail}
+    routes = {name: h + tail for name, h in head.items()}
+    routes["ramp"] = ("ramp",) + tail
     settings = dict(upstream_m=upstream, downstream_m=downstream, bottleneck_length_m=bottleneck_length,
                     bottleneck_speed_mps=bottleneck_speed, bottleneck_lanes=len(main),
-                    speed_limit_mps=speed, ramp_speed_mps=ramp_speed, hov_lane=bool(hov))
+                    speed_limit_mps=speed, ramp_speed_mps=ramp_speed, hov_lane=bool(hov),
+                    hov_speed_mps=hov_speed if hov else None)
     return Layout("i80", nodes, edges, routes, L, ("merge", "sec"), ("s0", "acc"), settings)
 
 
@@ -244,7 +282,9 @@ def write_plain_xml(layout: Layout, folder: Path) -> tuple[Path, Path, Path]:
             el.set("shape", " ".join(f"{_fmt(x)},{_fmt(y)}" for x, y in e.shape))
         for idx, lane_id in enumerate(e.lanes):
             if lane_id in e.hov_lanes:
-                ET.SubElement(el, "lane", index=str(idx), allow=HOV_CLASSES)
+                lane = ET.SubElement(el, "lane", index=str(idx), allow=HOV_CLASSES)
+                if e.hov_speed is not None:
+                    lane.set("speed", _fmt(e.hov_speed))
     con = ET.Element("connections")
     for a in layout.edges:
         for b in layout.edges:

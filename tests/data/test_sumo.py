@@ -1,22 +1,28 @@
 """Tests of the SUMO scene generator (data.sumo): short runs, a few seconds each.
 
 The generated scenes are shared per module (one I-80 and one US-101 run), so the
-whole file runs in about 20 s on two cores.
+whole file runs in about 30 s on two cores.
 """
 
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from data.pipeline import build_scene, import_ngsim_scene, meta_for_site
+from data.report import lane_statistics
 from data.schema import RAW_COLUMNS, validate_table
 from data.sites import LANE_WIDTH, get_site
 from data.sumo import SumoError, generate_traffic
+from data.sumo.demand import DEFAULT_DEMAND, class_rates
 from data.sumo.fcd import count_lane_changes, fcd_to_raw_table, longest_runs
+from data.sumo.network import HOV_CLASSES, HOV_SPEED, i80_layout, write_plain_xml
 from data.sumo.tools import find_binary, run_tool
+from tests.shared_data import shared_data_dir
 
 try:
     find_binary("sumo")
@@ -33,8 +39,11 @@ MAX_LATERAL_STEP = 0.25
 
 @pytest.fixture(scope="module")
 def i80():
-    # 150 s of warm-up is enough for the I-80 queue to fill the section
-    return generate_traffic("i80", minutes=0.5, seed=0, progress=False, warmup=150.0)
+    # the default warm-up (300 s) fills the section with the queue (150 s no longer does, with the
+    # general traffic in five lanes); the HOV lane is full after a minute (its carpools cross the 650 m
+    # from their source to the section's end in under a minute); two minutes give it about 50-70
+    # vehicles to compare with the real lane 1
+    return generate_traffic("i80", minutes=2.0, seed=0, progress=False, warmup=300.0)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +62,11 @@ def _lateral_steps(table: pd.DataFrame) -> np.ndarray:
     vid = table["vehicle_id"].to_numpy()
     same = vid[1:] == vid[:-1]
     return np.abs(np.diff(table["y"].to_numpy()))[same]
+
+
+def _scene(table: pd.DataFrame, site: str):
+    """The table as a scene (smoothed, per-lane statistics available), as data.pipeline.generate_sumo_scene builds it."""
+    return build_scene(table, meta_for_site(f"{site}-test", site, "sumo", table, seed=0), source=f"SUMO {site}")
 
 
 # --- pure functions (no SUMO) -----------------------------------------------------------------
@@ -109,6 +123,33 @@ def test_fcd_conversion_front_to_centre_lanes_and_section():
     assert set(table.vehicle_id) == {1, 2}
 
 
+def test_i80_has_an_hov_lane_with_its_own_source():
+    """Lane 1 of every I-80 main edge admits only carpools and motorcycles, at the HOV speed limit; the
+    carpools have a route of their own, starting on a one-lane source edge (see data.sumo.network)."""
+    layout = i80_layout()
+    assert layout.routes["hov"][0] == "hov_up" and layout.edge("hov_up").lanes == (1,)
+    assert layout.routes["hov"][1:] == layout.routes["main"][1:]
+    rates = class_rates(layout, DEFAULT_DEMAND["i80"])
+    assert rates[("hov", "hov")] == 1300.0 and not any(r == "hov" for r, p in rates if p != "hov")
+    assert ("main", "hov") not in rates
+
+
+def test_hov_lane_restriction_in_netconvert_input(tmp_path):
+    """Every edge holding Lane_ID 1 restricts exactly that lane (and no other) in netconvert's input."""
+    layout = i80_layout()
+    _, edges, _ = write_plain_xml(layout, tmp_path)
+    restricted = []
+    for edge in ET.parse(edges).getroot():
+        spec = layout.edge(edge.get("id"))
+        lanes = edge.findall("lane")
+        assert len(lanes) == (1 if 1 in spec.lanes else 0)
+        for lane in lanes:
+            assert spec.lanes[int(lane.get("index"))] == 1
+            assert lane.get("allow") == HOV_CLASSES and float(lane.get("speed")) == HOV_SPEED
+            restricted.append(spec.id)
+    assert restricted == ["hov_up", "up2", "merge", "sec", "bneck", "exit"]
+
+
 def test_missing_binary_says_how_to_install():
     with pytest.raises(SumoError, match="pip install eclipse-sumo"):
         find_binary("no-such-sumo-tool")
@@ -135,7 +176,7 @@ def test_table_shape_and_dtypes(scene, request):
     table, info = request.getfixturevalue(scene)
     validate_table(table, source=scene)
     assert {c: str(t) for c, t in table.dtypes.items()} == RAW_COLUMNS
-    assert table["frame"].min() == 0 and table["frame"].max() == 299
+    assert table["frame"].min() == 0 and table["frame"].max() == info["n_frames"] - 1
     site = get_site(scene)
     assert table["x"].between(0.0, site.section_length).all()
     assert (table["y"] < 0).all()
@@ -193,6 +234,67 @@ def test_continuous_lateral_motion(scene, request):
     table, info = request.getfixturevalue(scene)
     assert _lateral_steps(table).max() <= MAX_LATERAL_STEP
     assert count_lane_changes(table) > 10 and info["lane_changes"] == count_lane_changes(table)
+
+
+LATERAL_SPEED_BOUND = (0.15, 0.05)
+"""|dy/dt| <= 0.15 v + 0.05 m/s: a heading under about 9 degrees (real lane changes: 2-6 degrees)."""
+
+
+def _share_within_lateral_bound(table: pd.DataFrame) -> float:
+    """Share of the samples (every vehicle, every frame) whose lateral speed |dy/dt| is within
+    :data:`LATERAL_SPEED_BOUND` of the forward speed v = dx/dt (finite differences over 0.1 s)."""
+    vid = table["vehicle_id"].to_numpy()
+    same = vid[1:] == vid[:-1]
+    vx = np.diff(table["x"].to_numpy())[same] * 10.0
+    vy = np.abs(np.diff(table["y"].to_numpy()))[same] * 10.0
+    factor, offset = LATERAL_SPEED_BOUND
+    return float(np.mean(vy <= factor * vx + offset))
+
+
+@needs_sumo
+@pytest.mark.xfail(strict=True, reason="SUMO 1.28 moves a changing vehicle sideways at 1.2 m/s whatever its "
+                   "forward speed and has no setting that bounds this like a car (see data.sumo.generate)")
+def test_lateral_speed_bounded_by_forward_speed(i80):
+    """Target: vehicles move sideways like cars, not crabs: |dy/dt| <= 0.15 v + 0.05 m/s, a heading under
+    about 9 degrees, for >= 99.9 % of the samples. Not met (measured: 98.2 % on this scene, 98.6 % on
+    the default 15-minute scene); strict, so that it fails once it holds and the marker can go.
+    test_lateral_speed_no_worse_than_measured guards today's level."""
+    table, _ = i80
+    assert _share_within_lateral_bound(table) >= 0.999
+
+
+@needs_sumo
+def test_lateral_speed_no_worse_than_measured(i80):
+    """Today's level of the lateral-speed bound above (98.2 % of this scene's samples), with some margin."""
+    table, _ = i80
+    assert _share_within_lateral_bound(table) >= 0.97
+
+
+@needs_sumo
+def test_generated_hov_lane_is_like_real_lane1(i80):
+    """The HOV lane (lane 1) of a generated I-80 scene carries the same kind of traffic as the real lane 1
+    of I-80 at 4:00-4:15 (shared data, ngsim-i80-lane1): mean speed and median bumper-to-bumper gap
+    within a factor of 2 of the real ones, and both lanes stopped (< 1 m/s) in under 10 % of their
+    samples; meanwhile the general lanes beside it are in stop-and-go, far slower.
+
+    Why a factor of 2: it tells traffic states apart and no more. Free flow and congestion differ by a
+    factor of 3-5 in speed and in gap (in this scene: about 14 m/s and 20 m in the HOV lane against
+    5-7 m/s and 9-11 m in the general lanes), so two lanes within a factor of 2 of each other are in
+    the same state; a tighter band would test one seed's two minutes against one real quarter-hour.
+    Measured (2 minutes after the default 300 s warm-up; the default 15-minute scene gives 14.4 m/s and
+    22 m): speed ratio about 0.85, gap ratio about 0.75.
+    """
+    path = shared_data_dir() / "ngsim-i80-lane1" / "i80-lane1-original.txt.gz"
+    real = lane_statistics(import_ngsim_scene([path], site="lane1")).set_index("lane").loc[1]
+    table, _ = i80
+    stats = lane_statistics(_scene(table, "i80")).set_index("lane")
+    hov = stats.loc[1]
+    assert 0.5 <= hov["mean_speed"] / real["mean_speed"] <= 2.0
+    assert 0.5 <= hov["median_gap"] / real["median_gap"] <= 2.0
+    assert hov["stopped"] < 0.1 and real["stopped"] < 0.1
+    assert hov["vehicles"] >= 25
+    general = stats.loc[2:6]
+    assert (general["mean_speed"] < 10.0).all() and (general["mean_speed"] < hov["mean_speed"] / 1.5).all()
 
 
 @needs_sumo
