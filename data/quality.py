@@ -14,8 +14,9 @@ Problems (one boolean column each in :func:`detect_bad_vehicles`):
   (``max_speed * dt + jump_tolerance``), or raw positions that stay far from the
   smoothed trajectory for a while (a frozen-then-jumping track: a single-sample
   spike, which the smoother removes, does not count);
-* ``kinematics``: after smoothing, a speed above ``max_speed``, or a longitudinal
-  or lateral (``curvature * speed^2``) acceleration above its bound for a sustained time;
+* ``kinematics``: after smoothing, a speed above ``max_speed``, a longitudinal
+  or lateral (``curvature * speed^2``) acceleration above its bound for a sustained time,
+  or a turn tighter than ``max_curvature`` at any frame;
 * ``overlap``: the footprint overlaps another vehicle's for a sustained time;
 * ``short``: too few frames for an episode (20 context frames + some steps).
 
@@ -53,6 +54,9 @@ class QualityConfig:
         max_acceleration: m/s^2, bound on |acceleration| (hard braking is about 8-9 m/s^2)...
         max_lateral_acceleration: m/s^2, bound on |curvature| * speed^2 (lane changes stay below 2)...
         kinematics_duration: s, ...exceeded for at least this long.
+        max_curvature: 1/m, bound on |curvature| at any frame: a turning radius under 5 m is no
+            highway manoeuvre (a crawling car "sliding" sideways, as SUMO's lane changes do at
+            walking pace), and an ego car with the simulator's action bounds could not replay it.
         overlap_tolerance: m, footprints must interpenetrate by more than this along the road
             and across it to overlap (sizes in the data are approximate).
         overlap_duration: s, an overlap lasting at least this long flags both vehicles.
@@ -67,6 +71,7 @@ class QualityConfig:
     max_acceleration: float = 8.0
     max_lateral_acceleration: float = 4.0
     kinematics_duration: float = 0.5
+    max_curvature: float = 0.2
     overlap_tolerance: float = 0.1
     overlap_duration: float = 0.5
     min_frames: int = 30
@@ -120,7 +125,8 @@ def jump_problem(table: pd.DataFrame, frame_rate: float, config: QualityConfig) 
 
 
 def kinematics_problem(table: pd.DataFrame, frame_rate: float, config: QualityConfig) -> np.ndarray:
-    """(V,) bool: smoothed speed too high, or longitudinal/lateral acceleration too high for a sustained time."""
+    """(V,) bool: smoothed speed too high, longitudinal/lateral acceleration too high for a sustained
+    time, or a curvature tighter than ``max_curvature`` at any frame."""
     vid = table["vehicle_id"].to_numpy()
     speed = table["speed"].to_numpy()
     sustained = _frames(config.kinematics_duration, frame_rate)
@@ -128,7 +134,8 @@ def kinematics_problem(table: pd.DataFrame, frame_rate: float, config: QualityCo
     lateral = np.abs(table["curvature"].to_numpy()) * speed**2 > config.max_lateral_acceleration
     return ((_per_vehicle_max(speed, vid) > config.max_speed)
             | (longest_run(hard, vid) >= sustained)
-            | (longest_run(lateral, vid) >= sustained))
+            | (longest_run(lateral, vid) >= sustained)
+            | (_per_vehicle_max(np.abs(table["curvature"].to_numpy()), vid) > config.max_curvature))
 
 
 def overlapping_pairs(table: pd.DataFrame, tolerance: float = 0.0) -> pd.DataFrame:

@@ -142,6 +142,17 @@ def test_implausible_acceleration_is_kinematics():
     assert (quality.drop(index=[98, 99])["flags"] == "").all()
 
 
+def test_crawling_sideways_slide_is_kinematics():
+    """A car creeping at 0.5 m/s while moving 1 m sideways in 1 s: a turning radius no car has."""
+    tracks = traffic()
+    t = np.arange(80) * DT
+    lateral = np.clip(t - 3, 0, 1)                               # 1 m to the left between 3 and 4 s
+    tracks[97] = [250 + 0.5 * t, LANE_Y[2] + lateral]
+    quality = detect_bad_vehicles(smoothed(tracks)).set_index("vehicle_id")
+    assert quality.loc[97, "kinematics"]
+    assert (quality.drop(index=[97])["flags"] == "").all()
+
+
 def test_short_and_combined_flags():
     tracks = traffic()
     tracks[7] = [np.linspace(300, 320, 20), np.full(20, LANE_Y[3])]
