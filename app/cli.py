@@ -1,7 +1,9 @@
 """The ``ppuu`` command line: one entry point, one subcommand group per job.
 
     ppuu data {generate,import,info,list}   tracked-vehicle scenes in the workspace
+    ppuu train world-model                  train the forward model (deterministic or VAE)
     ppuu evaluate baselines                 closed-loop evaluation in the simulator
+    ppuu evaluate world-model               prediction error of forward models, pictures of futures
 
 Every command takes ``--workdir`` (default ``./ppuu-work``) and prints what it wrote.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import cli_data, cli_evaluate
+from app import cli_data, cli_evaluate, cli_world_model
 from data.errors import DataFormatError
 
 
@@ -24,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     cli_data.add_parser(groups)
+    cli_world_model.add_parser(groups)
     cli_evaluate.add_parser(groups)
     return parser
 

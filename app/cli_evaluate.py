@@ -6,12 +6,14 @@ import json
 import time
 from pathlib import Path
 
+from app import cli_world_model
 from app.cli_data import add_workdir, resolve_scene
 
 
 def add_parser(groups) -> None:
-    evaluate = groups.add_parser("evaluate", help="closed-loop evaluation in the simulator",
-                                 description="Drive every episode of a split in the batched simulator.")
+    evaluate = groups.add_parser("evaluate", help="closed-loop evaluation in the simulator; world-model prediction error",
+                                 description="Drive every episode of a split in the batched simulator, or score "
+                                             "forward models' predictions on a split.")
     sub = evaluate.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     base = sub.add_parser(
         "baselines", help="the human (recorded actions) and no-action controllers on a split",
@@ -32,6 +34,7 @@ def add_parser(groups) -> None:
     base.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     add_workdir(base)
     base.set_defaults(func=cmd_baselines)
+    cli_world_model.add_evaluate_parser(sub)
 
 
 def cmd_baselines(args) -> int:
