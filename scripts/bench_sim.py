@@ -4,8 +4,9 @@
 
 An ego-step is one slot advanced by one 0.1 s frame: dynamics, traffic lookup,
 collision and off-road tests, the 117 x 24 x 4 observation and its costs. The
-egos drive their recorded actions so that they stay in traffic; only slots
-still running count. Then every test episode of the scene runs closed loop
+egos drive their recorded actions so that they stay in traffic; a finished slot
+restarts at once with the next episode (its reset, context included, is timed
+too), so every slot runs at every step. Then every test episode of the scene runs closed loop
 with the no-action controller. Prints Markdown tables for BENCHMARKS.md.
 """
 
@@ -23,20 +24,23 @@ import torch
 def steps_per_second(sim, batch: int, steps: int, device) -> float:
     from simulator.evaluate import human
 
-    ids = sim.episode_vehicles(None)
-    ids = np.resize(ids, batch)                   # repeat episodes to fill large batches
-    observation = sim.reset(ids)
+    episodes = sim.episode_vehicles(None)
+    queue = np.resize(episodes, batch + 100 * batch)   # repeat episodes to fill large batches
+    observation = sim.reset(queue[:batch])
+    next_episode = batch
     sim.step(human(observation, sim))             # warm-up (caches, allocator)
-    counted = 0
     sync = torch.cuda.synchronize if sim.device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
     for _ in range(steps):
-        counted += int((~sim.done).sum())
         result = sim.step(human(observation, sim))
         observation = result.observation
+        done = result.done.nonzero().squeeze(1)
+        if len(done):
+            observation = sim.reset(queue[next_episode:next_episode + len(done)], slots=done)
+            next_episode += len(done)
     sync()
-    return counted / (time.perf_counter() - start)
+    return batch * steps / (time.perf_counter() - start)
 
 
 def main() -> None:

@@ -68,7 +68,7 @@ def test_vehicle_beyond_safe_distance_costs_zero(speed, extra, lateral):
         if gap < d_safe + 2 * PX:
             return
     img = scene([(200.0 + 2.25 + gap + 2.0, LANE3 + lateral, 0.0, 4.0, 1.8)])
-    assert float(img[0, VEHICLES].sum()) > 10   # it is drawn ...
+    assert float(img[0, VEHICLES].sum()) > 5    # it is drawn (partly clipped near the raster's edge) ...
     assert prox(img, speed) == 0.0              # ... but costs nothing
     assert prox(img, speed, config=CostConfig(reduction="sum")) == 0.0
 
