@@ -5,7 +5,6 @@ mostly clean."""
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,33 +12,29 @@ import pandas as pd
 import pytest
 
 from data.errors import DataFormatError
-from data.quality import PROBLEMS, QualityConfig, detect_bad_vehicles, longest_run, overlapping_pairs
-from data.schema import FEET, RAW_COLUMNS, as_raw_table
+from data.ngsim import read_ngsim as read_ngsim_file
+from data.quality import (
+    PROBLEMS,
+    QualityConfig,
+    detect_bad_vehicles,
+    longest_run,
+    overlapping_pairs,
+)
+from data.schema import RAW_COLUMNS, as_raw_table
 from data.smoothing import smooth_table
+from tests.shared_data import shared_data_dir
 
 DT = 0.1
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def shared_data(relative: str) -> Path:
-    """Path of a shared test-data file; skip (fail on CI) when the shared folder is absent."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared test data missing on CI: {path}")
-        pytest.skip(f"shared test data not found: {path} (expected ../shared/data beside the repo)")
-    return path
+    """Path of a file in the shared real-data folder (skips, or fails on CI, when absent)."""
+    return shared_data_dir() / relative
 
 
 def read_ngsim(path: Path) -> pd.DataFrame:
-    """Minimal NGSIM raw-text reader for these tests: the canonical raw table (m, centre point)."""
-    d = pd.read_csv(path, sep=r"\s+", header=None)
-    length = d[8].to_numpy() * FEET
-    return as_raw_table({
-        "vehicle_id": d[0].to_numpy(), "frame": d[1].to_numpy(),
-        "x": d[5].to_numpy() * FEET - length / 2, "y": -d[4].to_numpy() * FEET,
-        "length": length, "width": d[9].to_numpy() * FEET, "vclass": d[10].to_numpy(), "lane": d[13].to_numpy(),
-    })
+    """The canonical raw table of an NGSIM file."""
+    return read_ngsim_file(path)[0]
 
 
 LANE_Y = {lane: -(lane - 0.5) * 3.7 for lane in range(1, 7)}

@@ -4,7 +4,6 @@ NGSIM I-80 lane-1 data."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,32 +14,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data.errors import DataFormatError
-from data.schema import DERIVED_COLUMNS, FEET, RAW_COLUMNS, as_raw_table, validate_table
-from data.smoothing import SmoothingConfig, integrate_actions, pad_by_vehicle, smooth_table
+from data.ngsim import read_ngsim as read_ngsim_file
+from data.schema import DERIVED_COLUMNS, RAW_COLUMNS, as_raw_table, validate_table
+from data.smoothing import (
+    SmoothingConfig,
+    integrate_actions,
+    pad_by_vehicle,
+    smooth_table,
+)
+from tests.shared_data import shared_data_dir
 
 DT = 0.1
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def shared_data(relative: str) -> Path:
-    """Path of a shared test-data file; skip (fail on CI) when the shared folder is absent."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared test data missing on CI: {path}")
-        pytest.skip(f"shared test data not found: {path} (expected ../shared/data beside the repo)")
-    return path
+    """Path of a file in the shared real-data folder (skips, or fails on CI, when absent)."""
+    return shared_data_dir() / relative
 
 
 def read_ngsim(path: Path) -> pd.DataFrame:
-    """Minimal NGSIM raw-text reader for these tests: the canonical raw table (m, centre point)."""
-    d = pd.read_csv(path, sep=r"\s+", header=None)
-    length = d[8].to_numpy() * FEET
-    return as_raw_table({
-        "vehicle_id": d[0].to_numpy(), "frame": d[1].to_numpy(),
-        "x": d[5].to_numpy() * FEET - length / 2, "y": -d[4].to_numpy() * FEET,
-        "length": length, "width": d[9].to_numpy() * FEET, "vclass": d[10].to_numpy(), "lane": d[13].to_numpy(),
-    })
+    """The canonical raw table of an NGSIM file."""
+    return read_ngsim_file(path)[0]
 
 
 def make_table(tracks: dict[int, tuple[np.ndarray, np.ndarray]], first_frame: int = 0) -> pd.DataFrame:
