@@ -37,7 +37,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +47,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from world_model.checkpoint import (
+    CHECKPOINT_FORMAT,
+    atomic_save,
+    capture_rng_state,
+    copy_matching,
+    load_checkpoint_file,
+    restore_rng_state,
+)
 from world_model.dataset import Batch, Prefetcher, WindowDataset, step_seed
 from world_model.models import ForwardModel, ModelConfig
 from world_model.normalisation import Normaliser
 
-CHECKPOINT_FORMAT = "ppuu-world-model/1"
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
 METRIC_COLUMNS = ("step", "loss", "image_mse", "state_mse", "kl", "grad_norm", "nan_skips", "samples_per_s",
@@ -245,55 +251,7 @@ class Distributed:
             dist.destroy_process_group()
 
 
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _rng_state() -> dict:
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_rest": [int(pos), int(has_gauss), float(gauss)]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(int(v) for v in state["python"]), None))
-    pos, has_gauss, gauss = state["numpy_rest"]
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint with ``weights_only=True``; raise ValueError naming the file when it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:                                     # corrupt or not a torch file
-        raise ValueError(f"{path}: not a readable world-model checkpoint ({exc})") from exc
-    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a world-model checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    return obj
-
+# ---------------------------------------------------------------------------------------------- loading
 
 @dataclass
 class LoadedModel:
@@ -320,20 +278,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     return LoadedModel(model=model, normaliser=Normaliser.from_state_dict(ckpt["normaliser"]).to(device),
                        model_config=model_config, train_config=TrainConfig.from_json(ckpt["train_config"]),
                        step=int(ckpt["step"]))
-
-
-def copy_matching(model: nn.Module, state: dict[str, Tensor]) -> tuple[list[str], list[str]]:
-    """Copy every tensor of ``state`` whose name and shape match one of ``model``'s (warm start).
-
-    Returns:
-        (copied names, names of ``model`` left at their initial values).
-    """
-    own = model.state_dict()
-    copied = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
-    with torch.no_grad():
-        for k in copied:
-            own[k].copy_(state[k])
-    return copied, sorted(set(own) - set(copied))
 
 
 # ---------------------------------------------------------------------------------------------- the loss
@@ -501,7 +445,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
         optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
         if ckpt is not None:
             optimiser.load_state_dict(ckpt["optimiser"])
-            _set_rng_state(ckpt["rng"])
+            restore_rng_state(ckpt["rng"])
         net: nn.Module = model
         if dist_info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -528,7 +472,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
             state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "model_config": config.model.to_json(),
                      "train_config": config.to_json(), "normaliser": normaliser.state_dict(),
                      "optimiser": optimiser.state_dict(), "step": step, "nan_skips": nan_skips,
-                     "best_val": best_val, "rng": _rng_state()}
+                     "best_val": best_val, "rng": capture_rng_state()}
             atomic_save(state, ckpt_path)
             if improved:
                 atomic_save(state, run_dir / BEST_NAME)
