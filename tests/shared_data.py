@@ -22,3 +22,15 @@ def shared_data_dir() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+def shared_data(relative: str) -> Path:
+    """Path of a file in the shared real-data folder (skips, or fails on CI, when absent)."""
+    return shared_data_dir() / relative
+
+
+def read_ngsim_table(path: Path):
+    """The canonical raw table (pandas) of an NGSIM file, read by :func:`data.ngsim.read_ngsim`."""
+    from data.ngsim import read_ngsim
+
+    return read_ngsim(path)[0]

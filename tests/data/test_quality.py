@@ -5,14 +5,12 @@ mostly clean."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from data.errors import DataFormatError
-from data.ngsim import read_ngsim as read_ngsim_file
 from data.quality import (
     PROBLEMS,
     QualityConfig,
@@ -22,19 +20,11 @@ from data.quality import (
 )
 from data.schema import RAW_COLUMNS, as_raw_table
 from data.smoothing import smooth_table
-from tests.shared_data import shared_data_dir
+from tests.shared_data import read_ngsim_table as read_ngsim
+from tests.shared_data import shared_data
 
 DT = 0.1
 
-
-def shared_data(relative: str) -> Path:
-    """Path of a file in the shared real-data folder (skips, or fails on CI, when absent)."""
-    return shared_data_dir() / relative
-
-
-def read_ngsim(path: Path) -> pd.DataFrame:
-    """The canonical raw table of an NGSIM file."""
-    return read_ngsim_file(path)[0]
 
 
 LANE_Y = {lane: -(lane - 0.5) * 3.7 for lane in range(1, 7)}

@@ -4,8 +4,6 @@ NGSIM I-80 lane-1 data."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data.errors import DataFormatError
-from data.ngsim import read_ngsim as read_ngsim_file
 from data.schema import DERIVED_COLUMNS, RAW_COLUMNS, as_raw_table, validate_table
 from data.smoothing import (
     SmoothingConfig,
@@ -22,19 +19,11 @@ from data.smoothing import (
     pad_by_vehicle,
     smooth_table,
 )
-from tests.shared_data import shared_data_dir
+from tests.shared_data import read_ngsim_table as read_ngsim
+from tests.shared_data import shared_data
 
 DT = 0.1
 
-
-def shared_data(relative: str) -> Path:
-    """Path of a file in the shared real-data folder (skips, or fails on CI, when absent)."""
-    return shared_data_dir() / relative
-
-
-def read_ngsim(path: Path) -> pd.DataFrame:
-    """The canonical raw table of an NGSIM file."""
-    return read_ngsim_file(path)[0]
 
 
 def make_table(tracks: dict[int, tuple[np.ndarray, np.ndarray]], first_frame: int = 0) -> pd.DataFrame:
