@@ -64,7 +64,7 @@ from torch import Tensor
 
 from app import ENV_IDS, register_envs  # noqa: F401  (register_envs: the `gymnasium.envs` entry point)
 from data.scene import DEFAULT_WORKDIR, Scene, list_scenes, scene_path, scenes_dir
-from simulator.costs import Costs, all_costs
+from simulator.costs import Costs
 from simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, OUTCOMES
 from simulator.sim import BatchedSimulator, SimConfig
 
@@ -188,12 +188,6 @@ def _as_actions(action: Any, sim: BatchedSimulator, single: bool, ignore: np.nda
     return a
 
 
-def _costs_now(sim: BatchedSimulator, slots: Tensor) -> Costs:
-    """Costs of the slots' current (last) frames, each (S,): for the info right after a reset."""
-    return all_costs(sim.image[slots, -1], sim.ego.speed[slots], sim.size[slots], sim.config.raster,
-                     sim.config.costs)
-
-
 def _infos(sim: BatchedSimulator, costs: Costs) -> dict[str, np.ndarray]:
     """Per-slot info arrays (B,) (module docstring), with two device-to-host copies in all."""
     floats = torch.stack([sim.distance, sim.ego.speed, *costs]).cpu().numpy().astype(np.float64)
@@ -273,7 +267,6 @@ class HighwayEnv(gymnasium.Env):
         self._render_kwargs = render_kwargs
         self._renderer = None
         self._all_episodes: set[int] | None = None
-        self._slot0 = torch.zeros(1, dtype=torch.int64, device=self.sim.device)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -286,7 +279,7 @@ class HighwayEnv(gymnasium.Env):
         else:
             vehicle_id = self._check_vehicle(vehicle_id)
         self.sim.reset([vehicle_id])
-        info = self._info(_costs_now(self.sim, self._slot0))
+        info = self._info(self.sim.last_costs)
         if self.render_mode == "human":
             self.render()
         return self._obs(), info
@@ -410,8 +403,7 @@ class HighwayVectorEnv(VectorEnv):
         self.sim.reset(ids)
         self._autoreset[:] = False
         self.episodes_started += 1
-        all_slots = torch.arange(self.num_envs, device=self.sim.device)
-        return _observation(self.sim), self._info(_costs_now(self.sim, all_slots))
+        return _observation(self.sim), self._info(self.sim.last_costs)
 
     def step(self, actions):
         if self.sim.batch_size == 0:
@@ -434,16 +426,13 @@ class HighwayVectorEnv(VectorEnv):
             self.outcome_counts[OUTCOMES[code]] += 1
         self.outcome_counts["time_limit"] += int((limited & ~restart).sum())
 
-        costs = result.costs
         if restart.any():
             slots = torch.as_tensor(np.flatnonzero(restart), device=sim.device)
             ids = self.np_random.choice(self.episode_ids, size=len(slots), replace=len(self.episode_ids) < len(slots))
             sim.reset(ids, slots=slots)
-            fresh = _costs_now(sim, slots)
-            costs = Costs(*(c.index_put((slots,), f) for c, f in zip(costs, fresh)))
             self.episodes_started[restart] += 1
         self._autoreset = terminated | truncated
-        return _observation(sim), reward, terminated, truncated, self._info(costs)
+        return _observation(sim), reward, terminated, truncated, self._info(sim.last_costs)
 
     def render(self):
         if self.render_mode is None:

@@ -152,7 +152,8 @@ class BatchedSimulator:
                 indices of the slots to restart (the other slots are untouched).
 
         Returns:
-            the :class:`Observation` of the whole batch after the context.
+            the :class:`Observation` of the whole batch after the context (the restarted slots'
+            costs of their last context frame are in :attr:`last_costs`).
         """
         ids = torch.as_tensor(np.array(vehicle_ids, dtype=np.int64), device=self.device).reshape(-1)
         if slots is None:
@@ -192,6 +193,10 @@ class BatchedSimulator:
             self.image[slots, k] = image
             self.state[slots, k] = state
         self.distance[slots] = self.ego.position[slots, 0] - self.start_x[slots]
+        costs = all_costs(self.image[slots, -1], self.ego.speed[slots], self.size[slots], self.config.raster,
+                          self.config.costs)
+        for last, cost in zip(self.last_costs, costs):
+            last[slots] = cost
         return Observation(self.image, self.state)
 
     def _allocate(self, batch: int) -> None:
