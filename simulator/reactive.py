@@ -73,6 +73,9 @@ class ReactiveTraffic:
         self.log, self.config, self.dt = log, config, dt
         # Lane boundaries from the left edge (y = 0) to the right, m: lane k lies in (edges[k], edges[k-1]].
         self.lane_edges = -torch.cumsum(lane_widths.to(log.centre), 0)
+        # Sort key (lane, x) as one number: lane * span + x, span far beyond any |x| (m); computed
+        # once here, not over every recorded row at every step.
+        self._lane_key_span = float(log.centre[:, 0].abs().max()) * 4 + 1e4
         self.num_vehicles = len(log.vehicle_ids)
         self.x = torch.zeros(0, self.num_vehicles, dtype=log.centre.dtype, device=log.device)
         self.v = torch.zeros_like(self.x)
@@ -117,8 +120,7 @@ class ReactiveTraffic:
         length = torch.cat([prev.size[..., 0], ego_size[:, :1]], dim=1)
         speed = torch.cat([prev.speed, ego.speed[:, None]], dim=1)
         present = torch.cat([prev.mask, torch.ones_like(prev.mask[:, :1])], dim=1)
-        span = float(self.log.centre[:, 0].abs().max()) * 4 + 1e4
-        key = torch.where(present, lane.to(x.dtype) * span + x, torch.full_like(x, float("inf")))
+        key = torch.where(present, lane.to(x.dtype) * self._lane_key_span + x, torch.full_like(x, float("inf")))
         order = key.argsort(dim=1)
         sx, slane, slen, sspeed, spresent = (t.gather(1, order) for t in (x, lane, length, speed, present))
         has_leader = torch.zeros_like(spresent)
