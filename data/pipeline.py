@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from data.quality import detect_bad_vehicles
@@ -117,8 +116,3 @@ def _stem(path: Path) -> str:
 def _minutes_tag(minutes: float) -> str:
     return f"{int(minutes)}min" if float(minutes).is_integer() else f"{minutes:g}min".replace(".", "p")
 
-
-def frame_count(trajectories: pd.DataFrame) -> int:
-    """Number of frames spanned by a table."""
-    frames = trajectories["frame"].to_numpy()
-    return int(np.ptp(frames)) + 1 if len(frames) else 0
