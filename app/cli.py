@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import cli_data, cli_evaluate, cli_world_model
-from data.errors import DataFormatError
+from ppuu.app import cli_data, cli_evaluate, cli_world_model
+from ppuu.data.errors import DataFormatError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from data.scene import DEFAULT_WORKDIR, Scene, list_scenes, scene_path, scenes_dir
+from ppuu.data.scene import DEFAULT_WORKDIR, Scene, list_scenes, scene_path, scenes_dir
 
 
 def add_workdir(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +85,7 @@ def resolve_scene(workdir: Path, scene: str | None) -> Path:
 
 
 def cmd_generate(args) -> int:
-    from data.pipeline import generate_sumo_scene
+    from ppuu.data.pipeline import generate_sumo_scene
 
     start = time.perf_counter()
     scene = generate_sumo_scene(site=args.site, minutes=args.minutes, seed=args.seed, name=args.name)
@@ -99,8 +99,8 @@ def cmd_generate(args) -> int:
 
 def export_ngsim(scene: Scene, folder: Path) -> Path:
     """Write the scene's raw (unsmoothed) trajectories as an NGSIM raw 18-column gzip file in ``folder``."""
-    from data.ngsim import write_ngsim
-    from data.schema import RAW_COLUMNS
+    from ppuu.data.ngsim import write_ngsim
+    from ppuu.data.schema import RAW_COLUMNS
 
     raw = scene.trajectories[list(RAW_COLUMNS)].copy()
     raw["x"] = scene.trajectories["x_raw"]
@@ -109,7 +109,7 @@ def export_ngsim(scene: Scene, folder: Path) -> Path:
 
 
 def cmd_import(args) -> int:
-    from data.pipeline import import_ngsim_scene
+    from ppuu.data.pipeline import import_ngsim_scene
 
     start = time.perf_counter()
     scene = import_ngsim_scene(args.paths, site=args.site, name=args.name, location=args.location, seed=args.seed)
@@ -122,7 +122,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from data.report import lane_statistics, markdown_table, plot_time_space, scene_summary
+    from ppuu.data.report import lane_statistics, markdown_table, plot_time_space, scene_summary
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)

@@ -6,8 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from app import cli_world_model
-from app.cli_data import add_workdir, resolve_scene
+from ppuu.app import cli_world_model
+from ppuu.app.cli_data import add_workdir, resolve_scene
 
 
 def add_parser(groups) -> None:
@@ -38,9 +38,9 @@ def add_parser(groups) -> None:
 
 
 def cmd_baselines(args) -> int:
-    from data.scene import Scene
-    from simulator.evaluate import evaluate, markdown_summary, summarise
-    from simulator.sim import SimConfig
+    from ppuu.data.scene import Scene
+    from ppuu.simulator.evaluate import evaluate, markdown_summary, summarise
+    from ppuu.simulator.sim import SimConfig
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)

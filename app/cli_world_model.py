@@ -1,10 +1,10 @@
 """``ppuu train world-model`` and ``ppuu evaluate world-model``: the forward model from the command line.
 
 This is where the simulator meets the world model: the training windows are the
-simulator's own observations of the recording (``simulator.recording.RecordedObservations``),
-rendered on the training device, handed to :mod:`world_model.dataset`.
+simulator's own observations of the recording (``ppuu.simulator.recording.RecordedObservations``),
+rendered on the training device, handed to :mod:`ppuu.world_model.dataset`.
 
-Under ``torchrun --nproc_per_node K -m app.cli train world-model ... --run-name NAME`` the
+Under ``torchrun --nproc_per_node K -m ppuu train world-model ... --run-name NAME`` the
 run is data-parallel (DDP): the batch is split over the K processes, rank 0 writes
 (``--run-name``: torchrun's own parser would take ``--run`` for its ``--run-path``).
 """
@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from app.cli_data import add_workdir, resolve_scene
+from ppuu.app.cli_data import add_workdir, resolve_scene
 
 
 def add_parser(groups) -> None:
@@ -105,7 +105,7 @@ def add_evaluate_parser(sub) -> None:
 
 
 def _train_config(args, scene_name: str):
-    from world_model.train import TrainConfig
+    from ppuu.world_model.train import TrainConfig
 
     model = {k: v for k, v in (("hidden_channels", tuple(args.hidden_channels) if args.hidden_channels else None),
                                ("hidden_mlp", args.hidden_mlp), ("latent_dim", args.latent_dim),
@@ -122,10 +122,10 @@ def _train_config(args, scene_name: str):
 
 
 def cmd_train(args) -> int:
-    from data.scene import Scene
-    from simulator.recording import RecordedObservations
-    from world_model.dataset import MemmapCache, WindowDataset
-    from world_model.train import TrainingDiverged, resolve_device, train
+    from ppuu.data.scene import Scene
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import MemmapCache, WindowDataset
+    from ppuu.world_model.train import TrainingDiverged, resolve_device, train
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)
@@ -179,11 +179,11 @@ def resolve_checkpoint(workdir: Path, value: str) -> Path:
 def cmd_evaluate(args) -> int:
     import torch
 
-    from data.scene import Scene
-    from simulator.recording import RecordedObservations
-    from world_model.dataset import WindowDataset
-    from world_model.evaluate import EvalConfig, evaluate
-    from world_model.train import load_model, resolve_device
+    from ppuu.data.scene import Scene
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import WindowDataset
+    from ppuu.world_model.evaluate import EvalConfig, evaluate
+    from ppuu.world_model.train import load_model, resolve_device
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)

@@ -1,17 +1,17 @@
 """Gymnasium doors into the simulator: one episode at a time, or B episodes in one batch.
 
 * :class:`HighwayEnv` (``gymnasium.make("ppuu/Highway-v0", ...)``): a ``gymnasium.Env`` that
-  drives one ego car (a :class:`~simulator.sim.BatchedSimulator` with B = 1).
+  drives one ego car (a :class:`~ppuu.simulator.sim.BatchedSimulator` with B = 1).
 * :class:`HighwayVectorEnv` (``gymnasium.make_vec("ppuu/Highway-v0", num_envs=B)``): a native
   ``gymnasium.vector.VectorEnv``: B episodes advanced by one tensor program on one device
   (CUDA when available), finished slots restarted in place. Use it for training and
   evaluation; wrapping B copies of :class:`HighwayEnv` in a ``SyncVectorEnv`` works but
   loses the batching.
 
-Registered ids (by ``import app``, see :func:`app.register_envs`): ``ppuu/Highway-v0``
+Registered ids (by ``import ppuu``, see :func:`ppuu.app.register_envs`): ``ppuu/Highway-v0``
 (replayed traffic) and ``ppuu/HighwayReactive-v0`` (IDM traffic that brakes for the ego)::
 
-    import app, gymnasium                        # or gymnasium.make("app:ppuu/Highway-v0", ...)
+    import ppuu, gymnasium                       # or gymnasium.make("ppuu:ppuu/Highway-v0", ...)
     env = gymnasium.make("ppuu/Highway-v0", scene="i80-sumo-1min-s0", render_mode="rgb_array")
     envs = gymnasium.make_vec("ppuu/Highway-v0", num_envs=256, device="cuda")
 
@@ -21,18 +21,18 @@ Observation
     ``Dict(image=Box(0, 255, (K * 4, H, W), uint8), state=Box(-inf, inf, (K * 4,), float32))``
     with K = ``history`` frames, oldest first, stacked on the channel axis (channels-first:
     lanes, vehicles, off-road, ego for each frame; H = 117 rows along the heading, row 0
-    ahead; W = 24 columns across, column 0 on the left; see :mod:`simulator.raster`); the
+    ahead; W = 24 columns across, column 0 on the left; see :mod:`ppuu.simulator.raster`); the
     simulator's [0, 1] images are scaled by 255 and rounded. ``state`` is K x (x m, y m,
     vx m/s, vy m/s) in the world frame.
 Action
     ``Box(low=[a_min, b_min], high=[a_max, b_max], float32)`` = (acceleration m/s^2,
-    curvature 1/m) from :class:`~simulator.dynamics.ActionBounds` (default [-8, 4] m/s^2 and
+    curvature 1/m) from :class:`~ppuu.simulator.dynamics.ActionBounds` (default [-8, 4] m/s^2 and
     [-0.2, 0.2] 1/m). Out-of-bound actions are **clipped** to the box (not rejected); NaN,
     inf or a wrong shape raise ``ValueError``.
 Reward
     the simulator's: ``-(w_p * proximity + w_l * lane + w_o * offroad)`` of the new
     observation, with ``(w_p, w_l, w_o) = SimConfig.cost_weights`` = (1.0, 0.2, 1.0) by
-    default (each cost in [0, 1], see :mod:`simulator.costs`); so at most 0 per step.
+    default (each cost in [0, 1], see :mod:`ppuu.simulator.costs`); so at most 0 per step.
     Change it with ``sim_config=SimConfig(cost_weights=...)``.
 Episode end
     ``terminated`` on arrival, collision or off-road; ``truncated`` when the recording runs
@@ -40,7 +40,7 @@ Episode end
     its vehicle's recorded time) or after ``max_episode_steps`` steps, if given.
 Info
     ``vehicle_id`` (the recorded vehicle the ego replaced), ``outcome`` (name from
-    :data:`simulator.episodes.OUTCOMES`: running, arrived, collision, offroad,
+    :data:`ppuu.simulator.episodes.OUTCOMES`: running, arrived, collision, offroad,
     out_of_data), ``distance`` (m along the road since the episode's first frame),
     ``speed`` (m/s), ``proximity_cost``, ``lane_cost``, ``offroad_cost`` (of the current
     observation), ``steps`` (actions applied this episode); the vector env adds
@@ -62,11 +62,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
-from app import ENV_IDS, register_envs  # noqa: F401  (register_envs: the `gymnasium.envs` entry point)
-from data.scene import DEFAULT_WORKDIR, Scene, list_scenes, scene_path, scenes_dir
-from simulator.costs import Costs
-from simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, OUTCOMES
-from simulator.sim import BatchedSimulator, SimConfig
+from ppuu.app import ENV_IDS, register_envs  # noqa: F401  (register_envs: the `gymnasium.envs` entry point)
+from ppuu.data.scene import DEFAULT_WORKDIR, Scene, list_scenes, scene_path, scenes_dir
+from ppuu.simulator.costs import Costs
+from ppuu.simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, OUTCOMES
+from ppuu.simulator.sim import BatchedSimulator, SimConfig
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def load_scene(scene: Scene | str | Path | None = None, workdir: str | Path = DE
     """The scene an environment runs on.
 
     Args:
-        scene: a :class:`~data.scene.Scene`; a scene folder; the name of a scene in
+        scene: a :class:`~ppuu.data.scene.Scene`; a scene folder; the name of a scene in
             ``<workdir>/scenes/``; or None for the most recently written scene of the
             workspace, and if there is none, a small SUMO scene (:data:`DEFAULT_SCENE`: one
             minute of I-80-shaped traffic, seed 0, about 10 s) generated into it.
@@ -105,7 +105,7 @@ def load_scene(scene: Scene | str | Path | None = None, workdir: str | Path = DE
     if names:
         latest = max(names, key=lambda n: (scene_path(workdir, n) / "scene.json").stat().st_mtime)
         return Scene.load(scene_path(workdir, latest))
-    from data.pipeline import generate_sumo_scene
+    from ppuu.data.pipeline import generate_sumo_scene
 
     logger.warning("no scene in %s: generating a default SUMO scene (%s)", scenes_dir(workdir), DEFAULT_SCENE)
     generated = generate_sumo_scene(progress=False, **DEFAULT_SCENE)
@@ -216,7 +216,7 @@ def _frame(sim: BatchedSimulator, renderer, slot: int) -> np.ndarray:
 
 
 def _renderer(sim: BatchedSimulator, render_kwargs: dict | None):
-    from app.render import TopDownRenderer
+    from ppuu.app.render import TopDownRenderer
 
     return TopDownRenderer(sim.road, **(render_kwargs or {}))
 
@@ -237,8 +237,8 @@ class HighwayEnv(gymnasium.Env):
         workdir: workspace folder for scene names and the default scene.
         max_episode_steps: truncate after this many steps (``gymnasium.make`` takes the same
             argument and applies a ``TimeLimit`` wrapper instead).
-        sim_config: full :class:`~simulator.sim.SimConfig` (context, cost weights, bounds, raster...).
-        render_kwargs: keyword arguments of :class:`app.render.TopDownRenderer`
+        sim_config: full :class:`~ppuu.simulator.sim.SimConfig` (context, cost weights, bounds, raster...).
+        render_kwargs: keyword arguments of :class:`ppuu.app.render.TopDownRenderer`
             (``pixels_per_metre``, ``view_length_m``, ``view_width_m``).
 
     ``reset(seed=..., options={"vehicle_id": id})`` starts the episode of the given recorded
@@ -336,7 +336,7 @@ class HighwayEnv(gymnasium.Env):
 
 # ---------------------------------------------------------------------- vector environment
 class HighwayVectorEnv(VectorEnv):
-    """B episodes in one :class:`~simulator.sim.BatchedSimulator` (spaces and info: module docstring).
+    """B episodes in one :class:`~ppuu.simulator.sim.BatchedSimulator` (spaces and info: module docstring).
 
     Arguments as :class:`HighwayEnv`, plus ``num_envs`` (B); ``device`` defaults to CUDA when
     available; render modes: "rgb_array" only (``render()`` returns a tuple of B frames).

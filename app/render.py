@@ -1,6 +1,6 @@
 """A top-down pygame view of the road around one car, for people (not for controllers).
 
-Controllers see the egocentric rasters of :mod:`simulator.raster`; this view is what a
+Controllers see the egocentric rasters of :mod:`ppuu.simulator.raster`; this view is what a
 person watches: the gymnasium environments' ``render_mode="rgb_array"`` / ``"human"`` and the
 interactive driving view draw with :class:`TopDownRenderer`.
 
@@ -11,7 +11,7 @@ drawn in metres and converted to pixels with one scale, ``pixels_per_metre``.
 
 Drawing is not a hot path (one frame per step for a person to watch), so vehicles are drawn
 with ``pygame.draw.polygon`` in a loop; their corners are computed for all of them in one
-tensor op (:func:`simulator.collision.box_corners`) and mapped to pixels in one numpy op.
+tensor op (:func:`ppuu.simulator.collision.box_corners`) and mapped to pixels in one numpy op.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 import pygame  # noqa: E402
 import torch  # noqa: E402
 
-from simulator.collision import box_corners  # noqa: E402
-from simulator.dynamics import as_unit_heading  # noqa: E402
-from simulator.road import EDGE, Road  # noqa: E402
+from ppuu.simulator.collision import box_corners  # noqa: E402
+from ppuu.simulator.dynamics import as_unit_heading  # noqa: E402
+from ppuu.simulator.road import EDGE, Road  # noqa: E402
 
 Colour = tuple[int, int, int]
 
@@ -37,7 +37,7 @@ class TopDownRenderer:
     """Draws frames of the road, the traffic and the ego car, and shows them in a window.
 
     Args:
-        road: the scene's :class:`~simulator.road.Road` (drivable cells and markings, metres).
+        road: the scene's :class:`~ppuu.simulator.road.Road` (drivable cells and markings, metres).
         pixels_per_metre: scale of the frame, px/m.
         view_length_m: m of road shown along x (the frame's width).
         view_width_m: m shown across the road (the frame's height); None = the road's

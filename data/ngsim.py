@@ -1,4 +1,4 @@
-"""NGSIM trajectory files <-> the canonical table of :mod:`data.schema`.
+"""NGSIM trajectory files <-> the canonical table of :mod:`ppuu.data.schema`.
 
 Why this module: NGSIM data reaches users in three shapes (the raw 18-column
 I-80/US-101 text files, the 24-column Lankershim/Peachtree text files, and the
@@ -9,7 +9,7 @@ the front-to-centre shift are converted here, at the edge, and nowhere else.
 
 The reader is built for whole 15-minute files (about 1.2 M rows, 100 MB): one
 pass of pandas' C tokenizer, then vectorised checks. Bad input raises one
-:class:`~data.errors.DataFormatError` naming the file, the 1-based line of the
+:class:`~ppuu.data.errors.DataFormatError` naming the file, the 1-based line of the
 file (a header counts) and the field, and saying what was expected. The writer
 produces the raw 18-column format (used for test fixtures and for exporting
 smoothed or generated traffic) through pyarrow's CSV writer, atomically.
@@ -32,8 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from data.errors import DataFormatError
-from data.schema import FEET, RAW_COLUMNS, validate_table, vehicle_starts
+from ppuu.data.errors import DataFormatError
+from ppuu.data.schema import FEET, RAW_COLUMNS, validate_table, vehicle_starts
 
 RAW_FIELDS = ("Vehicle_ID", "Frame_ID", "Total_Frames", "Global_Time", "Local_X", "Local_Y", "Global_X",
               "Global_Y", "v_Length", "v_Width", "v_Class", "v_Vel", "v_Acc", "Lane_ID", "Preceding",
@@ -75,7 +75,7 @@ def read_ngsim(paths, location: str | None = None) -> tuple[pd.DataFrame, dict]:
             "peachtree"; case, dashes and spaces ignored). Required when the file holds several.
 
     Returns:
-        ``(table, info)``: table is the raw canonical table of :mod:`data.schema` (N rows, metres,
+        ``(table, info)``: table is the raw canonical table of :mod:`ppuu.data.schema` (N rows, metres,
         footprint centre, sorted by (vehicle_id, frame), consecutive frames); info is a dict with
         ``files`` (list of str), ``format`` (list, one per file), ``rows``, ``vehicles``,
         ``frame_range`` ((lo, hi) frames), ``lanes`` (sorted Lane_IDs), ``location`` (as the CSV
@@ -391,7 +391,7 @@ def write_ngsim(table: pd.DataFrame, path, frame_rate: float = 10.0, epoch_ms: i
     (0.15 mm), so :func:`read_ngsim` gives the table back within 1e-3 m.
 
     Args:
-        table: canonical table (N rows, :mod:`data.schema`), sorted by (vehicle_id, frame).
+        table: canonical table (N rows, :mod:`ppuu.data.schema`), sorted by (vehicle_id, frame).
         path: output file; gzip-compressed when the name ends in ``.gz``. Written to a temporary
             file in the same folder, then renamed, so a crash leaves no partial file.
         frame_rate: frames per second (Hz) for Global_Time and the finite differences.

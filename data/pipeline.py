@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.quality import detect_bad_vehicles
-from data.scene import Scene, SceneMeta
-from data.schema import validate_table
-from data.sites import LANE_WIDTH, SITES, get_site
-from data.smoothing import smooth_table
-from data.splits import assign_splits
+from ppuu.data.quality import detect_bad_vehicles
+from ppuu.data.scene import Scene, SceneMeta
+from ppuu.data.schema import validate_table
+from ppuu.data.sites import LANE_WIDTH, SITES, get_site
+from ppuu.data.smoothing import smooth_table
+from ppuu.data.splits import assign_splits
 
 #: Combined-CSV Location names (lower case) of the known sites.
 LOCATION_SITES = {"i-80": "i80", "us-101": "us101"}
@@ -34,7 +34,7 @@ def build_scene(raw: pd.DataFrame, meta: SceneMeta, source: str = "<table>") -> 
     """Smooth a raw canonical table, flag bad vehicles, split by vehicle, and wrap it all in a Scene.
 
     Args:
-        raw: raw canonical table (:mod:`data.schema`).
+        raw: raw canonical table (:mod:`ppuu.data.schema`).
         meta: scene metadata; ``meta.seed`` and ``meta.split_fractions`` set the split.
         source: name used in error messages.
     """
@@ -77,7 +77,7 @@ def import_ngsim_scene(paths: list[str | Path], site: str | None = None, name: s
         location: the Location to select from a combined CSV export.
         seed: seed of the train/val/test split.
     """
-    from data.ngsim import read_ngsim
+    from ppuu.data.ngsim import read_ngsim
 
     paths = [Path(p) for p in paths]
     raw, info = read_ngsim(paths, location=location)
@@ -95,9 +95,9 @@ def generate_sumo_scene(site: str = "i80", minutes: float = 15.0, seed: int = 0,
                         progress: bool = True, **generator_options) -> Scene:
     """Generate traffic with SUMO on a network shaped like ``site`` and build a scene from it.
 
-    ``generator_options`` go to :func:`data.sumo.generate_traffic` (e.g. ``warmup`` in s).
+    ``generator_options`` go to :func:`ppuu.data.sumo.generate_traffic` (e.g. ``warmup`` in s).
     """
-    from data.sumo import generate_traffic
+    from ppuu.data.sumo import generate_traffic
 
     raw, info = generate_traffic(site=site, minutes=minutes, seed=seed, progress=progress, **generator_options)
     name = name or f"{site}-sumo-{_minutes_tag(minutes)}-s{seed}"

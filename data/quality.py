@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data.schema import validate_table
+from ppuu.data.schema import validate_table
 
 PROBLEMS = ("jump", "kinematics", "overlap", "short")
 """The problem names, in the order they appear in the ``flags`` string."""
@@ -203,7 +203,7 @@ def detect_bad_vehicles(table: pd.DataFrame, frame_rate: float = 10.0,
     """One row per vehicle: which quality problems its trajectory has.
 
     Args:
-        table: smoothed canonical table (:func:`data.smoothing.smooth_table`: x, y smoothed,
+        table: smoothed canonical table (:func:`ppuu.data.smoothing.smooth_table`: x, y smoothed,
             x_raw, y_raw, speed, acceleration, curvature), N rows sorted by (vehicle_id, frame).
         frame_rate: Hz.
         config: thresholds (:class:`QualityConfig`).

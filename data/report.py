@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.scene import Scene
+from ppuu.data.scene import Scene
 
 
 def follower_gaps(trajectories: pd.DataFrame) -> pd.DataFrame:

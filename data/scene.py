@@ -3,7 +3,7 @@
 Layout in the workspace (``--workdir``, default ``./ppuu-work``)::
 
     <workdir>/scenes/<name>/
-        trajectories.parquet   canonical smoothed table (data.schema)
+        trajectories.parquet   canonical smoothed table (ppuu.data.schema)
         vehicles.parquet       one row per vehicle: size, class, frames, split, quality flags
         scene.json             SceneMeta: site, lanes, section, ramps, frame rate, sources
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.errors import DataFormatError
+from ppuu.data.errors import DataFormatError
 
 SCENE_FORMAT_VERSION = 1
 DEFAULT_WORKDIR = Path("ppuu-work")
@@ -33,7 +33,7 @@ DEFAULT_WORKDIR = Path("ppuu-work")
 class Ramp:
     """An extra lane segment beside the main road (on-ramp, off-ramp, auxiliary lane).
 
-    All in metres in the world frame of :mod:`data.schema`.
+    All in metres in the world frame of :mod:`ppuu.data.schema`.
     """
 
     lane: int            #: NGSIM Lane_ID of the segment
@@ -93,7 +93,7 @@ class Scene:
 
     Attributes:
         meta: the metadata.
-        trajectories: the smoothed canonical table (:mod:`data.schema`).
+        trajectories: the smoothed canonical table (:mod:`ppuu.data.schema`).
         vehicles: one row per vehicle, indexed 0..V-1 in vehicle_id order, with columns
             vehicle_id, first_frame, last_frame, length, width, vclass, split
             ("train" / "val" / "test"), flags (comma-separated quality problems, "" if none),

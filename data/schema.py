@@ -30,7 +30,7 @@ vclass     int8    1 motorcycle, 2 car, 3 truck (NGSIM v_Class)
 lane       int16   NGSIM Lane_ID convention: 1 = leftmost lane
 ========== ======= =====================================================
 
-A *smoothed* table (:func:`data.smoothing.smooth_table`) adds, per row:
+A *smoothed* table (:func:`ppuu.data.smoothing.smooth_table`) adds, per row:
 
 ============ ======= ===================================================
 column       dtype   meaning
@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data.errors import DataFormatError
+from ppuu.data.errors import DataFormatError
 
 FEET = 0.3048
 """Metres per international foot (NGSIM lengths are in feet)."""

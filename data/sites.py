@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from data.schema import FEET
-from data.scene import Ramp
+from ppuu.data.schema import FEET
+from ppuu.data.scene import Ramp
 
 LANE_WIDTH = 12 * FEET  # 3.6576 m, the NGSIM lane width
 

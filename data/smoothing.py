@@ -38,7 +38,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from data.schema import DERIVED_COLUMNS, RAW_COLUMNS, validate_table
+from ppuu.data.schema import DERIVED_COLUMNS, RAW_COLUMNS, validate_table
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class SmoothingConfig:
         max_speed: m/s, physical bound on the derived speed (NGSIM freeways are posted at 65 mph,
             29 m/s). Only tracks too short to smooth (2 frames of noise) reach it; the positions
             are re-integrated from the clipped speed, and such tracks are flagged by
-            :mod:`data.quality` anyway.
+            :mod:`ppuu.data.quality` anyway.
     """
 
     window: float = 1.5
@@ -388,7 +388,7 @@ def smooth_table(raw: pd.DataFrame, frame_rate: float = 10.0, config: SmoothingC
     """Smooth positions per vehicle and derive speed, heading, and the ego actions (acceleration, curvature).
 
     Args:
-        raw: raw canonical table (:mod:`data.schema`): N rows sorted by (vehicle_id, frame), each
+        raw: raw canonical table (:mod:`ppuu.data.schema`): N rows sorted by (vehicle_id, frame), each
             vehicle's frames consecutive.
         frame_rate: Hz (dt = 1 / frame_rate s).
         config: smoothing parameters (:class:`SmoothingConfig`).

@@ -41,11 +41,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
-    from data.ngsim import read_ngsim, write_ngsim
-    from data.pipeline import build_scene, meta_for_site
-    from data.scene import Scene
-    from data.schema import RAW_COLUMNS
-    from data.sumo import generate_traffic
+    from ppuu.data.ngsim import read_ngsim, write_ngsim
+    from ppuu.data.pipeline import build_scene, meta_for_site
+    from ppuu.data.scene import Scene
+    from ppuu.data.schema import RAW_COLUMNS
+    from ppuu.data.sumo import generate_traffic
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []

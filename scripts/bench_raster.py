@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.scene import Ramp, SceneMeta  # noqa: E402
-from simulator.costs import all_costs  # noqa: E402
-from simulator.raster import RasterConfig, render, road_texture  # noqa: E402
-from simulator.road import Road  # noqa: E402
+from ppuu.data.scene import Ramp, SceneMeta  # noqa: E402
+from ppuu.simulator.costs import all_costs  # noqa: E402
+from ppuu.simulator.raster import RasterConfig, render, road_texture  # noqa: E402
+from ppuu.simulator.road import Road  # noqa: E402
 
 LANE = 3.6576
 

@@ -22,7 +22,7 @@ import torch
 
 
 def steps_per_second(sim, batch: int, steps: int, device) -> float:
-    from simulator.evaluate import human
+    from ppuu.simulator.evaluate import human
 
     episodes = sim.episode_vehicles(None)
     queue = np.resize(episodes, batch + 100 * batch)   # repeat episodes to fill large batches
@@ -55,9 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from data.scene import Scene
-    from simulator.evaluate import evaluate, summarise
-    from simulator.sim import BatchedSimulator, SimConfig
+    from ppuu.data.scene import Scene
+    from ppuu.simulator.evaluate import evaluate, summarise
+    from ppuu.simulator.sim import BatchedSimulator, SimConfig
 
     scene = Scene.load(args.scene)
     sim = BatchedSimulator(scene, SimConfig(traffic=args.traffic), device=args.device)

@@ -6,7 +6,7 @@
    (``RecordedObservations.windows``, batch of 64 windows x 40 frames) against a uint8
    memory-mapped cache of every frame of the training vehicles (build rate, read rate, size
    on disk), and the size such a cache would have for the scene and for 15 minutes of it.
-2. **Training** (each device): samples/s of the full training loop (``world_model.train.train``:
+2. **Training** (each device): samples/s of the full training loop (``ppuu.world_model.train.train``:
    prefetching renderer, model step) for the cpu profile and the reference sizes, plain fp32
    eager with the observations rendered on the CPU against the optimised path (bf16 autocast
    on CUDA, channels-last, ``torch.compile``, observations rendered on the training device).
@@ -32,10 +32,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.scene import Scene, scene_path  # noqa: E402
-from simulator.recording import RecordedObservations  # noqa: E402
-from world_model.dataset import MemmapCache, WindowDataset, sample_indices  # noqa: E402
-from world_model.train import TrainConfig, train  # noqa: E402
+from ppuu.data.scene import Scene, scene_path  # noqa: E402
+from ppuu.simulator.recording import RecordedObservations  # noqa: E402
+from ppuu.world_model.dataset import MemmapCache, WindowDataset, sample_indices  # noqa: E402
+from ppuu.world_model.train import TrainConfig, train  # noqa: E402
 
 FRAME_BYTES = 4 * 117 * 24
 
@@ -135,10 +135,10 @@ def bench_train(scene: Scene, device: torch.device, profile: str, path: str, ste
 
 def bench_model_only(device: torch.device, profile: str, steps: int, batch: int | None) -> dict:
     """Samples/s of the bare model step (fp32 eager, one synthetic batch on the device, no data path)."""
-    from world_model.dataset import Batch
-    from world_model.models import ForwardModel
-    from world_model.normalisation import Normaliser
-    from world_model.train import compute_loss
+    from ppuu.world_model.dataset import Batch
+    from ppuu.world_model.models import ForwardModel
+    from ppuu.world_model.normalisation import Normaliser
+    from ppuu.world_model.train import compute_loss
 
     config = TrainConfig.for_profile(profile, "vae", **({"batch_size": batch} if batch else {}))
     m, B, N, T = config.model, config.batch_size, config.predicted_steps, config.model.context
@@ -185,7 +185,7 @@ def main() -> None:
                                                                                                   args.scene)
         scene = Scene.load(folder)
     else:
-        from data.pipeline import generate_sumo_scene
+        from ppuu.data.pipeline import generate_sumo_scene
         scene = generate_sumo_scene("i80", minutes=1.5, seed=0, progress=False, warmup=60.0)
     print(f"# World model benchmarks\n\nscene {scene.meta.name}; torch {torch.__version__}; "
           f"{platform.processor() or platform.machine()}, {args.threads} CPU threads"

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from simulator.dynamics import as_unit_heading, left_normal
-from simulator.road import Road
+from ppuu.simulator.dynamics import as_unit_heading, left_normal
+from ppuu.simulator.road import Road
 
 
 def box_corners(centre: Tensor, heading: Tensor, size: Tensor) -> Tensor:
@@ -94,7 +94,7 @@ def footprint_offroad(road: Road, centre: Tensor, heading: Tensor, size: Tensor)
     """Whether any corner of a footprint lies outside the drivable area.
 
     Args:
-        road: the :class:`~simulator.road.Road`.
+        road: the :class:`~ppuu.simulator.road.Road`.
         centre: (*batch, 2) m.
         heading: (*batch) rad or (*batch, 2) unit.
         size: (*batch, 2) (length, width) m.

@@ -3,7 +3,7 @@
 Why here: the planner minimises these costs on *predicted* observations, and the simulator
 reports them on *rendered* ones; both must use one definition. They read only the image,
 the ego's speed and size and the raster geometry, so they work on any (B, C, H, W) tensor
-laid out as :mod:`simulator.raster` renders it, and gradients flow into the image.
+laid out as :mod:`ppuu.simulator.raster` renders it, and gradients flow into the image.
 
 Masks are built from **metric** distances (the reference built them in pixels and its
 proximity mask never reached 1). For each pixel, ``gap_along`` / ``gap_left`` is the
@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from simulator.raster import LANES, OFFROAD, VEHICLES, RasterConfig
+from ppuu.simulator.raster import LANES, OFFROAD, VEHICLES, RasterConfig
 
 LANE_WIDTH = 3.6576
 """m, the NGSIM lane width (12 ft)."""
@@ -161,7 +161,7 @@ def offroad_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: Raster
 
 def all_costs(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
               config: CostConfig = CostConfig()) -> Costs:
-    """The three costs of (B, 4, H, W) observations in the :mod:`simulator.raster` channel order."""
+    """The three costs of (B, 4, H, W) observations in the :mod:`ppuu.simulator.raster` channel order."""
     lm = lane_mask(speed, ego_size, raster, config, like=images)
     pm = proximity_mask(speed, ego_size, raster, config, like=images)
     return Costs(_reduce(pm * images[:, VEHICLES], raster, config.reduction),

@@ -2,7 +2,7 @@
 
 An episode replaces one recorded vehicle by the ego car from its first frame.
 A vehicle qualifies when it is usable as ego (no quality flag, see
-:mod:`data.quality`), is in the requested split, has at least the context plus
+:mod:`ppuu.data.quality`), is in the requested split, has at least the context plus
 one step of data, has not arrived by the end of its context, and its recording
 reaches the arrival line: otherwise even a
 perfect driver could not succeed (e.g. vehicles leaving by an off-ramp, or still
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.scene import Scene
+from ppuu.data.scene import Scene
 
 RUNNING, ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA = range(5)
 OUTCOMES = ("running", "arrived", "collision", "offroad", "out_of_data")
@@ -26,7 +26,7 @@ def episode_vehicles(scene: Scene, split: str | None, arrival_x: float, context_
     Args:
         scene: the scene.
         split: "train", "val", "test", or None for every split.
-        arrival_x: m, the arrival line (:attr:`simulator.road.Road.arrival_x`).
+        arrival_x: m, the arrival line (:attr:`ppuu.simulator.road.Road.arrival_x`).
         context_steps: frames the ego follows its recording before actions drive it.
 
     Returns:

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from data.report import markdown_table
-from data.scene import Scene
-from simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, OUTCOMES
-from simulator.sim import BatchedSimulator, Observation, SimConfig
+from ppuu.data.report import markdown_table
+from ppuu.data.scene import Scene
+from ppuu.simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, OUTCOMES
+from ppuu.simulator.sim import BatchedSimulator, Observation, SimConfig
 
 Controller = Callable[[Observation, BatchedSimulator], Tensor]
 
@@ -78,7 +78,7 @@ def evaluate(scene: Scene, controller: Controller | str, split: str = "test", co
         scene: the scene.
         controller: a controller function or the name of a built-in one ("human", "no_action").
         split: "train", "val", "test" or None (all).
-        config: :class:`~simulator.sim.SimConfig`.
+        config: :class:`~ppuu.simulator.sim.SimConfig`.
         device: default CUDA when available.
         batch_size: episodes per batch (default: all at once).
 

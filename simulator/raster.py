@@ -56,8 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simulator.dynamics import as_unit_heading
-from simulator.road import Road
+from ppuu.simulator.dynamics import as_unit_heading
+from ppuu.simulator.road import Road
 
 LANES = 0
 """Channel index: lane markings (edges and lane lines)."""
@@ -303,7 +303,7 @@ def render(road: Road, ego_centre: Tensor, ego_heading: Tensor, ego_size: Tensor
     """Render egocentric observations for a batch of ego cars in one call.
 
     Args:
-        road: the scene's :class:`~simulator.road.Road`.
+        road: the scene's :class:`~ppuu.simulator.road.Road`.
         ego_centre: (B, 2) m, world frame.
         ego_heading: (B,) rad or (B, 2) unit vector.
         ego_size: (B, 2) (length, width) m.

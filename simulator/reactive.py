@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from simulator.dynamics import EgoState
-from simulator.traffic import TrafficLog, VehicleSlice
+from ppuu.simulator.dynamics import EgoState
+from ppuu.simulator.traffic import TrafficLog, VehicleSlice
 
 
 @dataclass
@@ -63,7 +63,7 @@ class ReactiveTraffic:
     """Per-episode longitudinal state of every recorded vehicle, advanced by the IDM.
 
     Args:
-        log: the scene's :class:`~simulator.traffic.TrafficLog`.
+        log: the scene's :class:`~ppuu.simulator.traffic.TrafficLog`.
         config: :class:`IDMConfig`.
         dt: s per step.
         lane_widths: (K,) main-road lane widths from the left, m.

@@ -2,7 +2,7 @@
 
 The world model learns from these: windows of consecutive frames of one
 recorded vehicle, with the observation it would have had at each frame (the
-same :func:`simulator.raster.render` the simulator uses, so there is no second
+same :func:`ppuu.simulator.raster.render` the simulator uses, so there is no second
 implementation), its state, the actions derived from its trajectory, and the
 costs of each frame. Windows are rendered on demand, in one batched call, on
 any device: nothing is stored.
@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data.scene import Scene
-from simulator.costs import CostConfig, all_costs
-from simulator.raster import RasterConfig, render
-from simulator.road import Road
-from simulator.traffic import TrafficLog
+from ppuu.data.scene import Scene
+from ppuu.simulator.costs import CostConfig, all_costs
+from ppuu.simulator.raster import RasterConfig, render
+from ppuu.simulator.road import Road
+from ppuu.simulator.traffic import TrafficLog
 
 
 @dataclass
@@ -47,8 +47,8 @@ class RecordedObservations:
 
     Args:
         scene: the scene.
-        raster: :class:`~simulator.raster.RasterConfig` (must match the simulator's).
-        costs: :class:`~simulator.costs.CostConfig`.
+        raster: :class:`~ppuu.simulator.raster.RasterConfig` (must match the simulator's).
+        costs: :class:`~ppuu.simulator.costs.CostConfig`.
         device: where to render.
     """
 

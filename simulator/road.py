@@ -2,7 +2,7 @@
 
 Why this shape: NGSIM sites (and the SUMO scenes built after them) are straight roads with
 straight ramps, so the drivable area is exactly a union of axis-aligned rectangles in the
-world frame of :mod:`data.schema` (x along the road, y to the left, metres; the main road is
+world frame of :mod:`ppuu.data.schema` (x along the road, y to the left, metres; the main road is
 ``[x_lo, x_hi] x [-W, 0]``). That makes every question the simulator asks of the road a
 tensor comparison: is a point off the road, how much of a pixel is covered.
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from data.scene import SceneMeta
+from ppuu.data.scene import SceneMeta
 
 EDGE = 0
 """Marking kind: solid edge of the drivable area."""

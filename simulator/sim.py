@@ -5,10 +5,10 @@ vehicle ``vehicle_id[b]``, at its own frame of the recording. ``reset`` places
 the egos at their vehicles' first frames and runs the context (the ego follows
 its recording for ``context_steps`` frames, 2 s by default); after it, every
 ``step`` applies one action per slot with the kinematic model of
-:mod:`simulator.dynamics` and advances that slot's clock by one frame (0.1 s).
+:mod:`ppuu.simulator.dynamics` and advances that slot's clock by one frame (0.1 s).
 
 Traffic is either ``replay`` (recorded vehicles at their smoothed positions,
-exact) or ``reactive`` (:mod:`simulator.reactive`: recorded vehicles keep their
+exact) or ``reactive`` (:mod:`ppuu.simulator.reactive`: recorded vehicles keep their
 recorded lateral paths but follow an intelligent-driver-model law along the
 road, so they brake for the ego).
 
@@ -26,16 +26,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data.scene import Scene
-from simulator import dynamics
-from simulator.collision import boxes_overlap, footprint_offroad
-from simulator.costs import CostConfig, Costs, all_costs
-from simulator.dynamics import ActionBounds, EgoState
-from simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, episode_vehicles
-from simulator.raster import RasterConfig, render
-from simulator.reactive import IDMConfig, ReactiveTraffic
-from simulator.road import Road
-from simulator.traffic import TrafficLog, VehicleSlice
+from ppuu.data.scene import Scene
+from ppuu.simulator import dynamics
+from ppuu.simulator.collision import boxes_overlap, footprint_offroad
+from ppuu.simulator.costs import CostConfig, Costs, all_costs
+from ppuu.simulator.dynamics import ActionBounds, EgoState
+from ppuu.simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, episode_vehicles
+from ppuu.simulator.raster import RasterConfig, render
+from ppuu.simulator.reactive import IDMConfig, ReactiveTraffic
+from ppuu.simulator.road import Road
+from ppuu.simulator.traffic import TrafficLog, VehicleSlice
 
 
 @dataclass
@@ -83,7 +83,7 @@ class Observation:
 
     Attributes:
         image: (B, K, 4, H, W) float in [0, 1], K = ``history``, oldest first
-            (channels: lanes, vehicles, off-road, ego; see :mod:`simulator.raster`).
+            (channels: lanes, vehicles, off-road, ego; see :mod:`ppuu.simulator.raster`).
         state: (B, K, 4) = (x, y, vx, vy), metres and m/s in the world frame.
 
     Both are the simulator's own buffers, updated in place by the next ``step`` or ``reset``
@@ -100,9 +100,9 @@ class StepResult:
 
     Attributes:
         observation: the new :class:`Observation`.
-        costs: :class:`~simulator.costs.Costs`, each (B,), of the new observation.
+        costs: :class:`~ppuu.simulator.costs.Costs`, each (B,), of the new observation.
         reward: (B,) ``-(w_p proximity + w_l lane + w_o offroad)``; 0 for slots already done.
-        outcome: (B,) int64 codes of :mod:`simulator.episodes` (RUNNING while going on).
+        outcome: (B,) int64 codes of :mod:`ppuu.simulator.episodes` (RUNNING while going on).
         done: (B,) bool, the slot's episode is over (now or earlier).
         just_done: (B,) bool, the episode ended at this step.
     """
@@ -140,7 +140,7 @@ class BatchedSimulator:
 
     # ------------------------------------------------------------------ episodes
     def episode_vehicles(self, split: str | None = "test") -> np.ndarray:
-        """(E,) vehicle ids that make episodes in a split (see :func:`simulator.episodes.episode_vehicles`)."""
+        """(E,) vehicle ids that make episodes in a split (see :func:`ppuu.simulator.episodes.episode_vehicles`)."""
         return episode_vehicles(self.scene, split, self.road.arrival_x, self.config.context_steps)
 
     def reset(self, vehicle_ids: Sequence[int] | Tensor, slots: Tensor | None = None) -> Observation:
@@ -268,7 +268,7 @@ class BatchedSimulator:
 
         Args:
             action: (B, 2) = (acceleration m/s^2, curvature 1/m). Out-of-bound values are
-                clipped to :class:`~simulator.dynamics.ActionBounds`; NaN, inf or a wrong shape
+                clipped to :class:`~ppuu.simulator.dynamics.ActionBounds`; NaN, inf or a wrong shape
                 raise ValueError. Actions of finished slots are ignored.
         """
         action = torch.as_tensor(action, device=self.device, dtype=self.dtype)

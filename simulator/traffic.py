@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data.scene import Scene
+from ppuu.data.scene import Scene
 
 
 @dataclass

@@ -21,6 +21,6 @@ SMALL_SCENE_WARMUP = 60.0
 @pytest.fixture(scope="session")
 def small_scene():
     """A 90-second SUMO-generated I-80 scene (seed 0), built once per test session (about 15 s)."""
-    from data.pipeline import generate_sumo_scene
+    from ppuu.data.pipeline import generate_sumo_scene
 
     return generate_sumo_scene("i80", minutes=1.5, seed=0, progress=False, warmup=SMALL_SCENE_WARMUP)

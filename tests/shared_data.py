@@ -30,7 +30,7 @@ def shared_data(relative: str) -> Path:
 
 
 def read_ngsim_table(path: Path):
-    """The canonical raw table (pandas) of an NGSIM file, read by :func:`data.ngsim.read_ngsim`."""
-    from data.ngsim import read_ngsim
+    """The canonical raw table (pandas) of an NGSIM file, read by :func:`ppuu.data.ngsim.read_ngsim`."""
+    from ppuu.data.ngsim import read_ngsim
 
     return read_ngsim(path)[0]

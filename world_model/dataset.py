@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from world_model.normalisation import Normaliser
+from ppuu.world_model.normalisation import Normaliser
 
 
 class WindowsLike(Protocol):
@@ -72,7 +72,7 @@ class WindowsLike(Protocol):
 
 
 class WindowSource(Protocol):
-    """Where windows come from (e.g. ``simulator.recording.RecordedObservations``)."""
+    """Where windows come from (e.g. ``ppuu.simulator.recording.RecordedObservations``)."""
 
     def window_starts(self, vehicle_ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         """Every window of ``length`` frames of the vehicles: (vehicle_id (W,), start_frame (W,))."""

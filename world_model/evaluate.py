@@ -5,7 +5,7 @@ On fixed windows of a split (the test split by default), each model predicts
 
 * **error against horizon**: image MSE (per pixel, images in [0, 1]), position error
   (m, Euclidean, world frame: predicted states de-normalised and shifted back by the
-  window's x_ref, see :mod:`world_model.dataset`) and speed error (m/s), for the
+  window's x_ref, see :mod:`ppuu.world_model.dataset`) and speed error (m/s), for the
   deterministic model and the VAE with posterior latents (it has seen the future: an
   upper bound) and prior latents (what the planner gets), against two baselines:
   *copy the last frame* (the last context image and state, held) and *constant
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from world_model.dataset import Batch, WindowDataset, make_batch
-from world_model.normalisation import Normaliser
-from world_model.train import LoadedModel
+from ppuu.world_model.dataset import Batch, WindowDataset, make_batch
+from ppuu.world_model.normalisation import Normaliser
+from ppuu.world_model.train import LoadedModel
 
 REPORT_STEM = "world-model"
 BASELINE_COPY = "copy last frame"

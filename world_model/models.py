@@ -9,7 +9,7 @@ dropout masks (SPEC §4). ``latent_dim = 0`` is the deterministic model (warm st
 baseline).
 
 Shapes of one step with the reference sizes (4 x 4 stride-2 convs, padding 1, see
-:mod:`world_model.layers`)::
+:mod:`ppuu.world_model.layers`)::
 
     context images (B, T, C, 117, 24) -> stacked (B, T*C, 117, 24) -> convs -> (B, 256, 14, 3)
     context states (B, T, S) -> MLP -> (B, 256*14*3) -> view -> added
@@ -30,8 +30,8 @@ including the constant ego channel (learning to copy it is trivial with the gate
 
 Next state: ``last state + MLP(hidden map)`` in normalised units. With
 ``ego_kinematics=True`` (Sobal 2022) the state is instead advanced by the differentiable
-kinematic model (:mod:`world_model.kinematics`) on de-normalised states and actions (pass the
-:class:`~world_model.normalisation.Normaliser` as ``stats``), so it is exact and its gradient
+kinematic model (:mod:`ppuu.world_model.kinematics`) on de-normalised states and actions (pass the
+:class:`~ppuu.world_model.normalisation.Normaliser` as ``stats``), so it is exact and its gradient
 reaches the action analytically; the network predicts only the image (the traffic) and has
 no state head.
 

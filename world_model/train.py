@@ -19,7 +19,7 @@ What the loop guarantees:
   update) and counted; :attr:`TrainConfig.max_bad_steps` consecutive skips stop the
   run with :class:`TrainingDiverged`.
 * **Data never starves the model**: batches are rendered on the model's device one or
-  two steps ahead by a background thread (:class:`world_model.dataset.Prefetcher`).
+  two steps ahead by a background thread (:class:`ppuu.world_model.dataset.Prefetcher`).
 * **Devices**: bf16 autocast and channels-last on CUDA (``amp``, ``channels_last``),
   optional ``torch.compile``; several GPUs or machines by DDP under ``torchrun``
   (``batch_size`` is the global batch, split over the processes; the gloo backend on
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from world_model.checkpoint import (
+from ppuu.world_model.checkpoint import (
     CHECKPOINT_FORMAT,
     atomic_save,
     capture_rng_state,
@@ -55,9 +55,9 @@ from world_model.checkpoint import (
     load_checkpoint_file,
     restore_rng_state,
 )
-from world_model.dataset import Batch, Prefetcher, WindowDataset, step_seed
-from world_model.models import ForwardModel, ModelConfig
-from world_model.normalisation import Normaliser
+from ppuu.world_model.dataset import Batch, Prefetcher, WindowDataset, step_seed
+from ppuu.world_model.models import ForwardModel, ModelConfig
+from ppuu.world_model.normalisation import Normaliser
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
@@ -109,7 +109,7 @@ class TrainConfig:
         stats_windows: training windows sampled for the normalisation statistics.
         max_bad_steps: consecutive non-finite steps tolerated before stopping.
         prefetch: batches rendered ahead.
-        model: the :class:`~world_model.models.ModelConfig`.
+        model: the :class:`~ppuu.world_model.models.ModelConfig`.
     """
 
     scene: str = ""

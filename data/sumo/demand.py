@@ -11,7 +11,7 @@ errors switched on (noisy acceleration, misjudged gaps and leader speeds, a
 reaction time) and soft acceleration (0.8-1.5 m/s^2); unlike SUMO's Krauss model
 (tried: homogeneous crawling queues), this makes the queue behind the bottleneck
 string-unstable, i.e. stop-and-go waves. Lane changes use LC2013 (see
-:mod:`data.sumo.generate` on their lateral motion).
+:mod:`ppuu.data.sumo.generate` on their lateral motion).
 
 Arrivals are Poisson (``period="exp(rate)"``) flows, one per (route, class), so
 the demand per route in vehicles per hour is explicit and recorded.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.sumo.network import Layout
+from ppuu.data.sumo.network import Layout
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""SUMO floating-car data (FCD) -> the canonical raw table of :mod:`data.schema`.
+"""SUMO floating-car data (FCD) -> the canonical raw table of :mod:`ppuu.data.schema`.
 
 Why Parquet: SUMO (>= 1.20, built with Parquet support as the eclipse-sumo
 wheels are) writes FCD straight to a columnar file when the output name ends in
@@ -14,12 +14,12 @@ What the conversion does (vectorised, no Python loop over samples or vehicles):
 * time -> frame number, frame 0 at ``t0`` (the end of the warm-up), 10 Hz;
 * SUMO's reference point, the *front* bumper centre, -> the footprint centre by
   moving half a length back along the road axis (+x), the convention of
-  :mod:`data.schema`. Not along SUMO's ``angle``: with ``--lanechange.duration``
+  :mod:`ppuu.data.schema`. Not along SUMO's ``angle``: with ``--lanechange.duration``
   SUMO moves a vehicle sideways at a fixed rate whatever its speed, so in a crawling
   queue its angle reaches tens of degrees and jumps where lanes are renumbered at a
   node; ``L/2 * sin(angle)`` then throws the centre sideways by up to a metre in one
   frame, while the front itself moves smoothly;
-* SUMO lane ids -> NGSIM Lane_IDs through the map of :func:`data.sumo.network.lane_map`;
+* SUMO lane ids -> NGSIM Lane_IDs through the map of :func:`ppuu.data.sumo.network.lane_map`;
 * sizes and NGSIM class from the vehicle's vType;
 * keep samples whose centre lies in the observed section, and per vehicle only its
   longest run of consecutive frames there.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.schema import as_raw_table
+from ppuu.data.schema import as_raw_table
 
 FCD_ATTRIBUTES = ("id", "type", "x", "y", "lane")
 """The FCD attributes we ask SUMO for (``--fcd-output.attributes``); time is always written."""
@@ -161,7 +161,7 @@ def fcd_to_raw_table(fcd: dict[str, np.ndarray], t0: float, n_frames: int, secti
         x0, y0: m, SUMO coordinates of the canonical origin (section entry, left road edge).
 
     Returns:
-        the raw table (data.schema.RAW_COLUMNS), vehicle ids 1..V numbered by first frame
+        the raw table (ppuu.data.schema.RAW_COLUMNS), vehicle ids 1..V numbered by first frame
         in the section, then by SUMO id.
     """
     frame = np.rint((fcd["time"] - t0) * frame_rate).astype(np.int64)

@@ -53,11 +53,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.scene import DEFAULT_WORKDIR
-from data.sumo.demand import DEFAULT_DEMAND, class_rates, draw_vehicle_types, write_routes
-from data.sumo.fcd import FCD_ATTRIBUTES, count_lane_changes, fcd_to_raw_table, read_fcd
-from data.sumo.network import build_network, lane_map, section_edge_selection, site_layout
-from data.sumo.tools import SumoError, run_tool, sumo_has_parquet, sumo_version
+from ppuu.data.scene import DEFAULT_WORKDIR
+from ppuu.data.sumo.demand import DEFAULT_DEMAND, class_rates, draw_vehicle_types, write_routes
+from ppuu.data.sumo.fcd import FCD_ATTRIBUTES, count_lane_changes, fcd_to_raw_table, read_fcd
+from ppuu.data.sumo.network import build_network, lane_map, section_edge_selection, site_layout
+from ppuu.data.sumo.tools import SumoError, run_tool, sumo_has_parquet, sumo_version
 
 STEP_LENGTH = 0.1
 """s, SUMO's step and the frame period (10 Hz, as NGSIM)."""
@@ -119,7 +119,7 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
                      keep_files: bool = False, progress: bool = True,
                      warmup: float = 300.0) -> tuple[pd.DataFrame, dict]:
     """Build a SUMO network shaped like the NGSIM site, a demand, run SUMO with floating-car-data output,
-    and convert the vehicles seen in the observed section into a raw canonical table (data.schema.as_raw_table).
+    and convert the vehicles seen in the observed section into a raw canonical table (ppuu.data.schema.as_raw_table).
 
     Returns (raw_table, info) where info is a JSON-able dict of the generator settings (sumo version, seed,
     demand per route veh/h, durations, number of vehicles, lane-change duration, etc.) to store in SceneMeta.notes.
@@ -127,7 +127,7 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
     keep_files).
 
     Args:
-        site: "i80" or "us101" (data.sites).
+        site: "i80" or "us101" (ppuu.data.sites).
         minutes: recorded duration, minutes (> 0).
         seed: seeds SUMO (``--seed``) and the numpy Generator drawing the vehicle types.
         workdir: workspace; with ``keep_files`` the SUMO files stay in
@@ -177,7 +177,7 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
         routes = write_routes(layout, types, rates, end=end, path=folder / "routes.rou.xml",
                               fill_until=warmup, fill_factor=demand.fill_factor)
 
-        # Parquet reads ~30x faster than XML (data.sumo.fcd); XML for SUMO builds without it
+        # Parquet reads ~30x faster than XML (ppuu.data.sumo.fcd); XML for SUMO builds without it
         fcd_path = folder / ("fcd.parquet" if sumo_has_parquet() else "fcd.xml")
         args = [
             "--net-file", net.name, "--route-files", routes.name,
@@ -210,7 +210,7 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
 
     type_counts = table.groupby("vclass")["vehicle_id"].nunique()
     info = {
-        "generator": "data.sumo.generate_traffic",
+        "generator": "ppuu.data.sumo.generate_traffic",
         "sumo_version": sumo_version(),
         "site": site,
         "seed": int(seed),

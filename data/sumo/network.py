@@ -1,6 +1,6 @@
 """SUMO road networks shaped like the NGSIM sites, built with netconvert from plain XML.
 
-Why this shape: the canonical table (:mod:`data.schema`) wants x along the road
+Why this shape: the canonical table (:mod:`ppuu.data.schema`) wants x along the road
 from the entry of the observed section and y to the left with lane k centred at
 ``-(k - 0.5) w``. We therefore draw the main road straight along SUMO's +x axis
 with its *left* edge on the line y = 0 (SUMO's default ``spreadType="right"``
@@ -11,7 +11,7 @@ x_canonical = x_SUMO - x0 with x0 = 0 and y_canonical = y_SUMO.
 A lane is never described by its SUMO index alone: every edge lists the NGSIM
 Lane_ID of each of its lanes (SUMO index 0 = rightmost), so extra lanes (an
 on-ramp's acceleration lane, an auxiliary lane) get the Lane_IDs of
-:mod:`data.sites` and lanes that continue across a node keep their id.
+:mod:`ppuu.data.sites` and lanes that continue across a node keep their id.
 Connections are made between lanes with the same Lane_ID; a lane with no
 successor ends there (an acceleration lane that must be left by changing lanes).
 
@@ -34,8 +34,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.sites import LANE_WIDTH, get_site
-from data.sumo.tools import run_tool
+from ppuu.data.sites import LANE_WIDTH, get_site
+from ppuu.data.sumo.tools import run_tool
 
 HOV_CLASSES = "hov motorcycle"
 """SUMO vehicle classes allowed on an HOV lane (carpools and motorcycles, as in California)."""
@@ -208,7 +208,7 @@ def us101_layout(upstream: float = 300.0, downstream: float = 150.0, bottleneck_
 
     At the section entry the on-ramp arrives as lane 7 and the auxiliary lane 6 opens
     between it and the main road; lane 7 ends at the end of the on-ramp merge
-    (data.sites), so ramp traffic must move into lane 6 and, unless it leaves again, on
+    (ppuu.data.sites), so ramp traffic must move into lane 6 and, unless it leaves again, on
     into the main lanes. The deceleration lane 8 opens to the right of lane 6 and leaves
     as the off-ramp at the end of the section, where lane 6 ends too. Arguments as
     :func:`i80_layout`.

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def scene_workdir(tmp_path_factory, small_scene) -> Path:
     """A workspace holding the session's scene."""
-    from data.scene import scene_path
+    from ppuu.data.scene import scene_path
 
     workdir = tmp_path_factory.mktemp("ppuu-work")
     scene = small_scene
@@ -21,7 +21,7 @@ def scene_workdir(tmp_path_factory, small_scene) -> Path:
 @pytest.fixture(scope="session")
 def scene_dir(scene_workdir) -> Path:
     """The folder of the session's scene."""
-    from data.scene import list_scenes, scene_path
+    from ppuu.data.scene import list_scenes, scene_path
 
     return scene_path(scene_workdir, list_scenes(scene_workdir)[0])
 
@@ -29,6 +29,6 @@ def scene_dir(scene_workdir) -> Path:
 @pytest.fixture(scope="session")
 def scene(scene_dir):
     """The session's scene, loaded."""
-    from data.scene import Scene
+    from ppuu.data.scene import Scene
 
     return Scene.load(scene_dir)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 
-from app.cli import build_parser, main
+from ppuu.app.cli import build_parser, main
 from tests.shared_data import shared_data_dir
 
 
@@ -19,7 +19,7 @@ def subcommands(parser):
 
 
 def test_help_lists_every_subcommand():
-    out = subprocess.run([sys.executable, "-m", "app.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "ppuu.app.cli", "--help"], capture_output=True, text=True, check=True)
     assert "data" in out.stdout
     data = subcommands(build_parser())["data"]
     for name, sub in subcommands(data).items():
@@ -67,8 +67,8 @@ def test_generated_scene_exported_as_ngsim_reads_back_identically(small_scene, t
     """`ppuu data generate --format ngsim`: the NGSIM path is exercised end to end on every generated scene."""
     import numpy as np
 
-    from app.cli_data import export_ngsim
-    from data.ngsim import read_ngsim
+    from ppuu.app.cli_data import export_ngsim
+    from ppuu.data.ngsim import read_ngsim
 
     path = export_ngsim(small_scene, tmp_path)
     assert path.name.endswith(".ngsim.txt.gz")

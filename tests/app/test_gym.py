@@ -20,10 +20,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-import app  # noqa: E402,F401  (registers the envs)
-from app.gym_env import HighwayEnv, HighwayVectorEnv, load_scene  # noqa: E402
-from app.render import TopDownRenderer  # noqa: E402
-from simulator.sim import SimConfig  # noqa: E402
+import ppuu  # noqa: E402  (registers the envs)
+from ppuu.app.gym_env import HighwayEnv, HighwayVectorEnv, load_scene  # noqa: E402
+from ppuu.app.render import TopDownRenderer  # noqa: E402
+from ppuu.simulator.sim import SimConfig  # noqa: E402
 
 ENV_ID = "ppuu/Highway-v0"
 PPUU_IDS = sorted(i for i in gymnasium.registry if i.startswith("ppuu/"))
@@ -42,11 +42,11 @@ def env(scene):
 def test_registration_is_idempotent():
     assert ENV_ID in PPUU_IDS and "ppuu/HighwayReactive-v0" in PPUU_IDS
     spec = gymnasium.spec(ENV_ID)
-    assert spec.entry_point == "app.gym_env:HighwayEnv"
-    assert spec.vector_entry_point == "app.gym_env:HighwayVectorEnv"
+    assert spec.entry_point == "ppuu.app.gym_env:HighwayEnv"
+    assert spec.vector_entry_point == "ppuu.app.gym_env:HighwayVectorEnv"
     with warnings.catch_warnings():
         warnings.simplefilter("error")      # "Overriding environment ..." would be a warning
-        app.register_envs()
+        ppuu.register_envs()
     assert gymnasium.spec(ENV_ID) is spec
 
 
@@ -167,7 +167,7 @@ def test_rgb_array_render(scene):
 
 def test_renderer_draws_where_it_is_told(scene):
     road = load_scene(scene).meta
-    from simulator.road import Road
+    from ppuu.simulator.road import Road
 
     renderer = TopDownRenderer(Road.from_meta(road), pixels_per_metre=4.0, view_length_m=50.0, view_width_m=30.0)
     ego = np.array([100.0, -5.0])
@@ -204,7 +204,7 @@ def test_scene_by_name_folder_and_latest(scene_workdir, scene_dir):
 
 
 def test_default_scene_is_generated_into_an_empty_workdir(tmp_path, scene, monkeypatch, caplog):
-    import data.pipeline
+    import ppuu.data.pipeline
 
     calls = []
 
@@ -212,7 +212,7 @@ def test_default_scene_is_generated_into_an_empty_workdir(tmp_path, scene, monke
         calls.append(kwargs)
         return scene
 
-    monkeypatch.setattr(data.pipeline, "generate_sumo_scene", fake_generate)
+    monkeypatch.setattr(ppuu.data.pipeline, "generate_sumo_scene", fake_generate)
     env = HighwayEnv(scene=None, workdir=tmp_path)
     assert calls and calls[0]["site"] == "i80" and calls[0]["minutes"] == 1.0 and calls[0]["seed"] == 0
     assert (tmp_path / "scenes" / scene.meta.name / "scene.json").is_file()
@@ -312,18 +312,18 @@ def test_entry_point_is_declared():
         points = metadata.entry_points(group="gymnasium.envs")
     except Exception:                                # pragma: no cover - very old importlib
         pytest.skip("no entry-point metadata")
-    ours = [p for p in points if p.value == "app.gym_env:register_envs"]
+    ours = [p for p in points if p.value == "ppuu.app:register_envs"]
     if not ours:
         pytest.skip("the ppuu package is not installed (pip install -e .)")
     assert ours[0].name == "ppuu"
 
 
 def test_make_in_a_fresh_interpreter(scene_dir):
-    """gymnasium 1.x reads no plugin entry points: ``make("app:ppuu/...")`` imports the registering module."""
+    """gymnasium 1.x reads no plugin entry points: ``make("ppuu:ppuu/...")`` imports the registering module."""
     code = (
         "import sys, json, gymnasium\n"
-        "assert 'app' not in sys.modules\n"
-        f"env = gymnasium.make('app:{ENV_ID}', scene={str(scene_dir)!r})\n"
+        "assert 'ppuu' not in sys.modules\n"
+        f"env = gymnasium.make('ppuu:{ENV_ID}', scene={str(scene_dir)!r})\n"
         "obs, info = env.reset(seed=0)\n"
         "obs, reward, terminated, truncated, info = env.step(env.action_space.sample())\n"
         "print(json.dumps({'image': list(obs['image'].shape), 'outcome': info['outcome']}))\n"

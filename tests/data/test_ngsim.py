@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.errors import DataFormatError
-from data.ngsim import ARTERIAL_FIELDS, CSV_FIELDS, FORMAT_ARTERIAL, FORMAT_CSV, FORMAT_RAW, read_ngsim, write_ngsim
-from data.schema import FEET, as_raw_table, validate_table
+from ppuu.data.errors import DataFormatError
+from ppuu.data.ngsim import ARTERIAL_FIELDS, CSV_FIELDS, FORMAT_ARTERIAL, FORMAT_CSV, FORMAT_RAW, read_ngsim, write_ngsim
+from ppuu.data.schema import FEET, as_raw_table, validate_table
 from tests.shared_data import shared_data_dir
 
 

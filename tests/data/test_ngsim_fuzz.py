@@ -13,9 +13,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.errors import DataFormatError
-from data.ngsim import read_ngsim, write_ngsim
-from data.schema import validate_table
+from ppuu.data.errors import DataFormatError
+from ppuu.data.ngsim import read_ngsim, write_ngsim
+from ppuu.data.schema import validate_table
 from tests.data.test_ngsim import synthetic_table, to_arterial, to_csv
 
 _DIR = tempfile.TemporaryDirectory(prefix="ngsim-fuzz-")

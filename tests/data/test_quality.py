@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.errors import DataFormatError
-from data.quality import (
+from ppuu.data.errors import DataFormatError
+from ppuu.data.quality import (
     PROBLEMS,
     QualityConfig,
     detect_bad_vehicles,
     longest_run,
     overlapping_pairs,
 )
-from data.schema import RAW_COLUMNS, as_raw_table
-from data.smoothing import smooth_table
+from ppuu.data.schema import RAW_COLUMNS, as_raw_table
+from ppuu.data.smoothing import smooth_table
 from tests.shared_data import read_ngsim_table as read_ngsim
 from tests.shared_data import shared_data
 

@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.errors import DataFormatError
-from data.schema import DERIVED_COLUMNS, RAW_COLUMNS, as_raw_table, validate_table
-from data.smoothing import (
+from ppuu.data.errors import DataFormatError
+from ppuu.data.schema import DERIVED_COLUMNS, RAW_COLUMNS, as_raw_table, validate_table
+from ppuu.data.smoothing import (
     SmoothingConfig,
     integrate_actions,
     pad_by_vehicle,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.splits import assign_splits, split_sizes
+from ppuu.data.splits import assign_splits, split_sizes
 
 
 def counts(splits: np.ndarray) -> tuple[int, int, int]:

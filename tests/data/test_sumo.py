@@ -1,4 +1,4 @@
-"""Tests of the SUMO scene generator (data.sumo): short runs, a few seconds each.
+"""Tests of the SUMO scene generator (ppuu.data.sumo): short runs, a few seconds each.
 
 The generated scenes are shared per module (one I-80 and one US-101 run), so the
 whole file runs in about 30 s on two cores.
@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.pipeline import build_scene, import_ngsim_scene, meta_for_site
-from data.report import lane_statistics
-from data.schema import RAW_COLUMNS, validate_table
-from data.sites import LANE_WIDTH, get_site
-from data.sumo import SumoError, generate_traffic
-from data.sumo.demand import DEFAULT_DEMAND, class_rates
-from data.sumo.fcd import count_lane_changes, fcd_to_raw_table, longest_runs
-from data.sumo.network import HOV_CLASSES, HOV_SPEED, i80_layout, write_plain_xml
-from data.sumo.tools import find_binary, run_tool
+from ppuu.data.pipeline import build_scene, import_ngsim_scene, meta_for_site
+from ppuu.data.report import lane_statistics
+from ppuu.data.schema import RAW_COLUMNS, validate_table
+from ppuu.data.sites import LANE_WIDTH, get_site
+from ppuu.data.sumo import SumoError, generate_traffic
+from ppuu.data.sumo.demand import DEFAULT_DEMAND, class_rates
+from ppuu.data.sumo.fcd import count_lane_changes, fcd_to_raw_table, longest_runs
+from ppuu.data.sumo.network import HOV_CLASSES, HOV_SPEED, i80_layout, write_plain_xml
+from ppuu.data.sumo.tools import find_binary, run_tool
 from tests.shared_data import shared_data_dir
 
 try:

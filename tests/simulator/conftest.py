@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from data.scene import Ramp, SceneMeta
-from simulator.road import Road
+from ppuu.data.scene import Ramp, SceneMeta
+from ppuu.simulator.road import Road
 
 LANE = 3.6576
 

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.collision import any_collision, box_corners, boxes_overlap, footprint_offroad
+from ppuu.simulator.collision import any_collision, box_corners, boxes_overlap, footprint_offroad
 from tests.simulator.conftest import LANE
 
 F64 = dict(dtype=torch.float64)

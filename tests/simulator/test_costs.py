@@ -3,10 +3,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.costs import (CostConfig, all_costs, lane_cost, lane_mask, offroad_cost, proximity_cost,
+from ppuu.simulator.costs import (CostConfig, all_costs, lane_cost, lane_mask, offroad_cost, proximity_cost,
                              proximity_mask, safe_distance)
-from simulator.raster import VEHICLES, RasterConfig, render
-from simulator.road import Road
+from ppuu.simulator.raster import VEHICLES, RasterConfig, render
+from ppuu.simulator.road import Road
 from tests.simulator.conftest import LANE, i80_meta
 
 CFG = RasterConfig()

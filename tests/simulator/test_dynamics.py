@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.dynamics import (DT, ActionBounds, EgoState, as_unit_heading, left_normal, rollout, step,
+from ppuu.simulator.dynamics import (DT, ActionBounds, EgoState, as_unit_heading, left_normal, rollout, step,
                                 unit_from_angle)
 
 

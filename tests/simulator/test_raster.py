@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.raster import CHANNELS, EGO, LANES, OFFROAD, VEHICLES, RasterConfig, render
-from simulator.road import Road
+from ppuu.simulator.raster import CHANNELS, EGO, LANES, OFFROAD, VEHICLES, RasterConfig, render
+from ppuu.simulator.road import Road
 from tests.simulator.conftest import LANE, i80_meta
 
 CFG = RasterConfig()

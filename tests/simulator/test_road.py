@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from simulator.road import EDGE, LANE_LINE, Road
+from ppuu.simulator.road import EDGE, LANE_LINE, Road
 from tests.simulator.conftest import LANE, i80_meta
 
 W6 = 6 * LANE

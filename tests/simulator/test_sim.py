@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from simulator.episodes import ARRIVED, COLLISION, OUTCOMES, RUNNING
-from simulator.evaluate import evaluate, markdown_summary, run_episodes, summarise
-from simulator.sim import BatchedSimulator, SimConfig
+from ppuu.simulator.episodes import ARRIVED, COLLISION, OUTCOMES, RUNNING
+from ppuu.simulator.evaluate import evaluate, markdown_summary, run_episodes, summarise
+from ppuu.simulator.sim import BatchedSimulator, SimConfig
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_cuda_matches_cpu(small_scene):
 
 def test_recorded_windows_match_the_simulator(small_scene):
     """The world model's training observations are the simulator's own observations of the recording."""
-    from simulator.recording import RecordedObservations
+    from ppuu.simulator.recording import RecordedObservations
 
     sim = BatchedSimulator(small_scene, SimConfig(history=3), device="cpu")
     ids = sim.episode_vehicles(None)[:4]

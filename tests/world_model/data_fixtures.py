@@ -20,7 +20,7 @@ PREDICTED = 2
 @pytest.fixture(scope="session")
 def recording(small_scene):
     """The simulator's recorded observations of the small scene, on the CPU."""
-    from simulator.recording import RecordedObservations
+    from ppuu.simulator.recording import RecordedObservations
 
     return RecordedObservations(small_scene, device="cpu")
 
@@ -33,7 +33,7 @@ def split_ids(small_scene) -> dict[str, list[int]]:
 @pytest.fixture(scope="session")
 def wm_workdir(tmp_path_factory, small_scene) -> Path:
     """A workspace holding the session's scene (for the command-line and DDP tests)."""
-    from data.scene import scene_path
+    from ppuu.data.scene import scene_path
 
     workdir = tmp_path_factory.mktemp("wm-work")
     small_scene.save(scene_path(workdir, small_scene.meta.name))
@@ -42,7 +42,7 @@ def wm_workdir(tmp_path_factory, small_scene) -> Path:
 
 def tiny_config(model_type: str = "deterministic", **overrides):
     """A TrainConfig small enough for a unit test: widths 4/8/8, MLP 16, latent 4, batch 4, N = 2."""
-    from world_model.train import TrainConfig
+    from ppuu.world_model.train import TrainConfig
 
     model = dict(hidden_channels=(4, 8, 8), hidden_mlp=16, latent_dim=4, context=CONTEXT)
     model.update(overrides.pop("model", {}))
@@ -54,7 +54,7 @@ def tiny_config(model_type: str = "deterministic", **overrides):
 
 def datasets(recording, split_ids, predicted: int = PREDICTED):
     """(train, val) WindowDatasets of the small scene."""
-    from world_model.dataset import WindowDataset
+    from ppuu.world_model.dataset import WindowDataset
 
     return (WindowDataset(recording, split_ids["train"], CONTEXT, predicted),
             WindowDataset(recording, split_ids["val"], CONTEXT, predicted))

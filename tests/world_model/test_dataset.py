@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tests.world_model.data_fixtures import CONTEXT, SpySource, recording, split_ids  # noqa: F401 (fixtures)
-from world_model.dataset import (MemmapCache, Prefetcher, WindowDataset, absolute_states, relative_states,
+from ppuu.world_model.dataset import (MemmapCache, Prefetcher, WindowDataset, absolute_states, relative_states,
                                  sample_indices)
-from world_model.normalisation import Normaliser
+from ppuu.world_model.normalisation import Normaliser
 
 N = 3
 

@@ -9,9 +9,9 @@ from PIL import Image
 
 from tests.world_model.data_fixtures import (CONTEXT, datasets, recording, split_ids, tiny_config,  # noqa: F401
                                              wm_workdir)
-from world_model.dataset import WindowDataset
-from world_model.evaluate import BASELINE_COPY, EvalConfig, colourise, evaluate
-from world_model.train import load_model, train
+from ppuu.world_model.dataset import WindowDataset
+from ppuu.world_model.evaluate import BASELINE_COPY, EvalConfig, colourise, evaluate
+from ppuu.world_model.train import load_model, train
 
 HORIZON = 3
 
@@ -60,7 +60,7 @@ def test_colourise_shapes():
 
 
 def test_cli_train_then_evaluate(wm_workdir, small_scene, capsys):
-    from app.cli import main
+    from ppuu.app.cli import main
 
     tiny = ["--hidden-channels", "4", "8", "8", "--hidden-mlp", "16", "--latent-dim", "4", "--batch-size", "2",
             "--predicted-steps", "2", "--stats-windows", "16", "--val-windows", "4", "--no-progress",

@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
-from simulator.dynamics import EgoState
-from simulator.dynamics import step as simulator_step
-from world_model.kinematics import kinematic_step
-from world_model.layers import encoder_sizes, kl_standard_normal
-from world_model.models import ForwardModel, ModelConfig, Prediction, count_parameters
-from world_model.normalisation import Normaliser
+from ppuu.simulator.dynamics import EgoState
+from ppuu.simulator.dynamics import step as simulator_step
+from ppuu.world_model.kinematics import kinematic_step
+from ppuu.world_model.layers import encoder_sizes, kl_standard_normal
+from ppuu.world_model.models import ForwardModel, ModelConfig, Prediction, count_parameters
+from ppuu.world_model.normalisation import Normaliser
 
 B, N = 2, 2
 

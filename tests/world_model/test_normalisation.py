@@ -3,7 +3,7 @@ import io
 import pytest
 import torch
 
-from world_model.normalisation import STD_FLOOR, Normaliser
+from ppuu.world_model.normalisation import STD_FLOOR, Normaliser
 
 
 def sample_data(seed=0):

@@ -11,10 +11,10 @@ import torch
 
 from tests.world_model.data_fixtures import (CONTEXT, SpySource, datasets, recording, split_ids,  # noqa: F401
                                              tiny_config, wm_workdir)
-from world_model import train as train_module
-from world_model.dataset import WindowDataset, sample_indices
-from world_model.normalisation import Normaliser
-from world_model.train import (TrainConfig, TrainingDiverged, compute_loss, load_checkpoint_file, load_model,
+from ppuu.world_model import train as train_module
+from ppuu.world_model.dataset import WindowDataset, sample_indices
+from ppuu.world_model.normalisation import Normaliser
+from ppuu.world_model.train import (TrainConfig, TrainingDiverged, compute_loss, load_checkpoint_file, load_model,
                                train)
 
 
@@ -30,7 +30,7 @@ def test_a_few_steps_reduce_the_loss(recording, split_ids, tmp_path):
     tr.fit_normaliser(config.stats_windows, seed=config.seed)
     batch = tr.batch(sample_indices(len(tr), 99, 0, 8))
     torch.manual_seed(config.seed)
-    from world_model.models import ForwardModel
+    from ppuu.world_model.models import ForwardModel
     model = ForwardModel(config.model).eval()
     with torch.no_grad():
         before, _ = compute_loss(model, batch, config, tr.normaliser)
@@ -159,8 +159,8 @@ def _ddp_worker(rank: int, world: int, port: int, scene_dir: str, run_dir: str, 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from data.scene import Scene
-    from simulator.recording import RecordedObservations
+    from ppuu.data.scene import Scene
+    from ppuu.simulator.recording import RecordedObservations
 
     scene = Scene.load(scene_dir)
     rec = RecordedObservations(scene)
@@ -178,7 +178,7 @@ def test_ddp_gloo_two_processes_matches_one(recording, split_ids, wm_workdir, sm
     """2 processes x 2 windows = 1 process x 4 windows (no dropout, so the same arithmetic up to rounding)."""
     import torch.multiprocessing as mp
 
-    from data.scene import scene_path
+    from ppuu.data.scene import scene_path
 
     config = tiny_config(steps=3, batch_size=4, checkpoint_every=3, model={"dropout": 0.0})
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(scene_path(wm_workdir, small_scene.meta.name)),
@@ -200,7 +200,7 @@ def test_cli_resume_after_sigkill_equals_uninterrupted(wm_workdir, small_scene):
     import sys
     import time
 
-    from app.cli import main
+    from ppuu.app.cli import main
 
     tiny = ["--hidden-channels", "4", "8", "8", "--hidden-mlp", "16", "--batch-size", "2", "--predicted-steps", "2",
             "--stats-windows", "16", "--val-every", "0", "--checkpoint-every", "2", "--log-every", "1",
@@ -208,7 +208,7 @@ def test_cli_resume_after_sigkill_equals_uninterrupted(wm_workdir, small_scene):
             "--device", "cpu", "--seed", "5"]
     killed = wm_workdir / "runs" / "killed"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "train", "world-model", "--run", "killed", *tiny],
+    proc = subprocess.Popen([sys.executable, "-m", "ppuu.app.cli", "train", "world-model", "--run", "killed", *tiny],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not (killed / "checkpoint.pt").is_file():
