@@ -133,10 +133,12 @@ def _constant_actions(batch: Batch, normaliser: Normaliser, acceleration: float)
 
 
 def colourise(images: Tensor) -> np.ndarray:
-    """Observations (..., 4, H, W) in [0, 1] -> RGB uint8 (..., H, W, 3): off-road grey, lane markings
-    white, other vehicles blue, the ego red (channel order of the simulator's rasteriser)."""
+    """Observations (..., C, H, W) in [0, 1], C = 3 or 4 -> RGB uint8 (..., H, W, 3): off-road grey, lane
+    markings white, other vehicles blue, the ego (a fourth channel, when there is one) red (channel order
+    of the simulator's rasteriser)."""
     x = images.detach().float().clamp(0, 1).cpu()
-    lanes, vehicles, offroad, ego = (x[..., i, :, :, None] for i in range(4))
+    lanes, vehicles, offroad = (x[..., i, :, :, None] for i in range(3))
+    ego = x[..., 3, :, :, None] if x.shape[-3] > 3 else torch.zeros_like(lanes)
     colours = torch.tensor([[0.85, 0.85, 0.85], [0.25, 0.6, 1.0], [0.3, 0.3, 0.3], [1.0, 0.25, 0.2]])
     rgb = (0.12 + offroad * colours[2] + (lanes * 2.5).clamp(0, 1) * colours[0] + vehicles * colours[1]
            + ego * colours[3])

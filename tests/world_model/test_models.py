@@ -15,8 +15,8 @@ B, N = 2, 2
 
 
 def tiny(**overrides) -> ModelConfig:
-    """The small config the tests use: runs in milliseconds on a CPU."""
-    fields = {"hidden_channels": (8, 16, 32), "hidden_mlp": 32, "context": 4, "latent_dim": 4}
+    """The small config the tests use: runs in milliseconds on a CPU (learned ego state unless overridden)."""
+    fields = {"hidden_channels": (8, 16, 32), "hidden_mlp": 32, "context": 4, "latent_dim": 4, "ego_kinematics": False}
     fields.update(overrides)
     return ModelConfig(**fields)
 
@@ -67,11 +67,12 @@ def test_config_json_round_trip_and_validation():
 
 def test_reference_sizes_give_a_256_x_14_x_3_map():
     assert encoder_sizes(117, 24, 3) == [(117, 24), (58, 12), (29, 6), (14, 3)]
-    config = ModelConfig()
+    config = ModelConfig(ego_kinematics=False)         # the reference's learned state head
     torch.manual_seed(0)
     model = ForwardModel(config).eval()
     assert model.map_shape == (256, 14, 3)
     assert 13e6 < count_parameters(model) < 16e6   # the reference's 15.6 M, give or take the posterior
+    assert count_parameters(ForwardModel(ModelConfig())) < count_parameters(model) - 2e6   # no state head
     images, states, actions, _, _ = random_batch(config, b=1, n=1)
     with torch.no_grad():
         assert model.encode(images, states).shape == (1, 256, 14, 3)
@@ -339,7 +340,7 @@ def test_ego_kinematics_predicts_the_exact_kinematic_state():
     raw_states = torch.cat([torch.randn(B, 4, 2, generator=g) * 10 + 100,
                             torch.rand(B, 4, 1, generator=g) * 10 + 15, torch.randn(B, 4, 1, generator=g)], -1)
     raw_actions = torch.randn(B, 3, 2, generator=g) * torch.tensor([1.5, 0.02])
-    images = torch.rand(B, 4, 4, 117, 24, generator=g)
+    images = torch.rand(B, 4, 3, 117, 24, generator=g)
     p = model(images, stats.normalise_states(raw_states), stats.normalise_actions(raw_actions), z_source="prior",
               stats=stats)
     state = raw_states[:, -1]
@@ -353,15 +354,14 @@ def test_ego_kinematics_predicts_the_exact_kinematic_state():
 # ---------------------------------------------------------------------------- learning
 def structured_windows(n=4, T=4, N=3, H=117, W=24, seed=0):
     """A bright 8 x 3 rectangle (vehicles channel) whose velocity the action changes, over a
-    static road (lanes, off-road) and the constant ego box; states = its normalised (row, col,
+    static road (lanes, off-road); states = its normalised (row, col,
     vrow, vcol). Returns (images, states, actions, target_images, target_states)."""
     g = torch.Generator().manual_seed(seed)
     steps = T + N
-    images = torch.zeros(n, steps, 4, H, W)
+    images = torch.zeros(n, steps, 3, H, W)
     images[:, :, 0, :, [5, 11, 17]] = 1.0
     images[:, :, 2, :, :2] = 1.0
     images[:, :, 2, :, -2:] = 1.0
-    images[:, :, 3, 54:62, 10:14] = 1.0
     actions = torch.randn(n, steps, 2, generator=g)
     states = torch.zeros(n, steps, 4)
     position = torch.stack([torch.randint(20, 90, (n,), generator=g), torch.randint(4, 18, (n,), generator=g)], -1)
