@@ -138,6 +138,7 @@ def cmd_train(args) -> int:
     run_dir = Path(args.workdir) / "runs" / run
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     source = RecordedObservations(scene, device=device)
+    config.observation = {"raster": source.raster.to_json(), "costs": source.cost_config.to_json()}
     train_ids, val_ids = scene.split_vehicle_ids("train"), scene.split_vehicle_ids("val")
     train_source = val_source = source
     if args.data_path == "cache":
@@ -201,6 +202,8 @@ def cmd_evaluate(args) -> int:
                         batch_size=args.batch_size, seed=args.seed)
     ids = scene.split_vehicle_ids(args.split)
     source = RecordedObservations(scene, device=device)
+    for loaded in models.values():
+        loaded.check_observation("raster", source.raster.to_json())
     data = WindowDataset(source, ids, main.model_config.context, config.horizon)
     out = Path(args.workdir) / "reports" / scene.meta.name
     report = evaluate(models, data, out, config, title=f"{scene.meta.name} ({args.split})",

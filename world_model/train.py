@@ -116,6 +116,10 @@ class TrainConfig:
         max_bad_steps: consecutive non-finite steps tolerated before stopping.
         prefetch: batches rendered ahead.
         model: the :class:`~ppuu.world_model.models.ModelConfig`.
+        observation: how the training images were made, as JSON given by the caller (the
+            command line stores the simulator's ``{"raster": RasterConfig, "costs": CostConfig}``),
+            so that a planner can check that its costs read the images the model predicts
+            (:meth:`LoadedModel.check_observation`).
     """
 
     scene: str = ""
@@ -141,6 +145,7 @@ class TrainConfig:
     max_bad_steps: int = 10
     prefetch: int = 2
     model: ModelConfig = field(default_factory=ModelConfig)
+    observation: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.model_type not in ("deterministic", "vae"):
@@ -206,6 +211,27 @@ class LoadedModel:
     @property
     def stochastic(self) -> bool:
         return self.model_config.latent_dim > 0
+
+    @property
+    def observation(self) -> dict:
+        """How the training images were made (:attr:`TrainConfig.observation`)."""
+        return self.train_config.observation
+
+    def check_observation(self, name: str, expected: dict) -> None:
+        """Raise ValueError unless the training images were made with the settings ``expected``.
+
+        Args:
+            name: the key in :attr:`observation` (e.g. "raster").
+            expected: the settings the caller will use, as JSON (e.g. ``RasterConfig().to_json()``).
+        """
+        saved = self.observation.get(name)
+        if saved is None:
+            raise ValueError(f"the world model (step {self.step}) does not record its {name!r} settings; retrain it "
+                             f"with this version of ppuu")
+        differ = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+        if differ:
+            detail = ", ".join(f"{k}: model {saved.get(k)!r}, here {expected.get(k)!r}" for k in differ)
+            raise ValueError(f"the world model was trained on images with other {name} settings ({detail})")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -443,7 +469,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
 
 def _check_resumable(config: TrainConfig, ckpt: dict, path: Path) -> None:
     saved = TrainConfig.from_json(ckpt["train_config"])
-    for name in ("model_type", "batch_size", "predicted_steps", "lr", "beta", "seed", "model"):
+    for name in ("model_type", "batch_size", "predicted_steps", "lr", "beta", "seed", "model", "observation"):
         if getattr(saved, name) != getattr(config, name):
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "
                              f"{getattr(config, name)!r} now (use another --run name)")

@@ -8,7 +8,7 @@ from ppuu.simulator.dynamics import EgoState
 from ppuu.simulator.dynamics import step as simulator_step
 from ppuu.world_model.kinematics import kinematic_step
 from ppuu.world_model.layers import encoder_sizes, kl_standard_normal
-from ppuu.world_model.models import ForwardModel, ModelConfig, Prediction, count_parameters
+from ppuu.world_model.models import ForwardModel, ModelConfig, Prediction, count_parameters, slide, unroll_policy
 from ppuu.world_model.normalisation import Normaliser
 
 B, N = 2, 2
@@ -397,3 +397,57 @@ def test_overfits_a_handful_of_windows():
         losses.append(loss.item())
     first, last = sum(losses[:5]) / 5, sum(losses[-10:]) / 10
     assert last < first / 10, (first, last)
+
+
+# ---------------------------------------------------------------------------- one step, policy unroll
+@pytest.mark.parametrize("latent_dim", [0, 4])
+def test_forward_is_a_loop_over_step(latent_dim):
+    config = tiny(latent_dim=latent_dim)
+    model = make_model(latent_dim=latent_dim).eval()
+    images, states, actions, _, _ = random_batch(config, n=3)
+    z = torch.randn(B, 3, latent_dim)
+    with torch.no_grad():
+        whole = model(images, states, actions, z_source="given", z=z)
+        window_i, window_s = images, states
+        for t in range(3):
+            out = model.step(window_i, window_s, actions[:, t], z_source="given", z=z[:, t])
+            torch.testing.assert_close(out.image, whole.images[:, t])
+            torch.testing.assert_close(out.state, whole.states[:, t])
+            window_i, window_s = slide(window_i, out.image), slide(window_s, out.state)
+    with pytest.raises(ValueError, match="action of shape"):
+        model.step(images, states, actions)
+    if latent_dim:
+        with pytest.raises(ValueError, match="needs the target"):
+            model.step(images, states, actions[:, 0], z_source="posterior")
+
+
+def test_policy_unroll_acts_on_predicted_windows_and_passes_gradients():
+    config = tiny(latent_dim=4)
+    model = make_model(latent_dim=4).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)                        # frozen, as when a policy is trained through it
+    images, states, _, _, _ = random_batch(config)
+    policy = torch.nn.Linear(config.context * config.state_dim, config.action_dim)
+    seen = []
+
+    def act(window_images, window_states):
+        seen.append((window_images.detach().clone(), window_states.detach().clone()))
+        return policy(window_states.flatten(1))
+
+    z = torch.randn(B, 3, 4)
+    pred, actions = unroll_policy(model, images, states, act, 3, z_source="given", z=z)
+    check_shapes(pred, config, n=3)
+    assert actions.shape == (B, 3, config.action_dim) and len(seen) == 3
+    torch.testing.assert_close(seen[0][0], images)
+    torch.testing.assert_close(seen[1][0][:, -1], pred.images[:, 0].detach())   # the policy saw its own future
+    torch.testing.assert_close(seen[2][1][:, -1], pred.states[:, 1].detach())
+    # The same actions through forward give the same prediction.
+    with torch.no_grad():
+        again = model(images, states, actions, z_source="given", z=z)
+    torch.testing.assert_close(again.images, pred.images.detach())
+    # Gradients reach the policy through the model (and nothing of the frozen model).
+    pred.images.sum().backward()
+    assert policy.weight.grad is not None and float(policy.weight.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="no true future"):
+        unroll_policy(model, images, states, act, 1, z_source="posterior")

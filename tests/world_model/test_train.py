@@ -239,3 +239,15 @@ def test_ego_kinematics_model_trains(recording, split_ids, tmp_path):
     config = tiny_config(steps=2, model={"ego_kinematics": True})
     summary = train(config, *datasets(recording, split_ids), tmp_path / "run", progress=False)
     assert summary["step"] == 2 and load_model(tmp_path / "run" / "checkpoint.pt").model_config.ego_kinematics
+
+
+def test_observation_settings_travel_with_the_checkpoint(recording, split_ids, tmp_path):
+    raster = recording.raster.to_json()
+    config = tiny_config(steps=1, observation={"raster": raster})
+    train(config, *datasets(recording, split_ids), tmp_path / "run", progress=False)
+    loaded = load_model(tmp_path / "run" / "checkpoint.pt")
+    loaded.check_observation("raster", raster)                          # the same settings pass
+    with pytest.raises(ValueError, match="pixels_per_metre: model 1.625, here 2.0"):
+        loaded.check_observation("raster", {**raster, "pixels_per_metre": 2.0})
+    with pytest.raises(ValueError, match="does not record its 'costs' settings"):
+        loaded.check_observation("costs", {})
