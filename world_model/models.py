@@ -100,6 +100,15 @@ class ModelConfig:
             posterior while training.
         ego_kinematics: advance the ego state with the kinematic model instead of a network
             (module docstring); needs ``state_dim == 4`` and ``action_dim == 2``.
+        ego_model: "learned" (Henaff 2019: egocentric frames, the action conditions the step) or
+            "kinematic" (Sobal 2022: frames in one fixed frame, the ego moved by the kinematic
+            model, the network predicts the traffic only; implies ``ego_kinematics``).
+        ego_conditioning: with ``ego_model="kinematic"``, what of the ego the traffic step sees:
+            "state" (the ego's states and its next kinematic state, so predicted traffic can react
+            to the ego) or "none" (traffic independent of the ego: the network reads neither the
+            ego's states nor its plan, so one prediction serves every plan).
+        static_channels: channel indices copied from the newest frame instead of predicted (in a
+            fixed frame the lanes and off-road area do not move: (0, 2)).
         dt: seconds per step (kinematic model).
     """
 
@@ -115,6 +124,9 @@ class ModelConfig:
     latent_dim: int = 32
     z_dropout: float = 0.5
     ego_kinematics: bool = True
+    ego_model: str = "learned"
+    ego_conditioning: str = "state"
+    static_channels: tuple = ()
     dt: float = 0.1
 
     def __post_init__(self) -> None:
@@ -134,6 +146,18 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.z_dropout = {self.z_dropout}: expected in [0, 1]")
         if self.dt <= 0:
             raise ValueError(f"ModelConfig.dt = {self.dt}: expected > 0 seconds")
+        self.static_channels = tuple(sorted(int(i) for i in self.static_channels))
+        if self.ego_model not in ("learned", "kinematic"):
+            raise ValueError(f"ModelConfig.ego_model = {self.ego_model!r}: expected 'learned' or 'kinematic'")
+        if self.ego_conditioning not in ("state", "none"):
+            raise ValueError(f"ModelConfig.ego_conditioning = {self.ego_conditioning!r}: expected 'state' or 'none'")
+        if self.ego_model == "kinematic" and not self.ego_kinematics:
+            raise ValueError("ModelConfig.ego_model 'kinematic' moves the ego with the kinematic model: "
+                             "ego_kinematics must be True")
+        if any(i < 0 or i >= self.image_channels for i in self.static_channels) \
+                or len(set(self.static_channels)) == self.image_channels:
+            raise ValueError(f"ModelConfig.static_channels = {self.static_channels}: expected distinct channel "
+                             f"indices below {self.image_channels}, not all of them")
         if self.ego_kinematics and (self.state_dim != 4 or self.action_dim != 2):
             raise ValueError("ModelConfig.ego_kinematics needs state_dim 4 (x, y, vx, vy) and action_dim 2 "
                              f"(acceleration, curvature); got {self.state_dim} and {self.action_dim}")
@@ -142,10 +166,23 @@ class ModelConfig:
     def stochastic(self) -> bool:
         return self.latent_dim > 0
 
+    @property
+    def dynamic_channels(self) -> tuple[int, ...]:
+        """Channel indices the network predicts (all but :attr:`static_channels`)."""
+        return tuple(i for i in range(self.image_channels) if i not in self.static_channels)
+
+    @property
+    def conditioning_dim(self) -> int:
+        """Width of what conditions a step: the action (learned ego), the next ego state, or nothing (0)."""
+        if self.ego_model == "learned":
+            return self.action_dim
+        return self.state_dim if self.ego_conditioning == "state" else 0
+
     def to_json(self) -> dict:
         """A JSON-able dict of plain values (lists, not tuples)."""
         d = asdict(self)
         d["hidden_channels"] = list(self.hidden_channels)
+        d["static_channels"] = list(self.static_channels)
         return d
 
     @classmethod
@@ -242,18 +279,21 @@ class ForwardModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = ImageStateEncoder(c.context, c.image_channels, (c.image_height, c.image_width), c.state_dim,
+        # Traffic independent of the ego sees neither its plan nor its states (which the plan moves).
+        encoder_states = 0 if c.ego_model == "kinematic" and c.ego_conditioning == "none" else c.state_dim
+        self.encoder = ImageStateEncoder(c.context, c.image_channels, (c.image_height, c.image_width), encoder_states,
                                          c.hidden_channels, c.hidden_mlp, c.dropout)
         self.map_shape: tuple[int, int, int] = self.encoder.map_shape
         numel = map_numel(self.map_shape)
-        self.action_embed = MLP(c.action_dim, c.hidden_mlp, numel, c.dropout)
+        self.condition_embed = MLP(c.conditioning_dim, c.hidden_mlp, numel, c.dropout) if c.conditioning_dim else None
         if c.stochastic:
             self.posterior = PosteriorNetwork(c, self.map_shape)
             self.z_embed = nn.Linear(c.latent_dim, numel)
         self.readout = nn.Sequential(activation(), nn.Dropout2d(c.dropout))
-        self.decoder = ConvDecoder(c.hidden_channels, 2 * c.image_channels, self.encoder.sizes, c.dropout)
+        dynamic = len(c.dynamic_channels)
+        self.decoder = ConvDecoder(c.hidden_channels, 2 * dynamic, self.encoder.sizes, c.dropout)
         with torch.no_grad():   # start close to "copy the last frame" (gate about 0.88)
-            self.decoder[-1].bias[:c.image_channels].fill_(GATE_BIAS)
+            self.decoder[-1].bias[:dynamic].fill_(GATE_BIAS)
         if not c.ego_kinematics:
             self.state_head = MLP(numel, c.hidden_mlp, c.state_dim, c.dropout)
 
@@ -264,11 +304,20 @@ class ForwardModel(nn.Module):
         return self.encoder(images, states)
 
     def _decode(self, hidden: Tensor, last_image: Tensor) -> tuple[Tensor, Tensor]:
-        """Hidden map (B, *map) -> next image (B, C, H, W) and readout features (B, numel)."""
+        """Hidden map (B, *map) -> next image (B, C, H, W) and readout features (B, numel).
+
+        Static channels are the last frame's; the others a blend of it and new content."""
         r = self.readout(hidden)
         out = self.decoder(r)
-        C = self.config.image_channels
-        return blend_frame(out[:, :C], out[:, C:], last_image), r.flatten(1)
+        c = self.config
+        if not c.static_channels:
+            C = c.image_channels
+            return blend_frame(out[:, :C], out[:, C:], last_image), r.flatten(1)
+        dynamic = list(c.dynamic_channels)
+        D = len(dynamic)
+        image = last_image.clone()
+        image[:, dynamic] = blend_frame(out[:, :D], out[:, D:], last_image[:, dynamic])
+        return image, r.flatten(1)
 
     # ------------------------------------------------------------------ one step
     def step(self, images: Tensor, states: Tensor, action: Tensor, z_source: str = "prior", z: Tensor | None = None,
@@ -315,18 +364,22 @@ class ForwardModel(nn.Module):
             raise ValueError(f"z_source='given' needs z of shape {(B, c.latent_dim)}; got "
                              f"{None if z is None else tuple(z.shape)}")
 
-        hidden = self.encode(images, states) + self.action_embed(action).view(B, *self.map_shape)
+        last_state = states[:, -1]
+        next_state = None
+        if c.ego_kinematics:
+            physical = kinematic_step(stats.denormalise_states(last_state), stats.denormalise_actions(action), c.dt)
+            next_state = stats.normalise_states(physical)
+        hidden = self.encode(images, states)
+        if self.condition_embed is not None:
+            condition = action if c.ego_model == "learned" else next_state
+            hidden = hidden + self.condition_embed(condition).view(B, *self.map_shape)
         kl = torch.zeros(B, device=images.device, dtype=torch.promote_types(images.dtype, torch.float32))
         z_t = images.new_zeros(B, 0)
         if c.stochastic:
             z_t, kl = self._latent(hidden, z_source, z, target_image, target_state, z_dropout)
             hidden = hidden + self.z_embed(z_t).view(B, *self.map_shape)
         next_image, features = self._decode(hidden, images[:, -1])
-        last_state = states[:, -1]
-        if c.ego_kinematics:
-            physical = kinematic_step(stats.denormalise_states(last_state), stats.denormalise_actions(action), c.dt)
-            next_state = stats.normalise_states(physical)
-        else:
+        if next_state is None:
             next_state = last_state + self.state_head(features)
         return StepOutput(next_image, next_state, kl, z_t)
 

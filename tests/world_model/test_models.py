@@ -265,7 +265,7 @@ def test_same_seed_same_parameters_and_output():
     for field in ("images", "states", "kl", "z"):
         assert torch.equal(getattr(p_a, field), getattr(p_b, field))
     other = make_model(seed=8)
-    assert not torch.equal(other.state_dict()["action_embed.0.weight"], sd_a["action_embed.0.weight"])
+    assert not torch.equal(other.state_dict()["condition_embed.0.weight"], sd_a["condition_embed.0.weight"])
 
 
 def test_checkpoint_round_trip_with_weights_only():
@@ -451,3 +451,43 @@ def test_policy_unroll_acts_on_predicted_windows_and_passes_gradients():
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="no true future"):
         unroll_policy(model, images, states, act, 1, z_source="posterior")
+
+
+# ---------------------------------------------------------------------------- the kinematic (fixed-frame) variant
+@pytest.mark.parametrize("conditioning", ["state", "none"])
+def test_kinematic_variant_copies_static_channels_and_moves_the_ego_exactly(conditioning):
+    config = tiny(ego_model="kinematic", ego_kinematics=True, ego_conditioning=conditioning, static_channels=(0, 2))
+    model = make_model(ego_model="kinematic", ego_kinematics=True, ego_conditioning=conditioning,
+                       static_channels=(0, 2)).eval()
+    images, states, actions, _, _ = random_batch(config)
+    stats = Normaliser.identity()
+    states[..., 2:] = torch.tensor([8.0, 0.0])                      # moving along +x at 8 m/s
+    actions = actions.clone().requires_grad_(True)
+    with torch.no_grad():
+        pred = model(images, states, actions.detach(), z_source="prior", stats=stats)
+    # lanes and off-road are the newest context frame's, at every step
+    torch.testing.assert_close(pred.images[:, :, [0, 2]], images[:, -1:, [0, 2]].expand(-1, N, -1, -1, -1))
+    assert not torch.equal(pred.images[:, :, 1], images[:, -1:, 1].expand(-1, N, -1, -1))
+    torch.testing.assert_close(pred.states[:, 0], kinematic_step(states[:, -1], actions[:, 0].detach(), config.dt))
+    # the traffic reacts to the ego's motion only when conditioned on it
+    z = torch.randn(B, N, config.latent_dim)
+    out = model(images, states, actions, z_source="given", z=z, stats=stats)
+    grad, = torch.autograd.grad(out.images[:, -1, 1].sum(), actions, allow_unused=True)
+    if conditioning == "none":
+        assert grad is None or float(grad.abs().sum()) == 0
+        other = model(images, states, -actions.detach(), z_source="given", z=z, stats=stats)
+        torch.testing.assert_close(other.images, out.images.detach())          # the same traffic for any plan
+    else:
+        assert float(grad.abs().sum()) > 0
+    assert "condition_embed.0.weight" in model.state_dict() or conditioning == "none"
+
+
+def test_kinematic_variant_config_is_checked():
+    with pytest.raises(ValueError, match="ego_kinematics must be True"):
+        ModelConfig(ego_model="kinematic", ego_kinematics=False)
+    with pytest.raises(ValueError, match="static_channels"):
+        ModelConfig(static_channels=(0, 1, 2))
+    with pytest.raises(ValueError, match="ego_conditioning"):
+        ModelConfig(ego_model="kinematic", ego_conditioning="action")
+    c = ModelConfig(ego_model="kinematic", static_channels=(2, 0))
+    assert c.static_channels == (0, 2) and c.dynamic_channels == (1,) and ModelConfig.from_json(c.to_json()) == c
