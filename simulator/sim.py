@@ -133,6 +133,7 @@ class BatchedSimulator:
         self.scene = scene
         self.dt = scene.meta.dt
         self.road = Road.from_meta(scene.meta, arrival_x=self.config.arrival_x)
+        self.cost_config = self.config.costs.for_road(self.road)     # the scene's lane width
         self.log = TrafficLog(scene, self.device, dtype)
         self.reactive = ReactiveTraffic(self.log, self.config.idm, self.dt,
                                                                           self.road.lane_widths) if self.config.traffic == "reactive" else None
@@ -194,7 +195,7 @@ class BatchedSimulator:
             self.state[slots, k] = state
         self.distance[slots] = self.ego.position[slots, 0] - self.start_x[slots]
         costs = all_costs(self.image[slots, -1], self.ego.speed[slots], self.size[slots], self.config.raster,
-                          self.config.costs)
+                          self.cost_config)
         for last, cost in zip(self.last_costs, costs):
             last[slots] = cost
         return Observation(self.image, self.state)
@@ -310,7 +311,7 @@ class BatchedSimulator:
         just_done = torch.zeros_like(running)
         just_done[active] = outcome != RUNNING
 
-        costs = all_costs(image, speed, size, self.config.raster, self.config.costs)
+        costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
         w = self.config.cost_weights
         reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
