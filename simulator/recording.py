@@ -56,9 +56,9 @@ class RecordedObservations:
                  device: torch.device | str = "cpu", log: TrafficLog | None = None):
         self.scene = scene
         self.raster = raster or RasterConfig()
-        self.cost_config = costs or CostConfig()
         self.device = torch.device(device)
         self.road = Road.from_meta(scene.meta)
+        self.cost_config = (costs or CostConfig()).for_road(self.road)     # the scene's lane width
         self.log = log or TrafficLog(scene, self.device)
 
     def window_starts(self, vehicle_ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -153,6 +153,7 @@ class BatchedSimulator:
         self.dt = scene.meta.dt
         self.course = get_course(self.config.course, scene.meta)
         self.road = Road.from_meta(scene.meta, arrival_x=self.course.arrival_x, start_x=self.course.start_x)
+        self.cost_config = self.config.costs.for_road(self.road)     # the scene's lane width
         self.log = TrafficLog(scene, self.device, dtype)
         self.reactive = ReactiveTraffic(self.log, self.config.idm, self.dt,
                                                                           self.road.lane_widths) if self.config.traffic == "reactive" else None
@@ -244,7 +245,7 @@ class BatchedSimulator:
             image, state = self._observe(slots, frame)
             self._write_history(slots, (self._head + 1 + k) % K, image, state)
         self.context_end_x[slots] = self.ego.position[slots, 0]
-        costs = all_costs(image, self.ego.speed[slots], self.size[slots], self.config.raster, self.config.costs)
+        costs = all_costs(image, self.ego.speed[slots], self.size[slots], self.config.raster, self.cost_config)
         for last, cost in zip(self.last_costs, costs):
             last[slots] = cost
         for hook in list(self._episode_start_hooks.values()):
@@ -386,7 +387,7 @@ class BatchedSimulator:
         just_done = torch.zeros_like(running)
         just_done[active] = outcome != RUNNING
 
-        costs = all_costs(image, speed, size, self.config.raster, self.config.costs)
+        costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
         w = self.config.cost_weights
         reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
