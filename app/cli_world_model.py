@@ -21,9 +21,12 @@ from ppuu.app.cli_data import add_workdir, resolve_scene
 
 def add_parser(groups) -> None:
     """The ``train`` group (its ``world-model`` command)."""
-    train = groups.add_parser("train", help="train models: the world model",
+    train = groups.add_parser("train", help="train models: the world model, driving policies",
                               description="Train learned components on a scene of the workspace.")
     sub = train.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    from ppuu.app import cli_policy
+
+    cli_policy.add_train_parser(sub)
     p = sub.add_parser(
         "world-model", help="train the forward model (deterministic, or VAE + dropout) on a scene",
         description="Train the forward model on windows of 20 context frames + N predicted frames of every "
