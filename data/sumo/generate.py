@@ -54,8 +54,16 @@ import numpy as np
 import pandas as pd
 
 from ppuu.data.scene import DEFAULT_WORKDIR
-from ppuu.data.sumo.demand import DEFAULT_DEMAND, class_rates, draw_vehicle_types, write_routes
+from ppuu.data.sites import get_site
+from ppuu.data.sumo.demand import (
+    DEFAULT_DEMAND,
+    LATERAL_SPEED_FACTOR,
+    class_rates,
+    draw_vehicle_types,
+    write_routes,
+)
 from ppuu.data.sumo.fcd import FCD_ATTRIBUTES, count_lane_changes, fcd_to_raw_table, read_fcd
+from ppuu.data.sumo.lateral import retime_lateral_motion
 from ppuu.data.sumo.network import build_network, lane_map, section_edge_selection, site_layout
 from ppuu.data.sumo.tools import SumoError, run_tool, sumo_has_parquet, sumo_version
 
@@ -201,6 +209,9 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
         table = fcd_to_raw_table(fcd, t0=warmup, n_frames=n_frames, section_length=layout.section_length,
                                  lane_ids=lanes, type_sizes=type_sizes, frame_rate=frame_rate)
         timings["conversion_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        table, lateral = retime_lateral_motion(table, get_site(site))
+        timings["lateral_retiming_s"] = time.perf_counter() - t
         if len(table) == 0:
             raise SumoError(f"SUMO produced no vehicle in the observed section of {site} "
                             f"(files in {folder if keep_files else 'a removed temporary folder'})")
@@ -221,6 +232,8 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
         "n_frames": n_frames,
         "lane_change_duration_s": LANE_CHANGE_DURATION,
         "lane_change_model": "LC2013 (overtaking on the right allowed)",
+        "lateral_speed_factor": LATERAL_SPEED_FACTOR,
+        "lateral_retiming": lateral,
         "car_following_model": "EIDM",
         "demand_veh_per_h": {r: float(v) for r, v in demand.route_rates.items()},
         "demand_by_class_veh_per_h": {f"{r}.{p}": round(float(v), 1) for (r, p), v in sorted(rates.items())},

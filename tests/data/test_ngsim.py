@@ -81,7 +81,8 @@ def test_round_trip(tmp_path, table, name):
     back, info = read_ngsim(path)
     validate_table(back)
     assert list(back.dtypes.astype(str)) == ["int64", "int64", "float64", "float64", "float64", "float64",
-                                             "int8", "int16"]
+                                             "int8", "int16", "float64"]
+    assert back.columns[-1] == "speed_recorded"     # v_Vel, kept to be checked against the positions
     assert_same_table(table, back)
     assert info["format"] == [FORMAT_RAW]
     assert info["rows"] == len(table) and info["vehicles"] == table.vehicle_id.nunique()

@@ -101,8 +101,9 @@ def test_persistent_overlap_flags_both_vehicles_only():
     pairs = overlapping_pairs(table, 0.1)
     assert set(zip(pairs["a"], pairs["b"])) == {(13, 14)}
     assert 50 <= len(pairs) <= 70
-    # an overlap shorter than overlap_duration is not a problem
-    assert not detect_bad_vehicles(table, config=QualityConfig(overlap_duration=8.0))["overlap"].any()
+    # an overlap shorter than overlap_duration (smoothed) and raw_overlap_duration (raw) is not a problem
+    longer = QualityConfig(overlap_duration=8.0, raw_overlap_duration=8.0)
+    assert not detect_bad_vehicles(table, config=longer)["overlap"].any()
 
 
 def test_side_by_side_in_adjacent_lanes_is_not_an_overlap():
@@ -127,15 +128,21 @@ def test_implausible_acceleration_is_kinematics():
     assert (quality.drop(index=[98, 99])["flags"] == "").all()
 
 
-def test_crawling_sideways_slide_is_kinematics():
-    """A car creeping at 0.5 m/s while moving 1 m sideways in 1 s: a turning radius no car has."""
+def test_crawling_sideways_slide_is_unfollowable_not_kinematics():
+    """A car creeping at 0.5 m/s while moving 1 m sideways in 1 s: a turning radius the ego car does
+    not have (so no ego episode), but no implausible motion (0.5 m/s^2 at most: not kinematics)."""
     tracks = traffic()
     t = np.arange(80) * DT
     lateral = np.clip(t - 3, 0, 1)                               # 1 m to the left between 3 and 4 s
     tracks[97] = [250 + 0.5 * t, LANE_Y[2] + lateral]
-    quality = detect_bad_vehicles(smoothed(tracks)).set_index("vehicle_id")
-    assert quality.loc[97, "kinematics"]
+    table = smoothed(tracks)
+    quality = detect_bad_vehicles(table).set_index("vehicle_id")
+    assert quality.loc[97, "flags"] == "unfollowable"
     assert (quality.drop(index=[97])["flags"] == "").all()
+    # the frames are flagged, the track is kept (the slide is in the smoothed positions)
+    slide = table[(table["vehicle_id"] == 97)]
+    assert not slide["followable"].all()
+    assert slide["y"].iloc[-1] - slide["y"].iloc[0] > 0.9
 
 
 def test_short_and_combined_flags():

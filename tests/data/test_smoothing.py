@@ -114,7 +114,9 @@ def test_single_frame_and_tiny_vehicles():
     assert one["speed"].item() == 0 and one["acceleration"].item() == 0 and one["curvature"].item() == 0
     two = vehicle(out, 2)
     np.testing.assert_allclose(two["speed"], [10.0, 10.0], atol=1e-3)
-    assert np.isfinite(out[list(DERIVED_COLUMNS)].to_numpy()).all()
+    numeric = [c for c, dtype in DERIVED_COLUMNS.items() if dtype == "float64"]
+    assert np.isfinite(out[numeric].to_numpy()).all()
+    assert out["followable"].all()
 
 
 def test_empty_table():
@@ -183,7 +185,9 @@ def test_standing_vehicle_never_reverses_and_holds_its_heading():
     assert (out["speed"] >= 0).all()
     slow = out["speed"].to_numpy() < 0.3
     assert slow.any()
-    assert np.all(out["curvature"].to_numpy()[slow] == 0)
+    # while (almost) standing the heading barely turns: gently (a curvature the ego car has) and little
+    turn_while_slow = np.abs(out["curvature"] * out["speed"] * DT).to_numpy()[slow].sum()
+    assert turn_while_slow < 0.05 and (np.abs(out["curvature"].to_numpy()[slow]) <= 0.2).all()
     assert np.abs(out["heading"]).max() < 0.2
     assert np.abs(out["x"] - x_true).mean() < 0.3
     assert max_integration_error(out) < 1e-6
@@ -278,9 +282,9 @@ def test_real_data_is_smooth_and_close_to_the_raw_positions(lane1):
     raw, _, out = lane1
     assert len(out) == 68_923 and out["vehicle_id"].nunique() == 374
     frames = out.groupby("vehicle_id")["frame"].transform("size")
-    # Every row within 0..35 m/s; a 2-frame track (vehicle 126: 5 m in 0.1 s) cannot be smoothed and
-    # reaches the max_speed clip, while every track long enough to smooth stays well below it.
-    assert out["speed"].between(0, 35).all()
+    # A 2-frame track (vehicle 126: 5 m in 0.1 s, 50 m/s) cannot be smoothed and keeps its speed (the
+    # quality flags catch it), while every track long enough to smooth stays well below 35 m/s.
+    assert (out["speed"] >= 0).all()
     assert out.loc[frames >= 3, "speed"].max() < 32
     assert (np.abs(out["acceleration"]) <= 8).mean() >= 0.999
     assert np.hypot(out["x"] - raw["x"], out["y"] - raw["y"]).mean() <= 0.5
