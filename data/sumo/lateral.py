@@ -98,8 +98,9 @@ def retimed_lateral_positions(vehicle_id: np.ndarray, x: np.ndarray, y: np.ndarr
     which = np.searchsorted(s0 + owner * road, x + ordinal * road, side="right") - 1
     valid = which >= 0
     which = np.maximum(which, 0)
-    valid &= (owner[which] == ordinal) & (x <= s1[which])
-    u = np.clip((x - s0[which]) / (s1 - s0)[which], 0.0, 1.0)
+    span = s1 - s0
+    valid &= (owner[which] == ordinal) & (x <= s1[which]) & (span[which] > 0)    # span 0: SUMO's timing
+    u = np.clip((x - s0[which]) / np.where(span > 0, span, 1.0)[which], 0.0, 1.0)
     share = 3 * u**2 - 2 * u**3
     target = key[starts][which] + lateral[which] * share
     at = np.clip(np.searchsorted(key, target, side="right") - 1, 0, n - 2)
