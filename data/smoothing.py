@@ -18,15 +18,23 @@ filters) of x(t) and y(t) per vehicle:
 * single-sample outliers (the NGSIM "spikes") are down-weighted by a few
   iteratively reweighted passes with Huber weights on the 2-D residual.
 
-Then the physical constraints: x never decreases along a trajectory (highway
-vehicles do not reverse), and a vehicle that (almost) stands has no defined
-heading, so the heading is held and the curvature is 0 there.
+Then x is made non-decreasing (highway vehicles do not reverse), and speed,
+heading and actions are derived so that the ego's kinematic model, a unicycle,
+follows the smoothed track exactly (:func:`derive_dynamics`): the heading is the
+direction of motion wherever the vehicle moves, however steep, and is only held
+where it (almost) stands and that direction is noise. Where the actions needed
+exceed what the ego car can do (a car crawling sideways, as SUMO moves them), the
+track is kept and the frame is flagged ``followable = False``; it is never bent
+to fit the bounds. Generated data, which has no noise, is smoothed with short
+windows (:meth:`SmoothingConfig.for_source`).
 
 Vectorised over all vehicles: the trajectories are laid end to end in one long
 array with zero-weight gaps as wide as the kernel between them, so the
 weighted moment sums of the local fits are a handful of ``np.convolve`` calls;
-per-vehicle scans (cumulative max, forward fill) are pandas group-by scans.
-No Python loop runs over vehicles.
+per-vehicle scans (cumulative max, forward fill, cumulative sums) are pandas
+group-by scans or prefix sums. No Python loop runs over vehicles or frames (a
+few passes over the whole table hold the rare frames that would turn sharper
+than ``max_turn``).
 """
 
 from __future__ import annotations

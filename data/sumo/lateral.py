@@ -1,26 +1,27 @@
-"""Lateral motion of SUMO's lane changes, re-timed to the forward motion.
+"""Lateral motion of SUMO's lane changes, re-drawn over the forward motion.
 
 Why: SUMO's continuous lane changes (``--lanechange.duration``) move a vehicle
 sideways at a rate set by time, not by distance: a car crawling at 0.3 m/s in a
 queue, or standing at the end of the on-ramp's acceleration lane, slides a lane
 width sideways in a few seconds, at 40-90 degrees to the road, which no car can do
 (it turns by curvature x distance travelled, and so does the ego car of the
-simulator). Within each lateral manoeuvre we keep SUMO's start, end and lateral
-path but let the vehicle cover it in step with its forward motion: the share of
-the manoeuvre done at frame t is a smooth step ``S(u) = 3u^2 - 2u^3`` of the share
-``u`` of the manoeuvre's forward distance covered by then. A vehicle that stands
-still no longer moves sideways; one that crawls through the manoeuvre's first
-metre and then drives on does most of its lateral move while driving.
+simulator). For each lateral manoeuvre we keep SUMO's start and end positions and
+its lateral path, but let the vehicle cover that path in step with its forward
+motion, over a stretch of road long enough for a car: the share of the path done
+at frame t is a smooth step ``S(u) = 3u^2 - 2u^3`` of the share ``u`` of the stretch
+driven by then (:func:`retimed_lateral_positions`). A vehicle that stands no longer
+moves sideways; a lane change takes the road a car needs to turn gently.
 
-The re-timed vehicle stays between the two lanes SUMO had it in during the
-manoeuvre, but not always at the same moment, so it could touch a neighbour
-SUMO never let it touch; :func:`retime_lateral_motion` checks the footprints of
-the whole table and gives every vehicle whose re-timed track overlaps another
-back its SUMO track (a few passes, until nothing new overlaps).
+A re-drawn vehicle is not always where SUMO had it, so it could touch a neighbour
+SUMO never let it touch, or leave the road (a merge drawn past the end of the
+on-ramp); :func:`retime_lateral_motion` checks footprints and road for the whole
+table, as the simulator will see them, and draws each offending manoeuvre another
+way, down to SUMO's own timing (a few passes, until nothing new goes wrong).
 
-Vectorised: manoeuvres are runs of rows found with cumulative sums, the lateral
-path is read back with one ``searchsorted``; the overlap check is
-:func:`ppuu.data.quality.overlapping_pairs`.
+Vectorised: manoeuvres are runs of rows found with cumulative sums, each row's
+stretch with one ``searchsorted`` and the lateral path read back with another;
+the overlap check is :func:`ppuu.data.quality.overlapping_pairs`. No loop runs
+over vehicles or frames (only over the five ways of drawing and the passes).
 """
 
 from __future__ import annotations
