@@ -229,7 +229,7 @@ def overlapping_pairs(table: pd.DataFrame, tolerance: float = 0.0) -> pd.DataFra
     reach_x = half_length * np.abs(cos) + half_width * np.abs(sin)      # half extents of the bounding box
     reach_y = half_length * np.abs(sin) + half_width * np.abs(cos)
     vid = table["vehicle_id"].to_numpy()[order]
-    reach = 2 * float(reach_x.max()) if len(x) else 0.0
+    longest = float(reach_x.max()) if len(x) else 0.0
     found_a, found_b, found_frame = [], [], []
     active = np.arange(len(x) - 1)
     k = 1
@@ -237,7 +237,8 @@ def overlapping_pairs(table: pd.DataFrame, tolerance: float = 0.0) -> pd.DataFra
         other = active + k
         keep = other < len(x)
         active, other = active[keep], other[keep]
-        keep = (frame[other] == frame[active]) & (x[other] - x[active] < reach)
+        # (a row drops out once its k-th neighbour is beyond its own reach plus the longest one)
+        keep = (frame[other] == frame[active]) & (x[other] - x[active] < reach_x[active] + longest)
         active, other = active[keep], other[keep]
         near = ((x[other] - x[active] < reach_x[active] + reach_x[other] - tolerance)
                 & (np.abs(y[other] - y[active]) < reach_y[active] + reach_y[other] - tolerance))

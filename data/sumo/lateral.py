@@ -138,6 +138,7 @@ def retime_lateral_motion(table: pd.DataFrame, site: Site | None = None, max_pas
     vid = table["vehicle_id"].to_numpy()
     x, y_sumo = table["x"].to_numpy(), table["y"].to_numpy()
     length, width = table["length"].to_numpy(), table["width"].to_numpy()
+    frame = table["frame"].to_numpy()
     variants = []
     tight = {"curvature": np.inf, "sweep": np.inf}
     for options in ({**retiming}, {**retiming, "lead": 0.0}, {**retiming, "lead": 1.0}, tight):
@@ -163,25 +164,57 @@ def retime_lateral_motion(table: pd.DataFrame, site: Site | None = None, max_pas
             found[mine] = index[rows][mine]
         return found
 
-    frame = table["frame"].to_numpy()
+    widest = float((length / 2 + width / 2).max()) if len(vid) else 0.0     # m, the furthest any footprint reaches
+    n_frames = int(frame.max()) + 1 if len(frame) else 1
+    n_ids = int(vid.max()) + 1 if len(vid) else 1
 
-    def conflicts(y: np.ndarray, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-        """Overlapping pairs at the frames of ``rows`` and off-road flags of ``rows``, with positions y."""
-        heading = motion_heading(vid, x, y)
-        at = np.isin(frame, np.unique(frame[rows]))
-        pairs = overlapping_pairs(table[at].assign(y=y[at], heading=heading[at]))
-        off = (off_road(site, x[rows], y[rows], heading[rows], length[rows], width[rows])
-               if site is not None else np.zeros(len(rows), bool))
-        return pairs, off
+    def overlaps_of(y: np.ndarray, heading: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(M, 3) int64 (a, b, frame) of the overlaps that involve one of ``rows``, vehicles at y: the
+        footprints compared are those of each such frame within reach of those rows."""
+        lo = np.full(n_frames, np.inf)
+        hi = np.full(n_frames, -np.inf)
+        np.minimum.at(lo, frame[rows], x[rows])
+        np.maximum.at(hi, frame[rows], x[rows])
+        near = (x >= lo[frame] - 2 * widest) & (x <= hi[frame] + 2 * widest)
+        found = overlapping_pairs(table[near].assign(y=y[near], heading=heading[near]))
+        found = found[["a", "b", "frame"]].to_numpy(dtype=np.int64).reshape(-1, 3)
+        mine = np.zeros(len(vid), dtype=bool)
+        mine[rows] = True
+        return found[involves(found, mine)]
+
+    def involves(pairs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(M,) bool: pair (a, b, frame) has a or b at a row where ``mask`` (N,) holds."""
+        return mask[_rows_of(table, pairs[:, 0], pairs[:, 2])] | mask[_rows_of(table, pairs[:, 1], pairs[:, 2])]
+
+    def pair_key(pairs: np.ndarray) -> np.ndarray:
+        return (pairs[:, 0] * n_ids + pairs[:, 1]) * n_frames + pairs[:, 2]
+
+    def off_road_rows(y: np.ndarray, heading: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if site is None:
+            return np.zeros(len(rows), dtype=bool)
+        return off_road(site, x[rows], y[rows], heading[rows], length[rows], width[rows])
+
+    def update(pairs: np.ndarray, off: np.ndarray, heading: np.ndarray, y: np.ndarray,
+               y_then: np.ndarray, heading_then: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Overlaps, off-road flags and headings after the vehicles moved from y_then to y: only the
+        rows whose position or heading changed are checked again."""
+        heading_now = motion_heading(vid, x, y)
+        changed = (y != y_then) | (heading_now != heading_then)
+        moved = np.flatnonzero(changed)
+        pairs = np.concatenate([pairs[~involves(pairs, changed)], overlaps_of(y, heading_now, moved)])
+        off = off.copy()
+        off[moved] = off_road_rows(y, heading_now, moved)
+        return pairs, off, heading_now
 
     everything = np.arange(len(vid))
-    base_pairs, base_off = conflicts(y_sumo, everything)
-    base_pairs = _pair_set(base_pairs)
+    heading_sumo = motion_heading(vid, x, y_sumo)
+    base_pairs = overlaps_of(y_sumo, heading_sumo, everything)
+    base_off = off_road_rows(y_sumo, heading_sumo, everything)
     y_new = assemble()
-    pairs, off = conflicts(y_new, everything)
+    pairs, off, heading = update(base_pairs, base_off, heading_sumo, y_new, y_sumo, heading_sumo)
     passes = 0
     for passes in range(1, max_passes + 1):
-        new = np.array(sorted(_pair_set(pairs) - base_pairs), dtype=np.int64).reshape(-1, 3)
+        new = pairs[~np.isin(pair_key(pairs), pair_key(base_pairs))]
         rows = np.r_[_rows_of(table, new[:, 0], new[:, 2]), _rows_of(table, new[:, 1], new[:, 2]),
                      np.flatnonzero(off & ~base_off)]
         culprits = np.unique(manoeuvre_of(rows))
@@ -190,11 +223,8 @@ def retime_lateral_motion(table: pd.DataFrame, site: Site | None = None, max_pas
             break
         level[culprits] += 1
         y_next = assemble()
-        # only the frames where something moved need a new check
-        moved = np.flatnonzero(y_next != y_new)
+        pairs, off, heading = update(pairs, off, heading, y_next, y_new, heading)
         y_new = y_next
-        redone, off[moved] = conflicts(y_new, moved)
-        pairs = pd.concat([pairs[~np.isin(pairs["frame"].to_numpy(), frame[moved])], redone])
     changed = np.abs(y_new - y_sumo) > 1e-9
     out = table.assign(y=y_new)
     if site is not None:
@@ -261,11 +291,6 @@ def _rows_of(table: pd.DataFrame, vehicle_id: np.ndarray, frame: np.ndarray) -> 
     starts = np.flatnonzero(np.r_[True, vid[1:] != vid[:-1]])
     first = starts[np.searchsorted(vid[starts], vehicle_id)]
     return first + (frame - table["frame"].to_numpy()[first])
-
-
-def _pair_set(pairs: pd.DataFrame) -> set[tuple[int, int, int]]:
-    """(a, b, frame) triples of an :func:`overlapping_pairs` frame."""
-    return set(zip(pairs["a"].tolist(), pairs["b"].tolist(), pairs["frame"].tolist()))
 
 
 def _count_manoeuvres(vehicle_id: np.ndarray, y: np.ndarray) -> int:
