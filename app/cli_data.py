@@ -114,13 +114,15 @@ def export_ngsim(scene: Scene, folder: Path) -> Path:
 
 def cmd_import(args) -> int:
     from ppuu.data.pipeline import import_ngsim_scene
+    from ppuu.data.report import flag_counts
 
     start = time.perf_counter()
     scene = import_ngsim_scene(args.paths, site=args.site, name=args.name, location=args.location, seed=args.seed)
     path = scene.save(scene_path(args.workdir, scene.meta.name))
     bad = int((~scene.vehicles["usable_as_ego"]).sum())
+    problems = ", ".join(f"{name} {n}" for name, n in flag_counts(scene.vehicles).items())
     print(f"wrote scene {scene.meta.name!r} to {path} ({len(scene.trajectories):,} rows, "
-          f"{len(scene.vehicles):,} vehicles, {bad} flagged as bad trajectories) "
+          f"{len(scene.vehicles):,} vehicles, {bad} flagged as bad trajectories{': ' + problems if problems else ''}) "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ppuu.data.errors import DataFormatError
-from ppuu.data.schema import FEET, RAW_COLUMNS, validate_table, vehicle_starts
+from ppuu.data.schema import FEET, OPTIONAL_COLUMNS, RAW_COLUMNS, validate_table, vehicle_starts
 
 RAW_FIELDS = ("Vehicle_ID", "Frame_ID", "Total_Frames", "Global_Time", "Local_X", "Local_Y", "Global_X",
               "Global_Y", "v_Length", "v_Width", "v_Class", "v_Vel", "v_Acc", "Lane_ID", "Preceding",
@@ -51,8 +51,10 @@ FORMAT_RAW, FORMAT_ARTERIAL, FORMAT_CSV = "ngsim-raw-18", "ngsim-arterial-24", "
 ID_OFFSET_STEP = 100_000
 """Vehicle ids of a later file that collide with earlier ones are shifted by a multiple of this."""
 
-# The fields the canonical table is built from; all must be numbers on every kept row.
+# The fields the canonical table is built from; all must be numbers on every kept row. v_Vel is
+# kept too (as speed_recorded, checked against the positions by ppuu.data.quality), where present.
 _USED = ("Vehicle_ID", "Frame_ID", "Local_X", "Local_Y", "v_Length", "v_Width", "v_Class", "Lane_ID")
+_SPEED = "v_Vel"
 _CANONICAL_NAME = {name.lower(): name for name in CSV_FIELDS}
 _THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d*)?")
 _MAX_INT = 2 ** 31
@@ -76,7 +78,8 @@ def read_ngsim(paths, location: str | None = None) -> tuple[pd.DataFrame, dict]:
 
     Returns:
         ``(table, info)``: table is the raw canonical table of :mod:`ppuu.data.schema` (N rows, metres,
-        footprint centre, sorted by (vehicle_id, frame), consecutive frames); info is a dict with
+        footprint centre, sorted by (vehicle_id, frame), consecutive frames) with the optional
+        column ``speed_recorded`` (v_Vel in m/s; NaN for a CSV without v_Vel); info is a dict with
         ``files`` (list of str), ``format`` (list, one per file), ``rows``, ``vehicles``,
         ``frame_range`` ((lo, hi) frames), ``lanes`` (sorted Lane_IDs), ``location`` (as the CSV
         spells it, else the argument)
@@ -103,12 +106,13 @@ def read_ngsim(paths, location: str | None = None) -> tuple[pd.DataFrame, dict]:
         offsets[str(p)] = offset
         if loc is not None:
             locations.append(loc)
-    cols = {c: np.concatenate([part[c] for part in parts]) for c in RAW_COLUMNS}
+    columns = {**RAW_COLUMNS, **OPTIONAL_COLUMNS}
+    cols = {c: np.concatenate([part[c] for part in parts]) for c in columns}
     vid, frame = cols["vehicle_id"], cols["frame"]
     if len(parts) > 1 and np.any((vid[1:] < vid[:-1]) | ((vid[1:] == vid[:-1]) & (frame[1:] <= frame[:-1]))):
         order = np.lexsort((frame, vid))
         cols = {c: v[order] for c, v in cols.items()}
-    table = pd.DataFrame({c: cols[c].astype(t, copy=False) for c, t in RAW_COLUMNS.items()})
+    table = pd.DataFrame({c: cols[c].astype(t, copy=False) for c, t in columns.items()})
     if len(set(locations)) == 1:
         location = locations[0]  # as the file spells it
     info = {
@@ -208,8 +212,9 @@ def _read_file(path: Path, location: str | None) -> tuple[dict, str, str | None]
     loc = None
     if fmt == FORMAT_CSV:
         df, lines, loc = _select_location(src, df, lines, location)
-    values = _numbers(src, df, lines, _USED if fmt == FORMAT_CSV else df.columns)
-    values = {name: values[name] for name in _USED}
+    checked = (_USED + ((_SPEED,) if _SPEED in df.columns else ())) if fmt == FORMAT_CSV else df.columns
+    values = _numbers(src, df, lines, checked)
+    values = {name: values[name] for name in _USED + (_SPEED,) if name in values}
     return _to_canonical(src, values, lines, sort_frames=fmt == FORMAT_CSV), fmt, loc
 
 
@@ -365,6 +370,7 @@ def _to_canonical(src: _Source, v: dict[str, np.ndarray], lines: np.ndarray, sor
                                           val=x[i], pval=x[i - 1]), line=int(lines[i]), field=field)
     length = v["v_Length"] * FEET
     return {
+        "speed_recorded": v[_SPEED] * FEET if _SPEED in v else np.full(len(vid), np.nan),
         "vehicle_id": vid,
         "frame": frame,
         "x": v["Local_Y"] * FEET - length / 2,

@@ -13,9 +13,9 @@ import pandas as pd
 
 from ppuu.data.quality import detect_bad_vehicles
 from ppuu.data.scene import Scene, SceneMeta
-from ppuu.data.schema import validate_table
+from ppuu.data.schema import OPTIONAL_COLUMNS, validate_table
 from ppuu.data.sites import LANE_WIDTH, SITES, get_site
-from ppuu.data.smoothing import smooth_table
+from ppuu.data.smoothing import SmoothingConfig, smooth_table
 from ppuu.data.splits import assign_splits
 
 #: Combined-CSV Location names (lower case) of the known sites.
@@ -30,18 +30,23 @@ def vehicle_table(trajectories: pd.DataFrame) -> pd.DataFrame:
     return vehicles.reset_index()
 
 
-def build_scene(raw: pd.DataFrame, meta: SceneMeta, source: str = "<table>") -> Scene:
+def build_scene(raw: pd.DataFrame, meta: SceneMeta, source: str = "<table>",
+                smoothing: SmoothingConfig | None = None) -> Scene:
     """Smooth a raw canonical table, flag bad vehicles, split by vehicle, and wrap it all in a Scene.
 
     Args:
-        raw: raw canonical table (:mod:`ppuu.data.schema`).
+        raw: raw canonical table (:mod:`ppuu.data.schema`), optional columns allowed (a recorded
+            speed is checked against the positions, then dropped).
         meta: scene metadata; ``meta.seed`` and ``meta.split_fractions`` set the split.
         source: name used in error messages.
+        smoothing: smoothing parameters (default: :meth:`SmoothingConfig.for_source` of ``meta.source``).
     """
     validate_table(raw, source=source)
-    trajectories = smooth_table(raw, frame_rate=meta.frame_rate)
-    vehicles = vehicle_table(trajectories)
+    smoothing = smoothing or SmoothingConfig.for_source(meta.source)
+    trajectories = smooth_table(raw, frame_rate=meta.frame_rate, config=smoothing)
     quality = detect_bad_vehicles(trajectories, frame_rate=meta.frame_rate)
+    trajectories = trajectories.drop(columns=[c for c in OPTIONAL_COLUMNS if c in trajectories.columns])
+    vehicles = vehicle_table(trajectories)
     vehicles = vehicles.merge(quality[["vehicle_id", "flags"]], on="vehicle_id", how="left")
     vehicles["flags"] = vehicles["flags"].fillna("").astype(str)
     vehicles["usable_as_ego"] = vehicles["flags"] == ""

@@ -85,11 +85,17 @@ def lane_statistics(scene: Scene) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def flag_counts(vehicles: pd.DataFrame) -> dict[str, int]:
+    """Vehicles with each quality problem (:data:`ppuu.data.quality.PROBLEMS`), from the ``flags``
+    column of a scene's vehicle table; problems no vehicle has are left out."""
+    flags = vehicles["flags"].str.split(",").explode()
+    flags = flags[flags != ""]
+    return {k: int(n) for k, n in flags.value_counts().sort_index().items()}
+
+
 def scene_summary(scene: Scene) -> dict:
     """Headline numbers of a scene: sizes, duration, speeds, splits, quality flags."""
     t, v = scene.trajectories, scene.vehicles
-    flags = v["flags"].str.split(",").explode()
-    flags = flags[flags != ""]
     return {
         "name": scene.meta.name,
         "site": scene.meta.site,
@@ -103,7 +109,7 @@ def scene_summary(scene: Scene) -> dict:
         "vehicle_classes": {int(k): int(n) for k, n in v["vclass"].value_counts().sort_index().items()},
         "splits": {k: int(n) for k, n in v["split"].value_counts().sort_index().items()},
         "usable_as_ego": int(v["usable_as_ego"].sum()),
-        "flags": {k: int(n) for k, n in flags.value_counts().sort_index().items()},
+        "flags": flag_counts(v),
     }
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,10 @@ import pandas as pd
 
 from ppuu.data.errors import DataFormatError
 
-SCENE_FORMAT_VERSION = 1
+SCENE_FORMAT_VERSION = 2
+"""1: tracks smoothed with a capped heading (a crawling car could end metres off its track), no
+``followable`` column; 2: tracks kept exact, ``followable`` per frame, quality flags
+``speed_column`` and ``unfollowable``."""
 DEFAULT_WORKDIR = Path("ppuu-work")
 
 
@@ -140,6 +144,8 @@ class Scene:
             raise DataFormatError(f"unreadable scene metadata: {exc}", path=meta_path) from exc
         trajectories = pd.read_parquet(directory / "trajectories.parquet")
         vehicles = pd.read_parquet(directory / "vehicles.parquet")
+        if meta.format_version < SCENE_FORMAT_VERSION and "followable" not in trajectories.columns:
+            _upgrade_format_1(directory, trajectories)
         return cls(meta=meta, trajectories=trajectories, vehicles=vehicles)
 
     def split_vehicle_ids(self, split: str, ego_only: bool = True) -> list[int]:
@@ -149,6 +155,18 @@ class Scene:
         if ego_only:
             mask &= v["usable_as_ego"]
         return v.loc[mask, "vehicle_id"].astype(int).tolist()
+
+
+def _upgrade_format_1(directory: Path, trajectories: pd.DataFrame) -> None:
+    """Give a scene of format 1 its ``followable`` column (from its stored actions) and warn that its
+    tracks and flags come from the older smoothing."""
+    from ppuu.data.smoothing import followable_actions
+
+    trajectories["followable"] = followable_actions(trajectories["acceleration"].to_numpy(),
+                                                    trajectories["curvature"].to_numpy())
+    warnings.warn(f"{directory}: scene of format 1, written by an older ppuu: its smoothing capped the "
+                  "heading, so crawling cars may lie metres off their recorded track, and its quality flags "
+                  "differ; regenerate it (`ppuu data generate` or `ppuu data import`)", UserWarning, stacklevel=3)
 
 
 def scenes_dir(workdir: str | Path) -> Path:

@@ -30,6 +30,17 @@ vclass     int8    1 motorcycle, 2 car, 3 truck (NGSIM v_Class)
 lane       int16   NGSIM Lane_ID convention: 1 = leftmost lane
 ========== ======= =====================================================
 
+A raw table may also carry, when its source records it:
+
+============== ======= =================================================
+column         dtype   meaning
+============== ======= =================================================
+speed_recorded float64 the speed the source recorded (NGSIM v_Vel), m/s;
+                       NaN where it has none. Never used as the speed
+                       (that comes from the positions); only checked
+                       against them (:mod:`ppuu.data.quality`).
+============== ======= =================================================
+
 A *smoothed* table (:func:`ppuu.data.smoothing.smooth_table`) adds, per row:
 
 ============ ======= ===================================================
@@ -40,6 +51,11 @@ speed        float64 m/s, >= 0
 heading      float64 radians, counter-clockwise from +x
 acceleration float64 action a at this frame (m/s^2): frame -> frame + 1
 curvature    float64 action b at this frame (1/m): frame -> frame + 1
+followable   bool    the ego car can take this frame's actions: both lie
+                     within its bounds (acceleration -8..4 m/s^2,
+                     |curvature| <= 0.2 1/m). Where not (a car crawling
+                     sideways, a jolt), the track is kept as recorded
+                     and the frame is flagged here, never bent.
 ============ ======= ===================================================
 
 Rows are sorted by (vehicle_id, frame) and each vehicle's frames are
@@ -74,6 +90,11 @@ DERIVED_COLUMNS: dict[str, str] = {
     "heading": "float64",
     "acceleration": "float64",
     "curvature": "float64",
+    "followable": "bool",
+}
+
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "speed_recorded": "float64",
 }
 
 VEHICLE_CLASSES = {1: "motorcycle", 2: "car", 3: "truck"}

@@ -105,6 +105,12 @@ DEFAULT_DEMAND = {
 }
 
 
+LATERAL_SPEED_FACTOR = 0.15
+"""SUMO ``lcMaxSpeedLatFactor``: a lane change moves sideways at most this times the forward speed (with
+``lcMaxSpeedLatStanding`` 0), apart from SUMO's floor of 0.5 m/s for a change under way and the urgent
+changes at the end of an on-ramp. See :mod:`ppuu.data.sumo.generate` for what it does to the scenes."""
+
+
 def _clip_normal(rng: np.random.Generator, mean: float, sd: float, lo: float, hi: float) -> float:
     return float(np.clip(rng.normal(mean, sd), lo, hi))
 
@@ -230,6 +236,9 @@ def write_routes(layout: Layout, types: list[VehicleType], rates: dict[tuple[str
                           lcKeepRight="0" if pop == "hov" else "0.3",
                           lcSpeedGain="0" if pop == "hov" else "2.0",
                           lcCooperative="1.0", lcAssertive="1.2",
+                          # sideways no faster than LATERAL_SPEED_FACTOR x forward speed, and no lane change
+                          # started from standstill (ppuu.data.sumo.generate: lateral motion)
+                          lcMaxSpeedLatStanding="0", lcMaxSpeedLatFactor=f"{LATERAL_SPEED_FACTOR:g}",
                           probability="1")
     for rid, edges in layout.routes.items():
         ET.SubElement(root, "route", id=rid, edges=" ".join(edges))

@@ -49,7 +49,9 @@ def test_import_missing_file_is_a_clear_error(tmp_path, capsys):
 def test_import_info_list_on_real_lane1_data(tmp_path, capsys):
     path = shared_data_dir() / "ngsim-i80-lane1" / "i80-lane1-original.txt.gz"
     assert main(["data", "import", str(path), "--site", "lane1", "--name", "lane1", "--workdir", str(tmp_path)]) == 0
-    assert "wrote scene 'lane1'" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "wrote scene 'lane1'" in out
+    assert "42 flagged as bad trajectories: jump 21, kinematics 1, overlap 14, short 8" in out   # by problem
     assert main(["data", "list", "--workdir", str(tmp_path)]) == 0
     assert "lane1" in capsys.readouterr().out
     assert main(["data", "info", "--workdir", str(tmp_path)]) == 0

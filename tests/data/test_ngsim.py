@@ -81,7 +81,8 @@ def test_round_trip(tmp_path, table, name):
     back, info = read_ngsim(path)
     validate_table(back)
     assert list(back.dtypes.astype(str)) == ["int64", "int64", "float64", "float64", "float64", "float64",
-                                             "int8", "int16"]
+                                             "int8", "int16", "float64"]
+    assert back.columns[-1] == "speed_recorded"     # v_Vel, kept to be checked against the positions
     assert_same_table(table, back)
     assert info["format"] == [FORMAT_RAW]
     assert info["rows"] == len(table) and info["vehicles"] == table.vehicle_id.nunique()
@@ -201,6 +202,26 @@ def test_arterial_24_columns(tmp_path, raw_file, table):
     assert info["format"] == [FORMAT_ARTERIAL]
     assert_same_table(table, back)
     assert len(ARTERIAL_FIELDS) == 24
+
+
+def test_recorded_speed_is_kept_and_checked_on_import(tmp_path, table):
+    """v_Vel is read as speed_recorded (m/s) in every format, and a vehicle whose v_Vel contradicts its
+    positions (500 ft/s while they move at a few m/s) is flagged speed_column when imported (issue 7)."""
+    from ppuu.data.pipeline import import_ngsim_scene
+
+    path = write_ngsim(table, tmp_path / "traj.txt")
+    back, _ = read_ngsim(path)
+    written = np.array([float(line.split()[11]) for line in lines_of(path)])
+    np.testing.assert_allclose(back["speed_recorded"], written * FEET)
+    csv_back, _ = read_ngsim(write_lines(tmp_path / "c.csv", to_csv(lines_of(path))))
+    np.testing.assert_allclose(csv_back["speed_recorded"], back["speed_recorded"])
+    corrupted = [" ".join(f[:11] + ["500.0"] + f[12:]) if f[0] == "24" else line
+                 for line, f in ((line, line.split()) for line in lines_of(path))]
+    scene = import_ngsim_scene([write_lines(tmp_path / "bad.txt", corrupted)], site="test")
+    flags = scene.vehicles.set_index("vehicle_id")["flags"]
+    assert "speed_column" in flags[24].split(",")
+    assert not flags.drop(index=24).str.contains("speed_column").any()
+    assert "speed_recorded" not in scene.trajectories.columns      # checked, then dropped
 
 
 def test_combined_csv_interleaved_and_case_tolerant(tmp_path, raw_file, table):
