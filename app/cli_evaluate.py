@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ppuu.app import cli_world_model
 from ppuu.app.cli_data import add_workdir, resolve_scene
+from ppuu.app.cli_reactive import add_reactive_arguments, reactive_config
 
 
 def add_parser(groups) -> None:
@@ -32,6 +33,7 @@ def add_parser(groups) -> None:
     base.add_argument("--batch-size", type=int, default=None,
                       help="episodes simulated at once (default: the whole split)")
     base.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_reactive_arguments(base)
     add_workdir(base)
     base.set_defaults(func=cmd_baselines)
     cli_world_model.add_evaluate_parser(sub)
@@ -44,7 +46,7 @@ def cmd_baselines(args) -> int:
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)
-    config = SimConfig(traffic=args.traffic)
+    config = SimConfig(traffic=args.traffic, idm=reactive_config(args))
     split = None if args.split == "all" else args.split
     out = Path(args.workdir) / "reports" / scene.meta.name
     out.mkdir(parents=True, exist_ok=True)

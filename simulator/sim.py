@@ -135,7 +135,7 @@ class BatchedSimulator:
         self.road = Road.from_meta(scene.meta, arrival_x=self.config.arrival_x)
         self.log = TrafficLog(scene, self.device, dtype)
         self.reactive = ReactiveTraffic(self.log, self.config.idm, self.dt,
-                                                                          self.road.lane_widths) if self.config.traffic == "reactive" else None
+                                        scene.meta) if self.config.traffic == "reactive" else None
         self.batch_size = 0
 
     # ------------------------------------------------------------------ episodes
@@ -184,7 +184,7 @@ class BatchedSimulator:
         for costs in self.cost_sums:
             costs[slots] = 0
         if self.reactive is not None:
-            self.reactive.reset(slots, first + C - 1)
+            self.reactive.reset(slots, first + C - 1, ids)
         # The context: the ego is exactly at its recording; render the last K frames of it.
         for k in range(K):
             frame = first + (C - K + k)
