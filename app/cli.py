@@ -5,7 +5,8 @@
     ppuu evaluate baselines                 closed-loop evaluation in the simulator
     ppuu evaluate world-model               prediction error of forward models, pictures of futures
 
-Every command takes ``--workdir`` (default ``./ppuu-work``) and prints what it wrote.
+Every command takes ``--workdir`` (default ``./ppuu-work``) and ``--threads`` (torch CPU threads;
+default ``PPUU_THREADS``, else half the cores) and prints what it wrote.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from ppuu.world_model.runs import configure_threads   # imports torch: not for --help
+
+        configure_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except (DataFormatError, ValueError, FileNotFoundError) as exc:
         print(f"ppuu: error: {exc}", file=sys.stderr)

@@ -11,8 +11,12 @@ from ppuu.data.scene import DEFAULT_WORKDIR, Scene, list_scenes, scene_path, sce
 
 
 def add_workdir(parser: argparse.ArgumentParser) -> None:
+    """The flags every command takes: ``--workdir`` and ``--threads``."""
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help="workspace folder for scenes, caches and reports (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: the PPUU_THREADS environment variable, else half the "
+                             "CPU cores: on a shared machine more threads than free cores is many times slower)")
 
 
 def add_parser(groups) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import sys
 import time
+import warnings
 from pathlib import Path
 
 from ppuu.app import cli_world_model
 from ppuu.app.cli_data import add_workdir, resolve_scene
 from ppuu.app.cli_reactive import add_reactive_arguments, reactive_config
+from ppuu.simulator.episodes import COURSES
 
 
 def add_parser(groups) -> None:
@@ -18,15 +23,28 @@ def add_parser(groups) -> None:
     sub = evaluate.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     base = sub.add_parser(
         "baselines", help="the human (recorded actions) and no-action controllers on a split",
-        description="Run the reference controllers on every episode of a split at once and report success "
-                    "rate (%%), mean distance (m), failure rates and costs. 'human' replays the replaced vehicle's "
-                    "own recorded actions (a fidelity check: it should arrive almost always); 'no_action' keeps "
-                    "speed and heading.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the reference controllers on every episode of a split at once, on a course, and\n"
+                    "report success rate (%), mean distance (m, from the end of the 2 s context), failure\n"
+                    "rates, comfort (mean |acceleration| m/s^2, mean |jerk| m/s^3) and costs, as mean ± std\n"
+                    "over seeds. 'human' replays the replaced vehicle's own recorded actions (a fidelity\n"
+                    "check: it should arrive almost always); 'no_action' keeps speed and heading.\n\n"
+                    "Courses (where episodes start and arrive; results compare only on the same course):\n"
+                    + "".join(f"  {c.name:14s} {c.description}\n" for c in COURSES.values())
+                    + "  START:ARRIVAL  explicit lines in metres, e.g. 72:323\n"
+                    "Default: i80-reference on I-80 scenes (comparable with SPEC §7), full elsewhere.\n\n"
+                    "Writes WORKDIR/reports/SCENE/: a CSV per controller (one row per episode and seed),\n"
+                    "a Markdown and a JSON summary, each naming its course.")
     base.add_argument("scene", nargs="?", help="scene name or folder (default: the most recent scene)")
     base.add_argument("--controllers", nargs="+", default=["human", "no_action"], choices=["human", "no_action"],
                       help="controllers to run (default: %(default)s)")
     base.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                       help="episodes of this split (default: %(default)s)")
+    base.add_argument("--course", default=None, metavar="NAME|START:ARRIVAL",
+                      help=f"the course: {', '.join(COURSES)} or START:ARRIVAL in metres (default: the scene "
+                           "site's, i80-reference on I-80, else full)")
+    base.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                      help="run every controller once per seed and report mean ± std (default: %(default)s)")
     base.add_argument("--traffic", default="replay", choices=["replay", "reactive"],
                       help="other vehicles replay their recording, or follow it with IDM car-following "
                            "so they brake for the ego (default: %(default)s)")
@@ -40,31 +58,59 @@ def add_parser(groups) -> None:
 
 
 def cmd_baselines(args) -> int:
+    import pandas as pd
+
     from ppuu.data.scene import Scene
+    from ppuu.simulator.episodes import CourseWarning, course_table, episode_vehicles, get_course
     from ppuu.simulator.evaluate import evaluate, markdown_summary, summarise
     from ppuu.simulator.sim import SimConfig
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)
-    config = SimConfig(traffic=args.traffic, idm=reactive_config(args))
+    course = get_course(args.course, scene.meta)
+    config = SimConfig(traffic=args.traffic, course=course, idm=reactive_config(args))
     split = None if args.split == "all" else args.split
-    out = Path(args.workdir) / "reports" / scene.meta.name
-    out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for name in args.controllers:
-        start = time.perf_counter()
-        table = evaluate(scene, name, split=split, config=config, device=args.device, batch_size=args.batch_size)
-        seconds = time.perf_counter() - start
-        results[name] = table
-        csv = out / f"evaluate-{name}-{args.split}-{args.traffic}.csv"
-        table.to_csv(csv, index=False)
-        print(f"{name}: {len(table)} episodes in {seconds:.1f} s -> {csv}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CourseWarning)
+        table = course_table(scene, course, config.context_steps)
+        episodes = len(episode_vehicles(scene, split, course, config.context_steps, table=table))
+        for warning in caught:
+            print(f"ppuu: warning: {warning.message}", file=sys.stderr)
+        print(f"scene {scene.meta.name}, split {args.split}, traffic {args.traffic}, seeds "
+              f"{' '.join(map(str, args.seeds))}\ncourse {course}: {course.description}; {episodes} episodes; "
+              f"the tracks reach x = {table['x_last'].max():.1f} m\n")
+        out = Path(args.workdir) / "reports" / scene.meta.name
+        out.mkdir(parents=True, exist_ok=True)
+        tag = f"{args.split}-{args.traffic}-{_filename(course.name)}"
+        results = {}
+        for name in args.controllers:
+            tables = []
+            for seed in args.seeds:
+                start = time.perf_counter()
+                tables.append(evaluate(scene, name, split=split, config=config, device=args.device,
+                                       batch_size=args.batch_size, seed=seed))
+                print(f"{name}, seed {seed}: {len(tables[-1])} episodes in {time.perf_counter() - start:.1f} s")
+            results[name] = pd.concat(tables, ignore_index=True)
+            csv = out / f"evaluate-{name}-{tag}.csv"
+            results[name].to_csv(csv, index=False)
+            print(f"  -> {csv}")
     summary = markdown_summary(results)
-    print(f"\nscene {scene.meta.name}, split {args.split}, traffic {args.traffic}\n\n{summary}")
-    md = out / f"baselines-{args.split}-{args.traffic}.md"
-    md.write_text(f"# Baselines on {scene.meta.name} ({args.split}, {args.traffic})\n\n{summary}\n\n"
+    spread = "mean ± std over seeds " + ", ".join(map(str, args.seeds)) if len(args.seeds) > 1 else \
+        f"seed {args.seeds[0]}"
+    title = f"Baselines on {scene.meta.name} ({args.split}, {args.traffic}, course {course})"
+    print(f"\n{title}; {spread}\n\n{summary}")
+    md = out / f"baselines-{tag}.md"
+    md.write_text(f"# {title}\n\nCourse {course}: {course.description}. Distance counts from the end of the "
+                  f"context; {spread}.\n\n{summary}\n\n"
                   f"Simulator settings:\n\n```json\n{json.dumps(config.to_json(), indent=2)}\n```\n")
-    (out / f"baselines-{args.split}-{args.traffic}.json").write_text(
-        json.dumps({name: summarise(t) for name, t in results.items()}, indent=2))
+    report = {"scene": scene.meta.name, "split": args.split, "traffic": args.traffic, "course": course.to_json(),
+              "seeds": list(args.seeds), "results": {name: summarise(t) for name, t in results.items()},
+              "sim_config": config.to_json()}
+    (out / f"baselines-{tag}.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {md}")
     return 0
+
+
+def _filename(name: str) -> str:
+    """A course name made safe for a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)

@@ -54,8 +54,9 @@ def add_parser(groups) -> None:
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--init", help="deterministic checkpoint to warm-start the VAE from (weights copied by name "
                                   "and shape; its normalisation statistics are reused)")
-    p.add_argument("--ego-kinematics", action="store_true",
-                   help="advance the ego state with the kinematic model instead of a network (Sobal 2022)")
+    p.add_argument("--ego-kinematics", action=argparse.BooleanOptionalAction, default=None,
+                   help="advance the ego state with the exact kinematic model (the default) or, with "
+                        "--no-ego-kinematics, learn it with a state head (Henaff 2019)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (default: on for CUDA)")
@@ -110,8 +111,8 @@ def _train_config(args, scene_name: str):
     model = {k: v for k, v in (("hidden_channels", tuple(args.hidden_channels) if args.hidden_channels else None),
                                ("hidden_mlp", args.hidden_mlp), ("latent_dim", args.latent_dim),
                                ("dropout", args.dropout)) if v is not None}
-    if args.ego_kinematics:
-        model["ego_kinematics"] = True
+    if args.ego_kinematics is not None:
+        model["ego_kinematics"] = args.ego_kinematics
     return TrainConfig.for_profile(
         args.profile, args.model, scene=scene_name, steps=args.steps, batch_size=args.batch_size,
         predicted_steps=args.predicted_steps, lr=args.lr, beta=args.beta, grad_clip=args.grad_clip, seed=args.seed,
@@ -125,7 +126,8 @@ def cmd_train(args) -> int:
     from ppuu.data.scene import Scene
     from ppuu.simulator.recording import RecordedObservations
     from ppuu.world_model.dataset import MemmapCache, WindowDataset
-    from ppuu.world_model.train import TrainingDiverged, resolve_device, train
+    from ppuu.world_model.runs import resolve_device
+    from ppuu.world_model.train import TrainingDiverged, train
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)
@@ -136,6 +138,7 @@ def cmd_train(args) -> int:
     run_dir = Path(args.workdir) / "runs" / run
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     source = RecordedObservations(scene, device=device)
+    config.observation = {"raster": source.raster.to_json(), "costs": source.cost_config.to_json()}
     train_ids, val_ids = scene.split_vehicle_ids("train"), scene.split_vehicle_ids("val")
     train_source = val_source = source
     if args.data_path == "cache":
@@ -183,7 +186,8 @@ def cmd_evaluate(args) -> int:
     from ppuu.simulator.recording import RecordedObservations
     from ppuu.world_model.dataset import WindowDataset
     from ppuu.world_model.evaluate import EvalConfig, evaluate
-    from ppuu.world_model.train import load_model, resolve_device
+    from ppuu.world_model.runs import resolve_device
+    from ppuu.world_model.train import load_model
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)
@@ -198,6 +202,8 @@ def cmd_evaluate(args) -> int:
                         batch_size=args.batch_size, seed=args.seed)
     ids = scene.split_vehicle_ids(args.split)
     source = RecordedObservations(scene, device=device)
+    for loaded in models.values():
+        loaded.check_observation("raster", source.raster.to_json())
     data = WindowDataset(source, ids, main.model_config.context, config.horizon)
     out = Path(args.workdir) / "reports" / scene.meta.name
     report = evaluate(models, data, out, config, title=f"{scene.meta.name} ({args.split})",

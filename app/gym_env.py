@@ -17,6 +17,12 @@ Registered ids (by ``import ppuu``, see :func:`ppuu.app.register_envs`): ``ppuu/
 
 Both read the same keyword arguments (see :class:`HighwayEnv`) and share these definitions:
 
+Episodes
+    drawn from the **training** split by default (``split="train"``: train agents on it and
+    keep "val" and "test" for evaluation, as :func:`ppuu.simulator.evaluate.evaluate` does),
+    on the simulator's course (``sim_config=SimConfig(course=...)``; by default the site's,
+    ``i80-reference`` on I-80: see :mod:`ppuu.simulator.episodes`).
+
 Observation
     ``Dict(image=Box(0, 255, (K * 4, H, W), uint8), state=Box(-inf, inf, (K * 4,), float32))``
     with K = ``history`` frames, oldest first, stacked on the channel axis (channels-first:
@@ -41,10 +47,15 @@ Episode end
 Info
     ``vehicle_id`` (the recorded vehicle the ego replaced), ``outcome`` (name from
     :data:`ppuu.simulator.episodes.OUTCOMES`: running, arrived, collision, offroad,
-    out_of_data), ``distance`` (m along the road since the episode's first frame),
+    out_of_data), ``distance`` (m along the road since the end of the context),
     ``speed`` (m/s), ``proximity_cost``, ``lane_cost``, ``offroad_cost`` (of the current
     observation), ``steps`` (actions applied this episode); the vector env adds
     ``episode_number`` (episodes the slot has started, this one included).
+Per-slot agent state
+    an agent that keeps state per slot (e.g. an MPC planner's warm-started plans) hears every
+    slot that starts an episode, autoresets included, through
+    ``envs.sim.add_episode_start_hook(hook)`` (``hook(slots, sim)``, see
+    :mod:`ppuu.simulator.evaluate`).
 """
 
 from __future__ import annotations
@@ -125,8 +136,8 @@ def _make_simulator(scene, split, traffic, history, device, workdir, sim_config)
     episodes = sim.episode_vehicles(split)
     if len(episodes) == 0:
         counts = {s: len(sim.episode_vehicles(s)) for s in ("train", "val", "test")}
-        raise ValueError(f"scene {loaded.meta.name!r} has no episode in split {split!r} (episodes per split: "
-                         f"{counts}); pick another split or a longer scene")
+        raise ValueError(f"scene {loaded.meta.name!r} has no episode in split {split!r} on course {sim.course} "
+                         f"(episodes per split: {counts}); pick another split, course or a longer scene")
     return sim, episodes
 
 
@@ -149,7 +160,8 @@ def _observation(sim: BatchedSimulator) -> dict[str, np.ndarray]:
 
     Fresh arrays (never views of the simulator's tensors, which change in place on reset).
     """
-    image, state = sim.image, sim.state
+    observation = sim.observation()           # ordered views of the history ring (no copy)
+    image, state = observation.image, observation.state
     B = image.shape[0]
     pixels = image.reshape(B, -1, *image.shape[-2:]).mul(255).round_().to(torch.uint8)
     return {"image": pixels.cpu().numpy(), "state": state.reshape(B, -1).to("cpu", torch.float32, copy=True).numpy()}
@@ -227,7 +239,8 @@ class HighwayEnv(gymnasium.Env):
 
     Args:
         scene: a Scene, a scene folder, a scene name in ``workdir``, or None (see :func:`load_scene`).
-        split: episodes come from this split's vehicles: "train", "val", "test", or None for all.
+        split: episodes come from this split's vehicles: "train" (default: agents train on it),
+            "val", "test", or None for all.
         traffic: "replay" (recorded motion) or "reactive" (IDM car-following); None = ``sim_config``'s.
         history: K observation frames per step (1, or up to ``context_steps``); None = ``sim_config``'s.
         device: torch device of the simulator ("cpu" by default: one episode runs faster there
@@ -248,7 +261,7 @@ class HighwayEnv(gymnasium.Env):
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
 
-    def __init__(self, scene: Scene | str | Path | None = None, split: str | None = "test",
+    def __init__(self, scene: Scene | str | Path | None = None, split: str | None = "train",
                  traffic: str | None = None, history: int | None = None, device: str | torch.device = "cpu",
                  render_mode: str | None = None, workdir: str | Path = DEFAULT_WORKDIR,
                  max_episode_steps: int | None = None, sim_config: SimConfig | None = None,
@@ -360,7 +373,7 @@ class HighwayVectorEnv(VectorEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, scene: Scene | str | Path | None = None, split: str | None = "test",
+    def __init__(self, num_envs: int = 1, scene: Scene | str | Path | None = None, split: str | None = "train",
                  traffic: str | None = None, history: int | None = None, device: str | torch.device | None = None,
                  render_mode: str | None = None, workdir: str | Path = DEFAULT_WORKDIR,
                  max_episode_steps: int | None = None, sim_config: SimConfig | None = None,

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ppuu.data.scene import Ramp, SceneMeta  # noqa: E402
-from ppuu.simulator.costs import all_costs  # noqa: E402
+from ppuu.simulator.costs import CostConfig, all_costs  # noqa: E402
 from ppuu.simulator.raster import RasterConfig, render, road_texture  # noqa: E402
 from ppuu.simulator.road import Road  # noqa: E402
 
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         build = time.perf_counter() - t0
+        costs = CostConfig().for_road(road)
         for batch in args.batches:
             ego, heading, esize, centre, oh, osize = make_batch(batch, args.vehicles, device, dtype)
             speed = torch.full((batch,), 15.0, device=device, dtype=dtype)
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
                 return render(road, ego, heading, esize, centre, oh, osize, None, config)
 
             def draw_and_cost():
-                return all_costs(draw(), speed, esize, config)
+                return all_costs(draw(), speed, esize, config, costs)
 
             t_r, best = time_call(draw, device, args.repeats)
             t_c, _ = time_call(draw_and_cost, device, args.repeats)

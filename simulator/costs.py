@@ -2,62 +2,131 @@
 
 Why here: the planner minimises these costs on *predicted* observations, and the simulator
 reports them on *rendered* ones; both must use one definition. They read only the image,
-the ego's speed and size and the raster geometry, so they work on any (B, C, H, W) tensor
-laid out as :mod:`ppuu.simulator.raster` renders it, and gradients flow into the image.
+the ego's speed, size and pose in the image, the lane width and the raster geometry, so
+they work on any (B, C, H, W) tensor laid out as :mod:`ppuu.simulator.raster` renders it,
+and gradients flow into the image and the pose.
 
-Masks are built from **metric** distances (the reference built them in pixels and its
-proximity mask never reached 1). For each pixel, ``gap_along`` / ``gap_left`` is the
-distance in metres from the ego footprint's front/rear face / sides to the pixel *centre*
-(<= 0 inside the footprint).
+**Masks are functions of metric ego-frame coordinates.** Every pixel centre is placed in
+the ego's frame: ``along`` m ahead of the ego centre, ``left`` m to its left. By default the
+ego sits at the image centre with heading 0 (the egocentric images the simulator renders);
+with ``pose`` = (along, left, heading) (B, 3), m, m, rad, relative to the image centre and
+its up direction (heading counter-clockwise, towards the left), the pixel centres are
+shifted and rotated into that pose first, so the masks follow an ego that moves inside a
+fixed image (Sobal et al. 2022) and the costs are differentiable with respect to the pose.
+At the default pose the profiles are separable ((B, H, 1) along, (1 or B, 1, W) across);
+with a pose they are (B, H, W). Every profile is a ramp of the distance |along| or |left|:
+1 up to some distance, linear to 0 at another.
 
-* Proximity mask: longitudinal profile ``clamp(1 - (gap_along - plateau) / d_safe, 0, 1)``
-  with the safe distance ``d_safe = safe_time * speed + safe_margin`` (1.5 s x speed + 1 m;
-  the speed is *detached*, so a policy cannot shrink the mask by slowing down); lateral
-  profile ``clamp(1 - (gap_left - plateau) / (lateral_widths * ego width), 0, 1)``. Mask =
-  their product. ``plateau`` is 1.5 pixels (0.92 m): a vehicle that touches the footprint
-  fully covers some pixel whose centre lies at most 1.5 px from it (which one depends on
-  the sub-pixel phase), so with the plateau a bumper-to-bumper vehicle costs exactly 1 at
-  every phase. The price is the resolution's: gaps under about a pixel cannot be told apart
-  from touching. A vehicle more than ``d_safe`` + 2 px (1.23 m) from the footprint costs
-  exactly 0.
-* Lane mask: lateral profile ``clamp(1 - (|left| - p/2) / (lane_width / 2), 0, 1)``: 1 on the
-  pixels the ego's centre line passes through, 0 at half a lane from it; times the
-  proximity mask's longitudinal profile.
-* Off-road mask: the lane mask.
+* **Proximity** (vehicles channel): longitudinal ramp 1 up to ``plateau`` beyond the
+  footprint's front/rear, 0 a safe distance ``d_safe = safe_time * speed + safe_margin``
+  further (1.5 s x speed + 1 m; the speed is *detached*, so a policy cannot shrink the
+  mask by slowing down), times a lateral ramp 1 up to ``plateau`` beyond the footprint's
+  sides, 0 ``lateral_widths`` ego widths further. ``plateau`` is 1.5 pixels (0.92 m): a
+  vehicle that touches the footprint fully covers some pixel whose centre lies at most
+  1.5 px from it (which one depends on the sub-pixel phase), so with the plateau a
+  touching vehicle costs 1 at every phase; the price is the resolution's: gaps under about
+  a pixel cannot be told from touching. Ahead and behind, a vehicle more than ``d_safe`` +
+  2 px from the footprint costs exactly 0.
 
-Cost = ``max`` over pixels of mask x channel (the reference's choice; in [0, 1]), or with
-``reduction="sum"`` the mask-weighted sum times the pixel area, in m^2 (smoother; Sobal
-2022). Shapes: images (B, C, H, W); speed (B,) m/s; ego size (B, 2) (length, width) m.
+  *Lateral reach.* The reference's mask reaches 0 one car width from the ego's centre
+  line, so a car in the next lane costs nothing. Here it reaches 0 at ``width/2 + plateau
+  + lateral_widths * width``, with ``lateral_widths = 0.5``: one car width from the centre
+  line, as the reference, plus the plateau that makes touching cost 1 (2.72 m for a 1.8 m
+  car). Measured (``scripts/bench_costs.py``, BENCHMARKS.md "Costs"): a lane-centred
+  neighbour in the next lane, side by side, 1.8 m cars, cost 0.246 with the former
+  ``lateral_widths = 1.0`` and costs 0.000 now (1.6 m cars 0.000, 1.85 m 0.002; two 2.0 m
+  cars, whose sides are 1.66 m apart, 0.105; a 2.5 m truck as the ego, 0.271); a touching
+  vehicle still costs 1. On the default scene's test split the recorded human's mean cost
+  per step falls from 0.292 to 0.155, no action's from 0.453 to 0.384. Narrower reaches
+  buy little more (human 0.150 at 0.4, 0.141 at 0.25, 0.139 at 0.05): what remains is
+  following traffic in the same lane, not a lateral floor.
+* **Lane** (lane-markings channel): the markings are drawn one pixel wide (see
+  :mod:`ppuu.simulator.raster`) and the cost is the mask-weighted **sum** of the channel,
+  normalised by the coverage of one line as long as the ego (``length x line_width``): how
+  much line lies under the ego's centre line, not the brightest pixel. Longitudinal
+  weights: the ego footprint's coverage of each row (they sum to length / pixel size
+  along any axis, whatever the phase). Lateral tent: 1 within ``p/2`` of the ego's centre
+  line (p = pixel size, 0.615 m), 0 from ``lane_width/2 - 3p/4``. A one-pixel line covers
+  the two columns around it with exactly the weights of linear interpolation, so a line
+  parallel to the ego at lateral distance d costs the tent interpolated linearly between
+  column centres: a function of d alone, continuous, monotone, the same at every sub-pixel
+  phase. The tent stops ``3p/4`` short of half a lane because a one-pixel line's coverage
+  reaches a pixel beyond it: a lane-centred ego then pays at most ``p / (64 (lane_width/2 -
+  5p/4))`` per line at any phase or pose (0.009 on I-80, 0.013 with 3 m lanes) while the
+  ramp stays as long as possible. On I-80 lanes (3.66 m), against the ego's offset from
+  its lane centre: 0.000 at 0 m, 0.016 at 0.3 m, 0.211 at 0.6 m, 0.419 at 0.9 m, 0.697 at
+  1.2 m, 0.976 at 1.5 m, 1.000 on the line; at a 3 degree heading within 0.02 of that (the
+  same tent averaged along the car). With painted-width (0.15 m) lines the same cost is a
+  staircase, flat over 58 % of the offsets between 0.35 and 1.45 m: a line inside one pixel
+  renders the same wherever it lies. Blur moves coverage without changing its sum, so a
+  predicted image's lane cost degrades gracefully (flatter, still ordered). The window is
+  the car's own length, not the safe distance: "how far is the car over a line now"; a
+  30-step plan anticipates by itself, and a look-ahead would make a car at its lane
+  centre with a 3 degree heading pay for the line it nears 20 m ahead. Clamped to at most
+  1 (exceeded only where a transverse marking, the end of a ramp, adds to a line). Dashed
+  lines (``Road.from_meta(dash=...)``) cost the painted fraction of the car's length.
+* **Off-road** (off-road channel, an area): the proximity longitudinal ramp (so the end of
+  a ramp ahead is seen a safe distance before), times a lateral ramp 1 on the pixels the
+  ego's centre line passes through (``p/2``), 0 half a lane further.
+
+Reduction (``CostConfig.reduction``, proximity and off-road): ``max`` over pixels of mask x
+channel (the reference's; in [0, 1]) or ``sum``: the mask-weighted sum times the pixel area,
+in m^2 (smoother; Sobal 2022). The lane cost is always the normalised sum above, in [0, 1].
+
+The lane width is the scene's (:meth:`CostConfig.for_road`; the simulator and
+:mod:`ppuu.simulator.recording` set it from their road), never a constant.
+
+Speed: nothing depends on the batch but the ramps' parameters; pixel centres are cached.
+At the default pose a call on B = 1024 observations creates two (B, H, W) tensors (``max``)
+or none (``sum``: matrix products); with a pose, about a dozen. Freshly allocated large
+tensors cost page faults on a CPU, so the masks are updated in place where autograd allows.
+
+Shapes: images (B, C, H, W); speed (B,) m/s; ego_size (B, 2) (length, width) m; pose (B, 3)
+(along m, left m, heading rad) or None.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 from ppuu.simulator.raster import LANES, OFFROAD, VEHICLES, RasterConfig
-
-LANE_WIDTH = 3.6576
-"""m, the NGSIM lane width (12 ft)."""
+from ppuu.simulator.road import Road
 
 
 @dataclass(frozen=True)
 class CostConfig:
-    """Shape of the cost masks."""
+    """Shape of the cost masks (module docstring).
+
+    ``lane_width`` None means "the scene's": :meth:`for_road` fills it in; the lane and
+    off-road costs refuse a config without it.
+    """
 
     safe_time: float = 1.5            #: s, time headway of the safe distance
     safe_margin: float = 1.0          #: m, added to the safe distance
-    lateral_widths: float = 1.0       #: proximity mask reaches 0 this many ego widths beside the footprint
-    lane_width: float = LANE_WIDTH    #: m, lane mask reaches 0 at half of this from the centre line
-    reduction: str = "max"            #: "max" (in [0, 1]) or "sum" (mask-weighted area, m^2)
+    lateral_widths: float = 0.5       #: proximity mask falls to 0 over this many ego widths beyond the plateau
+    lane_width: float | None = None   #: m, the scene's lane width; None until set from the road
+    reduction: str = "max"            #: proximity and off-road: "max" (in [0, 1]) or "sum" (m^2)
 
     def __post_init__(self) -> None:
         if self.reduction not in ("max", "sum"):
             raise ValueError(f"CostConfig.reduction {self.reduction!r}; expected 'max' or 'sum'")
-        if self.safe_margin <= 0 or self.lateral_widths <= 0 or self.lane_width <= 0 or self.safe_time < 0:
+        if not (self.safe_margin > 0 and self.lateral_widths > 0 and self.safe_time >= 0
+                and (self.lane_width is None or self.lane_width > 0)):
             raise ValueError(f"CostConfig: positive safe_margin, lateral_widths, lane_width expected, got {self}")
+
+    def for_road(self, road: Road) -> "CostConfig":
+        """This config with the road's lane width (its narrowest main-road lane, so that every
+        lane centre costs 0) unless ``lane_width`` was set explicitly."""
+        if self.lane_width is not None:
+            return self
+        if road.lane_count == 0:
+            raise ValueError("the road has no lane widths: set CostConfig.lane_width explicitly")
+        return replace(self, lane_width=float(road.lane_widths.min()))
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -81,56 +150,191 @@ def safe_distance(speed: Tensor, config: CostConfig = CostConfig()) -> Tensor:
     return config.safe_time * speed.detach().clamp(min=0) + config.safe_margin
 
 
-def longitudinal_profile(speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
-                         config: CostConfig = CostConfig(), like: Tensor | None = None) -> Tensor:
-    """(B, H): 1 up to 1.5 px beyond the ego footprint's front/rear, 0 a safe distance further.
+# ---------------------------------------------------------------------------- geometry
+@lru_cache(maxsize=16)
+def _pixel_centres(raster: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    along, left = raster.pixel_centres(torch.empty(0, device=device, dtype=dtype))
+    return along[None, :, None], left[None, None, :]
+
+
+def ego_frame(raster: RasterConfig, like: Tensor, pose: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Metric coordinates of every pixel centre in the ego's frame.
 
     Args:
-        speed: (B,) m/s (detached).
-        ego_size: (B, 2) (length, width) m.
-        like: tensor giving device/dtype (default ``speed``).
+        like: tensor giving device/dtype.
+        pose: (B, 3) = (along m, left m, heading rad) of the ego relative to the image centre
+            and its up direction (heading counter-clockwise); None = at the centre, heading 0.
+
+    Returns:
+        ``along``, ``left`` (m ahead of / to the left of the ego centre): (1, H, 1) and
+        (1, 1, W) without a pose (the image's own coordinates, cached), (B, H, W) each with one.
     """
-    like = speed if like is None else like
-    along, _ = raster.pixel_centres(like)
-    gap = along.abs()[None, :] - ego_size[:, 0:1].to(like) / 2 - plateau(raster)
-    return (1 - gap / safe_distance(speed, config).to(like)[:, None]).clamp(0, 1)
+    along, left = _pixel_centres(raster, like.device, like.dtype)
+    if pose is None:
+        return along, left
+    if pose.dim() != 2 or pose.shape[-1] != 3:
+        raise ValueError(f"pose of shape {tuple(pose.shape)}: expected (B, 3) = (along m, left m, heading rad)")
+    pose = pose.to(like.dtype)
+    d_along = along - pose[:, 0, None, None]                 # (B, H, 1)
+    d_left = left - pose[:, 1, None, None]                   # (B, 1, W)
+    cos, sin = torch.cos(pose[:, 2, None, None]), torch.sin(pose[:, 2, None, None])
+    return d_along * cos + d_left * sin, d_left * cos - d_along * sin
 
 
+def _distances(raster: RasterConfig, like: Tensor, pose: Tensor | None) -> tuple[Tensor, Tensor]:
+    """|along|, |left| of :func:`ego_frame`: every mask is symmetric, so this is all it reads."""
+    along, left = ego_frame(raster, like, pose)
+    return along.abs(), left.abs()
+
+
+def _per_sample(x: Tensor, like: Tensor) -> Tensor:
+    """(B,) -> (B, 1, 1) on ``like``'s dtype, to broadcast against ego-frame coordinates."""
+    return x.to(like.dtype)[:, None, None]
+
+
+def _lane_width(config: CostConfig) -> float:
+    if config.lane_width is None:
+        raise ValueError("CostConfig.lane_width is None: the lane width comes from the scene; "
+                         "pass config.for_road(road)")
+    return config.lane_width
+
+
+# ---------------------------------------------------------------------------- profiles
+def _ramp(distance: Tensor, one_until, zero_at) -> Tensor:
+    """1 up to ``one_until``, linear to 0 at ``zero_at`` (floats or (B, 1, 1)), 0 beyond. One
+    new tensor, updated in place (autograd supports it; the tests check gradients against
+    finite differences), because fresh (B, H, W) tensors, not arithmetic, dominate on a CPU."""
+    return (zero_at - distance).mul_(1.0 / (zero_at - one_until)).clamp_(0, 1)
+
+
+def _safe_profile(along: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
+    """Proximity / off-road longitudinal profile of |along| (m): 1 up to ``plateau`` beyond the
+    footprint's front/rear, 0 a safe distance further (speed detached)."""
+    flat = _per_sample(ego_size[:, 0], along) / 2 + plateau(raster)
+    return _ramp(along, flat, flat + _per_sample(safe_distance(speed, config), along))
+
+
+def _proximity_lateral(left: Tensor, ego_size: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
+    width = _per_sample(ego_size[:, 1], left)
+    flat = width / 2 + plateau(raster)
+    return _ramp(left, flat, flat + config.lateral_widths * width)
+
+
+def _lane_profiles(along: Tensor, left: Tensor, ego_size: Tensor, raster: RasterConfig,
+                   config: CostConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """Lane weights as factors: the footprint's coverage of each row (per pixel; ego lengths of
+    at least a pixel), the lateral tent, and the (B,) scale ``p^2 / (length x line_width)`` that
+    makes a line the ego's length long under the tent's plateau sum to 1 (module docstring)."""
+    p = raster.metres_per_pixel
+    half_lane = _lane_width(config) / 2
+    if half_lane <= 1.25 * p:
+        raise ValueError(f"lane_width {2 * half_lane} m is under 2.5 pixels ({2.5 * p:.3f} m): no lane cost")
+    half_length = _per_sample(ego_size[:, 0], along) / 2
+    longitudinal = _ramp(along, half_length - p / 2, half_length + p / 2)
+    lateral = _ramp(left, p / 2, half_lane - 0.75 * p)
+    scale = p * p / (ego_size[:, 0].to(along.dtype) * raster.line_width)
+    return longitudinal, lateral, scale
+
+
+def _offroad_lateral(left: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
+    p = raster.metres_per_pixel
+    return _ramp(left, p / 2, p / 2 + _lane_width(config) / 2)
+
+
+# ---------------------------------------------------------------------------- masks
 def proximity_mask(speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
-                   config: CostConfig = CostConfig(), like: Tensor | None = None) -> Tensor:
+                   config: CostConfig = CostConfig(), like: Tensor | None = None,
+                   pose: Tensor | None = None) -> Tensor:
     """(B, H, W) proximity mask (module docstring); no gradient to ``speed``.
 
     Args:
         speed: (B,) m/s.
         ego_size: (B, 2) (length, width) m.
         like: tensor giving device/dtype (default ``speed``).
+        pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None.
     """
-    like = speed if like is None else like
-    _, left = raster.pixel_centres(like)
-    width = ego_size[:, 1:2].to(like)
-    gap = left.abs()[None, :] - width / 2 - plateau(raster)
-    lateral = (1 - gap / (config.lateral_widths * width)).clamp(0, 1)                  # (B, W)
-    return longitudinal_profile(speed, ego_size, raster, config, like)[:, :, None] * lateral[:, None, :]
+    along, left = _distances(raster, speed if like is None else like, pose)
+    return _safe_profile(along, speed, ego_size, raster, config) * _proximity_lateral(left, ego_size, raster, config)
 
 
-def lane_mask(speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
-              config: CostConfig = CostConfig(), like: Tensor | None = None) -> Tensor:
-    """(B, H, W) lane / off-road mask (module docstring); no gradient to ``speed``."""
-    like = speed if like is None else like
-    _, left = raster.pixel_centres(like)
-    d_left = (left.abs() - raster.metres_per_pixel / 2).clamp(min=0)
-    lateral = (1 - d_left / (config.lane_width / 2)).clamp(0, 1)                       # (W,)
-    return longitudinal_profile(speed, ego_size, raster, config, like)[:, :, None] * lateral[None, None, :]
+def lane_mask(ego_size: Tensor, raster: RasterConfig = RasterConfig(), config: CostConfig = CostConfig(),
+              like: Tensor | None = None, pose: Tensor | None = None) -> Tensor:
+    """(B, H, W) lane-cost weights per unit of lanes-channel value (module docstring): a line of
+    the raster's ``line_width`` under the ego's centre line, as long as the ego, sums to 1.
+
+    Args:
+        ego_size: (B, 2) (length, width) m.
+        like: tensor giving device/dtype (default ``ego_size``).
+        pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None.
+    """
+    along, left = _distances(raster, ego_size if like is None else like, pose)
+    longitudinal, lateral, scale = _lane_profiles(along, left, ego_size, raster, config)
+    return longitudinal * lateral * scale[:, None, None]
 
 
-def _reduce(weighted: Tensor, raster: RasterConfig, reduction: str) -> Tensor:
+def offroad_mask(speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
+                 config: CostConfig = CostConfig(), like: Tensor | None = None,
+                 pose: Tensor | None = None) -> Tensor:
+    """(B, H, W) off-road mask (module docstring); no gradient to ``speed``. Arguments as
+    :func:`proximity_mask`."""
+    along, left = _distances(raster, speed if like is None else like, pose)
+    return _safe_profile(along, speed, ego_size, raster, config) * _offroad_lateral(left, raster, config)
+
+
+# ---------------------------------------------------------------------------- reductions
+def _separable(longitudinal: Tensor, lateral: Tensor) -> bool:
+    """Profiles of the default pose: (B, H, 1) and (1 or B, 1, W)."""
+    return longitudinal.shape[-1] == 1 and lateral.shape[-2] == 1
+
+
+def _weighted(longitudinal: Tensor, lateral: Tensor, channel: Tensor) -> Tensor:
+    """(B, H, W) longitudinal x lateral x channel, in one new tensor (see :func:`_ramp`)."""
+    return (channel * lateral).mul_(longitudinal)
+
+
+def _weighted_sum(longitudinal: Tensor, lateral: Tensor, channel: Tensor) -> Tensor:
+    """(B,) sum over pixels of longitudinal x lateral x channel (B, H, W); separable profiles
+    take a matrix product instead of a (B, H, W) product."""
+    if _separable(longitudinal, lateral):
+        rows = torch.matmul(channel, lateral.transpose(-1, -2))                  # (B, H, 1)
+        return (rows * longitudinal).sum(dim=(1, 2))
+    return _weighted(longitudinal, lateral, channel).sum(dim=(1, 2))
+
+
+def _weighted_max(longitudinal: Tensor, lateral: Tensor, channel: Tensor) -> Tensor:
+    """(B,) max over pixels of longitudinal x lateral x channel (B, H, W) (over all pixels at
+    once: a max over rows of 24 pixels vectorises badly)."""
+    return _weighted(longitudinal, lateral, channel).flatten(1).amax(dim=1)
+
+
+def _reduce(longitudinal: Tensor, lateral: Tensor, channel: Tensor, raster: RasterConfig, reduction: str) -> Tensor:
+    """(B,) ``max`` of, or ``sum`` (x pixel area, m^2) of, longitudinal x lateral x channel."""
     if reduction == "max":
-        return weighted.flatten(1).amax(dim=1)
-    return weighted.flatten(1).sum(dim=1) * raster.metres_per_pixel ** 2
+        return _weighted_max(longitudinal, lateral, channel)
+    return _weighted_sum(longitudinal, lateral, channel) * raster.metres_per_pixel ** 2
 
 
+def _proximity(along: Tensor, left: Tensor, channel: Tensor, speed: Tensor, ego_size: Tensor,
+               raster: RasterConfig, config: CostConfig, safe: Tensor | None = None) -> Tensor:
+    safe = _safe_profile(along, speed, ego_size, raster, config) if safe is None else safe
+    return _reduce(safe, _proximity_lateral(left, ego_size, raster, config), channel, raster, config.reduction)
+
+
+def _lane(along: Tensor, left: Tensor, channel: Tensor, ego_size: Tensor, raster: RasterConfig,
+          config: CostConfig) -> Tensor:
+    longitudinal, lateral, scale = _lane_profiles(along, left, ego_size, raster, config)
+    return (_weighted_sum(longitudinal, lateral, channel) * scale).clamp(max=1.0)
+
+
+def _offroad(along: Tensor, left: Tensor, channel: Tensor, speed: Tensor, ego_size: Tensor,
+             raster: RasterConfig, config: CostConfig, safe: Tensor | None = None) -> Tensor:
+    safe = _safe_profile(along, speed, ego_size, raster, config) if safe is None else safe
+    return _reduce(safe, _offroad_lateral(left, raster, config), channel, raster, config.reduction)
+
+
+# ---------------------------------------------------------------------------- costs
 def proximity_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
-                   config: CostConfig = CostConfig(), channel: int = VEHICLES) -> Tensor:
+                   config: CostConfig = CostConfig(), channel: int = VEHICLES, pose: Tensor | None = None) -> Tensor:
     """(B,) proximity cost: reduction over pixels of proximity mask x vehicles channel.
 
     Args:
@@ -138,32 +342,35 @@ def proximity_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: Rast
         speed: (B,) m/s (detached inside).
         ego_size: (B, 2) (length, width) m.
         channel: index of the vehicles channel.
+        pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None (image centre).
     """
-    mask = proximity_mask(speed, ego_size, raster, config, like=images)
-    return _reduce(mask * images[:, channel], raster, config.reduction)
+    along, left = _distances(raster, images, pose)
+    return _proximity(along, left, images[:, channel], speed, ego_size, raster, config)
 
 
 def lane_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
-              config: CostConfig = CostConfig(), channel: int = LANES) -> Tensor:
-    """(B,) lane cost: reduction over pixels of lane mask x lane-markings channel (shapes as
-    :func:`proximity_cost`)."""
-    mask = lane_mask(speed, ego_size, raster, config, like=images)
-    return _reduce(mask * images[:, channel], raster, config.reduction)
+              config: CostConfig = CostConfig(), channel: int = LANES, pose: Tensor | None = None) -> Tensor:
+    """(B,) lane cost in [0, 1]: normalised mask-weighted sum of the lane-markings channel
+    (module docstring; ``speed`` is unused, kept for one signature; shapes as :func:`proximity_cost`)."""
+    along, left = _distances(raster, images, pose)
+    return _lane(along, left, images[:, channel], ego_size, raster, config)
 
 
 def offroad_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
-                 config: CostConfig = CostConfig(), channel: int = OFFROAD) -> Tensor:
-    """(B,) off-road cost: reduction over pixels of lane mask x off-road channel (shapes as
+                 config: CostConfig = CostConfig(), channel: int = OFFROAD, pose: Tensor | None = None) -> Tensor:
+    """(B,) off-road cost: reduction over pixels of off-road mask x off-road channel (shapes as
     :func:`proximity_cost`)."""
-    mask = lane_mask(speed, ego_size, raster, config, like=images)
-    return _reduce(mask * images[:, channel], raster, config.reduction)
+    along, left = _distances(raster, images, pose)
+    return _offroad(along, left, images[:, channel], speed, ego_size, raster, config)
 
 
 def all_costs(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
-              config: CostConfig = CostConfig()) -> Costs:
-    """The three costs of (B, 4, H, W) observations in the :mod:`ppuu.simulator.raster` channel order."""
-    lm = lane_mask(speed, ego_size, raster, config, like=images)
-    pm = proximity_mask(speed, ego_size, raster, config, like=images)
-    return Costs(_reduce(pm * images[:, VEHICLES], raster, config.reduction),
-                 _reduce(lm * images[:, LANES], raster, config.reduction),
-                 _reduce(lm * images[:, OFFROAD], raster, config.reduction))
+              config: CostConfig = CostConfig(), pose: Tensor | None = None) -> Costs:
+    """The three costs of (B, 4, H, W) observations in the :mod:`ppuu.simulator.raster` channel
+    order (equal to the three single-cost functions, sharing their coordinates and profiles);
+    ``pose`` (B, 3) places the masks at the ego's pose in the image (None: the centre)."""
+    along, left = _distances(raster, images, pose)
+    safe = _safe_profile(along, speed, ego_size, raster, config)
+    return Costs(_proximity(along, left, images[:, VEHICLES], speed, ego_size, raster, config, safe),
+                 _lane(along, left, images[:, LANES], ego_size, raster, config),
+                 _offroad(along, left, images[:, OFFROAD], speed, ego_size, raster, config, safe))

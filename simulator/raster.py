@@ -42,9 +42,22 @@ How it stays fast (a tensor program, no loop over observations, vehicles or pixe
   (never above 1). Vehicles half outside the raster are clipped pixel-exactly.
 * **Ego**: the outer product of two 1-D coverages.
 
-Lane markings are drawn as thin rectangles of ``marking_width`` m (default 0.15 m, the
-real width of a painted line); with 0.615 m pixels a line therefore peaks at about
-0.15 * 1.625 = 0.24 in the lanes channel. Raise ``marking_width`` for bolder lines.
+Lane markings are drawn as rectangles of ``marking_width`` m, by default **one pixel wide**
+(0.615 m), not at the 0.15 m of a painted line. Why: a line narrower than a pixel renders
+the same wherever it lies inside that pixel (a 0.15 m line fills 0.24 of one column over
+0.46 m of positions), so no cost and no model can tell where it is within the pixel: the
+lane cost of :mod:`ppuu.simulator.costs` computed on painted-width lines is a staircase,
+flat over 58 % of the ego's offsets between 0.35 and 1.45 m from its lane centre
+(``scripts/bench_costs.py``). A line one pixel wide always spreads over two columns with
+the weights of linear interpolation (1 when centred on a column, 0.5 / 0.5 on a column
+boundary), so its sub-pixel position is in the image, and the channel reaches 1 where a
+painted-width line peaked at 0.24. This changed the lanes channel of every observation:
+models trained on the old images must be retrained. ``marking_width=0.15`` draws painted
+widths. Two limits of the texture path, measured against point sampling
+(``tests/simulator/test_raster.py``): bilinear reading of 8 texels per pixel across rounds a
+one-pixel line's peak by up to 1/16 (the sum across the line stays within 0.03 of 1), and
+a rotated ego reads world-aligned squares, so where a line meets a ramp's transverse edge
+one pixel can be 0.18 off at 0.1 rad (99 % of pixels within 0.03).
 """
 
 from __future__ import annotations
@@ -83,7 +96,7 @@ class RasterConfig:
     length_px: int = 117               #: H, rows along the ego's heading
     width_px: int = 24                 #: W, columns across
     pixels_per_metre: float = 1.625    #: px/m (117 px = 72 m, 24 px = 14.8 m)
-    marking_width: float = 0.15        #: m, painted width of lane markings
+    marking_width: float | None = None  #: m, drawn width of lane markings; None = one pixel (module docstring)
     texels_per_pixel_x: int = 4        #: road texture resolution along the road (texels per pixel)
     texels_per_pixel_y: int = 8        #: ... and across it (finer: lane lines run along x)
     large_vehicle_length: float = 7.0  #: m, longer vehicles (trucks) get their own window
@@ -92,12 +105,19 @@ class RasterConfig:
     def __post_init__(self) -> None:
         if self.length_px < 1 or self.width_px < 1 or self.pixels_per_metre <= 0:
             raise ValueError(f"RasterConfig: sizes and pixels_per_metre must be positive, got {self}")
-        if self.marking_width < 0 or min(self.texels_per_pixel_x, self.texels_per_pixel_y) < 1:
-            raise ValueError(f"RasterConfig: marking_width >= 0 and texels_per_pixel_* >= 1 expected, got {self}")
+        if (self.marking_width is not None and not self.marking_width > 0) \
+                or min(self.texels_per_pixel_x, self.texels_per_pixel_y) < 1:
+            raise ValueError(f"RasterConfig: marking_width > 0 (or None) and texels_per_pixel_* >= 1 expected, "
+                             f"got {self}")
 
     @property
     def metres_per_pixel(self) -> float:
         return 1.0 / self.pixels_per_metre
+
+    @property
+    def line_width(self) -> float:
+        """m, drawn width of the lane markings (``marking_width``, or one pixel when None)."""
+        return self.metres_per_pixel if self.marking_width is None else self.marking_width
 
     @property
     def length_m(self) -> float:
@@ -155,14 +175,14 @@ def road_texture(road: Road, config: RasterConfig, like: Tensor) -> _Texture:
     world-aligned pixel-sized square centred on each texel.
     """
     p = config.metres_per_pixel
-    key = ("raster_texture", p, config.marking_width, config.texels_per_pixel_x, config.texels_per_pixel_y,
+    key = ("raster_texture", p, config.line_width, config.texels_per_pixel_x, config.texels_per_pixel_y,
            like.device, like.dtype)
     if key in road.cache:
         return road.cache[key]
     rx, ry = p / config.texels_per_pixel_x, p / config.texels_per_pixel_y
     cells = road.cells
     segs = road.markings
-    hw = config.marking_width / 2
+    hw = config.line_width / 2
     horiz = (segs[:, 1] - segs[:, 3]).abs() <= 1e-9
     vert = (segs[:, 0] - segs[:, 2]).abs() <= 1e-9
     if not bool((horiz | vert).all()):

@@ -10,7 +10,7 @@ any device: nothing is stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ppuu.data.scene import Scene
 from ppuu.simulator.costs import CostConfig, all_costs
-from ppuu.simulator.raster import RasterConfig, render
+from ppuu.simulator.raster import EGO, RasterConfig, render
 from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog
 
@@ -42,6 +42,38 @@ class Windows:
     size: Tensor
 
 
+@dataclass(frozen=True)
+class FixedFrame:
+    """Windows rendered in one frame of reference instead of each frame's own (Sobal et al. 2022).
+
+    Every frame of a window is rendered around the pose the vehicle had at frame ``anchor`` of
+    the window (the last context frame), with the image centre ``centre_ahead`` m ahead of that
+    pose, so the road stays still and the vehicle moves up the image. States are given in that
+    frame: x metres ahead of the anchor pose, y to its left, velocities in the same axes.
+
+    Attributes:
+        anchor: index of the anchor frame within a window (0-based; the context's last, T - 1).
+        centre_ahead: m, where the image centre lies ahead of the anchor pose. The image covers
+            ``centre_ahead -+ raster.length_m / 2`` along the anchor's heading.
+    """
+
+    anchor: int
+    centre_ahead: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.anchor < 0:
+            raise ValueError(f"FixedFrame.anchor = {self.anchor}: expected a frame index >= 0")
+
+    def to_json(self) -> dict:
+        return {"kind": "fixed", **asdict(self)}
+
+
+def into_frame(vectors: Tensor, unit: Tensor) -> Tensor:
+    """World-frame vectors (..., 2) into the frame whose x axis is ``unit`` (..., 2): (along, left)."""
+    return torch.stack([vectors[..., 0] * unit[..., 0] + vectors[..., 1] * unit[..., 1],
+                        vectors[..., 1] * unit[..., 0] - vectors[..., 0] * unit[..., 1]], dim=-1)
+
+
 class RecordedObservations:
     """Renders windows of the recording of one scene.
 
@@ -50,15 +82,18 @@ class RecordedObservations:
         raster: :class:`~ppuu.simulator.raster.RasterConfig` (must match the simulator's).
         costs: :class:`~ppuu.simulator.costs.CostConfig`.
         device: where to render.
+        frame: None for egocentric windows (each frame around that frame's pose, as the simulator
+            renders observations), or a :class:`FixedFrame`.
     """
 
     def __init__(self, scene: Scene, raster: RasterConfig | None = None, costs: CostConfig | None = None,
-                 device: torch.device | str = "cpu", log: TrafficLog | None = None):
+                 device: torch.device | str = "cpu", log: TrafficLog | None = None, frame: FixedFrame | None = None):
         self.scene = scene
+        self.frame = frame
         self.raster = raster or RasterConfig()
-        self.cost_config = costs or CostConfig()
         self.device = torch.device(device)
         self.road = Road.from_meta(scene.meta)
+        self.cost_config = (costs or CostConfig()).for_road(self.road)     # the scene's lane width
         self.log = log or TrafficLog(scene, self.device)
 
     def window_starts(self, vehicle_ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +116,11 @@ class RecordedObservations:
             vehicle_ids: (B,) recorded vehicles.
             start_frames: (B,) first frame of each window; the whole window must lie inside
                 the vehicle's recording (see :meth:`window_starts`).
-            length: T, frames per window.
+            length: T, frames per window (more than the fixed frame's anchor, when there is one).
+
+        Egocentric windows give world-frame states; fixed-frame windows (:class:`FixedFrame`)
+        states in the anchor's frame, costs with the masks at the vehicle's pose in it, and an
+        empty ego channel (world models of fixed frames place the ego from its state).
         """
         ids = torch.as_tensor(np.array(vehicle_ids), dtype=torch.int64, device=self.device)
         start = torch.as_tensor(np.array(start_frames), dtype=torch.int64, device=self.device)
@@ -96,11 +135,27 @@ class RecordedObservations:
         size, speed = self.log.size[rows], self.log.speed[rows]
         others = self.log.at(frames)
         others.mask &= others.vehicle_id != flat_ids[:, None]
-        images = render(self.road, centre, heading, size, others.centre, others.heading, others.size,
-                        others.mask, self.raster)
-        costs = all_costs(images, speed, size, self.raster, self.cost_config)
         unit = torch.stack([torch.cos(heading), torch.sin(heading)], dim=-1)
         states = torch.cat([centre, unit * speed[:, None]], dim=-1)
+        if self.frame is None:
+            images = render(self.road, centre, heading, size, others.centre, others.heading, others.size,
+                            others.mask, self.raster)
+            costs = all_costs(images, speed, size, self.raster, self.cost_config)
+        else:
+            if not 0 <= self.frame.anchor < T:
+                raise ValueError(f"windows of {T} frames have no frame {self.frame.anchor} to anchor on")
+            anchor = torch.arange(B, device=self.device) * T + self.frame.anchor
+            a_unit = unit[anchor].repeat_interleave(T, dim=0)                           # (B*T, 2)
+            a_centre = centre[anchor].repeat_interleave(T, dim=0)
+            image_centre = a_centre + self.frame.centre_ahead * a_unit
+            images = render(self.road, image_centre, a_unit, size, others.centre, others.heading, others.size,
+                            others.mask, self.raster)
+            states = torch.cat([into_frame(centre - a_centre, a_unit), into_frame(states[:, 2:], a_unit)], dim=-1)
+            pose_unit = into_frame(unit, a_unit)
+            pose = torch.stack([states[:, 0] - self.frame.centre_ahead, states[:, 1],
+                                torch.atan2(pose_unit[:, 1], pose_unit[:, 0])], dim=-1)
+            costs = all_costs(images, speed, size, self.raster, self.cost_config, pose=pose)
+            images[:, EGO] = 0.0            # the rasteriser draws the ego at the image centre: not where it is
         actions = torch.stack([self.log.acceleration[rows], self.log.curvature[rows]], dim=-1)
         return Windows(
             images=images.reshape(B, T, *images.shape[1:]),

@@ -20,10 +20,11 @@ Built once per scene by :meth:`Road.from_meta`:
   ``downstream`` m after it (default 60 m, more than the 36 m an observation looks
   ahead/behind), so observations near the section ends still see a road. Ramps that touch a
   section end are extended the same way. The transverse ends of the road are not drawn.
-* ``arrival_x``: an episode counts as arrived when the ego reaches it. Default
-  ``section_length - arrival_margin`` with ``arrival_margin = 36 m`` (one observation
-  half-length: beyond it the ego's view reaches past the recorded traffic). The reference
-  implementation stops at about 251 m on I-80; pass ``arrival_x=251.0`` to reproduce that.
+* ``start_x``, ``arrival_x``: the evaluation's course (:class:`ppuu.simulator.episodes.Course`):
+  episodes start where the replaced vehicle reaches ``start_x`` and arrive when the ego
+  reaches ``arrival_x``. Default: the whole section, ``start_x = 0`` and ``arrival_x =
+  section_length - ARRIVAL_MARGIN`` (36 m, one observation half-length: beyond it the ego's
+  view reaches past the recorded traffic). The simulator passes its course's lines.
 
 Tensors are stored in float64 on the CPU; methods move them to the device/dtype of their
 inputs. Rasterisers may keep per-device data in :attr:`Road.cache`.
@@ -37,6 +38,7 @@ import torch
 from torch import Tensor
 
 from ppuu.data.scene import SceneMeta
+from ppuu.simulator.episodes import ARRIVAL_MARGIN
 
 EDGE = 0
 """Marking kind: solid edge of the drivable area."""
@@ -58,6 +60,7 @@ class Road:
         section_length: m, the recorded section is [0, section_length] along x.
         x_lo, x_hi: m, extent of the drawn road along x (section plus margins).
         arrival_x: m, x at which an episode counts as arrived.
+        start_x: m, where episodes start (the course's start line; 0 = the section start).
     """
 
     cells: Tensor
@@ -68,13 +71,14 @@ class Road:
     x_lo: float
     x_hi: float
     arrival_x: float
+    start_x: float = 0.0
     cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_meta(cls, meta: SceneMeta, upstream: float = 60.0, downstream: float = 60.0,
-                  arrival_margin: float = 36.0, arrival_x: float | None = None,
-                  dash: tuple[float, float] | None = None) -> "Road":
+                  arrival_margin: float = ARRIVAL_MARGIN, arrival_x: float | None = None,
+                  start_x: float | None = None, dash: tuple[float, float] | None = None) -> "Road":
         """Build the road of a scene.
 
         Args:
@@ -83,6 +87,7 @@ class Road:
             arrival_margin: m before the section end where episodes arrive (if ``arrival_x``
                 is not given).
             arrival_x: m, explicit arrival position (overrides ``arrival_margin``).
+            start_x: m, where episodes start (None: the section start, 0).
             dash: (on, off) m to draw lane lines dashed (phase 0 at x = 0); None = plain.
         """
         if not meta.lane_widths or min(meta.lane_widths) <= 0:
@@ -105,9 +110,11 @@ class Road:
         for w in meta.lane_widths[:-1]:
             y -= w
             inner.append(y)
-        return cls.from_rectangles(rects, inner_lines_y=inner, lane_widths=list(meta.lane_widths),
+        road = cls.from_rectangles(rects, inner_lines_y=inner, lane_widths=list(meta.lane_widths),
                                    section_length=length, arrival_x=arrival_x if arrival_x is not None
                                    else length - arrival_margin, dash=dash)
+        road.start_x = 0.0 if start_x is None else float(start_x)
+        return road
 
     @classmethod
     def from_rectangles(cls, rects: list[tuple[float, float, float, float]], inner_lines_y: list[float] = (),
@@ -207,8 +214,8 @@ class Road:
 
     @property
     def usable(self) -> tuple[float, float]:
-        """(x_start, x_end) m: the part of the section where episodes run; x_end = arrival_x."""
-        return (0.0, self.arrival_x)
+        """(start_x, arrival_x) m: the part of the road where episodes run (the course)."""
+        return (self.start_x, self.arrival_x)
 
     def tensors(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """(cells, markings) on the device/dtype of ``like`` (cached per device and dtype)."""

@@ -2,10 +2,13 @@
 
 Each slot b of the batch holds one episode: an ego car that replaced recorded
 vehicle ``vehicle_id[b]``, at its own frame of the recording. ``reset`` places
-the egos at their vehicles' first frames and runs the context (the ego follows
-its recording for ``context_steps`` frames, 2 s by default); after it, every
-``step`` applies one action per slot with the kinematic model of
+the egos where their vehicles' recordings reach the start line of the course
+(:class:`ppuu.simulator.episodes.Course`; by default the site's) and runs the context
+(the ego follows its recording for ``context_steps`` frames, 2 s by default); after it,
+every ``step`` applies one action per slot with the kinematic model of
 :mod:`ppuu.simulator.dynamics` and advances that slot's clock by one frame (0.1 s).
+Whoever keeps per-slot state (an MPC planner's warm-started plans) hears every restarted
+slot through :meth:`BatchedSimulator.add_episode_start_hook`.
 
 Traffic is either ``replay`` (recorded vehicles at their smoothed positions,
 exact) or ``reactive`` (:mod:`ppuu.simulator.reactive`: recorded vehicles keep their
@@ -13,25 +16,34 @@ recorded lateral paths but follow an intelligent-driver-model law along the
 road, so they brake for the ego).
 
 Finished slots (arrived, collision, off-road, out of data) freeze until they
-are reset; their observations keep the last frame. Nothing here loops over
+are reset; their observations repeat their last frame. Nothing here loops over
 vehicles, pixels or batch elements.
+
+The K-frame observation history is a ring: a step writes one frame per slot (twice: the
+ring is stored twice over, so that the K frames oldest-first are always one slice of it),
+never copies the history, and the ordered observation is a view. Images stay floating
+point: the rasteriser's area coverage takes any value in [0, 1], so uint8 would round the
+images (and the costs and models that read them) by up to 1/510.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.hooks import RemovableHandle
 
 from ppuu.data.scene import Scene
 from ppuu.simulator import dynamics
 from ppuu.simulator.collision import boxes_overlap, footprint_offroad
 from ppuu.simulator.costs import CostConfig, Costs, all_costs
 from ppuu.simulator.dynamics import ActionBounds, EgoState
-from ppuu.simulator.episodes import ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, episode_vehicles
+from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
+                                     episode_vehicles, get_course)
 from ppuu.simulator.raster import RasterConfig, render
 from ppuu.simulator.reactive import IDMConfig, ReactiveTraffic
 from ppuu.simulator.road import Road
@@ -49,7 +61,10 @@ class SimConfig:
         traffic: "replay" (exact recorded motion) or "reactive" (IDM car-following).
         time_limit: an episode is out of data after ``time_limit`` x its vehicle's recorded
             duration (so a stopped ego cannot run forever), or when the recording ends.
-        arrival_x: m, arrival line; None = the road's default (section end minus 36 m).
+        course: where episodes start and arrive (:mod:`ppuu.simulator.episodes`): a
+            :class:`~ppuu.simulator.episodes.Course`, a name of ``COURSES`` ("i80-reference",
+            "full"), "START:ARRIVAL" in metres, or None for the scene site's default
+            ("i80-reference" on I-80, else "full").
         cost_weights: (proximity, lane, offroad) weights of the reward ``-sum(w * cost)``
             (SPEC §4: 1.0, 0.2, 1.0).
     """
@@ -58,7 +73,7 @@ class SimConfig:
     history: int = 1
     traffic: str = "replay"
     time_limit: float = 2.0
-    arrival_x: float | None = None
+    course: Course | str | None = None
     cost_weights: tuple[float, float, float] = (1.0, 0.2, 1.0)
     raster: RasterConfig = field(default_factory=RasterConfig)
     costs: CostConfig = field(default_factory=CostConfig)
@@ -86,8 +101,10 @@ class Observation:
             (channels: lanes, vehicles, off-road, ego; see :mod:`ppuu.simulator.raster`).
         state: (B, K, 4) = (x, y, vx, vy), metres and m/s in the world frame.
 
-    Both are the simulator's own buffers, updated in place by the next ``step`` or ``reset``
-    (no copy of B x K images per step): clone them to keep an observation.
+    Both are views into the simulator's history ring (no copy of B x K images per step), valid
+    until the next ``step`` or ``reset`` overwrites the ring: clone them to keep an observation.
+    Each slot's K frames are contiguous (``image.reshape(B, K * 4, H, W)`` is still a view);
+    the batch is strided.
     """
 
     image: Tensor
@@ -100,6 +117,7 @@ class StepResult:
 
     Attributes:
         observation: the new :class:`Observation`.
+        action: (B, 2) the actions applied (clipped to the bounds; 0 for slots that were done).
         costs: :class:`~ppuu.simulator.costs.Costs`, each (B,), of the new observation.
         reward: (B,) ``-(w_p proximity + w_l lane + w_o offroad)``; 0 for slots already done.
         outcome: (B,) int64 codes of :mod:`ppuu.simulator.episodes` (RUNNING while going on).
@@ -108,6 +126,7 @@ class StepResult:
     """
 
     observation: Observation
+    action: Tensor
     costs: Costs
     reward: Tensor
     outcome: Tensor
@@ -132,19 +151,44 @@ class BatchedSimulator:
         self.dtype = dtype
         self.scene = scene
         self.dt = scene.meta.dt
-        self.road = Road.from_meta(scene.meta, arrival_x=self.config.arrival_x)
+        self.course = get_course(self.config.course, scene.meta)
+        self.road = Road.from_meta(scene.meta, arrival_x=self.course.arrival_x, start_x=self.course.start_x)
+        self.cost_config = self.config.costs.for_road(self.road)     # the scene's lane width
         self.log = TrafficLog(scene, self.device, dtype)
         self.reactive = ReactiveTraffic(self.log, self.config.idm, self.dt,
                                         scene.meta) if self.config.traffic == "reactive" else None
+        self.episodes = course_table(scene, self.course, self.config.context_steps)
+        """Every vehicle against the course (:func:`ppuu.simulator.episodes.course_table`)."""
+        if not np.array_equal(self.episodes.index.to_numpy(), self.log.vehicle_ids):
+            raise ValueError(f"scene {scene.meta.name!r}: trajectories are not sorted by (vehicle_id, frame)")
+        self._start_frame = torch.tensor(self.episodes["start_frame"].to_numpy(), device=self.device)  # (V,)
+        self._episode_start_hooks: OrderedDict[int, Callable[[Tensor, BatchedSimulator], None]] = OrderedDict()
         self.batch_size = 0
 
     # ------------------------------------------------------------------ episodes
     def episode_vehicles(self, split: str | None = "test") -> np.ndarray:
-        """(E,) vehicle ids that make episodes in a split (see :func:`ppuu.simulator.episodes.episode_vehicles`)."""
-        return episode_vehicles(self.scene, split, self.road.arrival_x, self.config.context_steps)
+        """(E,) vehicle ids that make episodes on the course in a split (see
+        :func:`ppuu.simulator.episodes.episode_vehicles`; raises ``CourseError`` when the course
+        does not fit the scene's tracks)."""
+        return episode_vehicles(self.scene, split, self.course, self.config.context_steps, table=self.episodes)
+
+    def add_episode_start_hook(self, hook: Callable[[Tensor, "BatchedSimulator"], None]) -> RemovableHandle:
+        """Call ``hook(slots, sim)`` after every :meth:`reset`, with the (S,) int64 slots that started
+        a new episode (all B on a new batch; the restarted ones otherwise, e.g. autoreset slots of
+        the gym vector env). For controllers that keep per-slot state, e.g. warm-started plans.
+
+        Returns:
+            a handle; ``handle.remove()`` unregisters the hook.
+        """
+        handle = RemovableHandle(self._episode_start_hooks)
+        self._episode_start_hooks[handle.id] = hook
+        return handle
 
     def reset(self, vehicle_ids: Sequence[int] | Tensor, slots: Tensor | None = None) -> Observation:
         """Start episodes: the egos replace ``vehicle_ids`` and follow them through the context.
+
+        Each ego starts where its vehicle's recording reaches the course's start line and follows
+        the recording for ``context_steps`` frames; then the episode-start hooks are called.
 
         Args:
             vehicle_ids: (B,) recorded vehicles to replace; with ``slots``, one per slot to reset.
@@ -163,11 +207,17 @@ class BatchedSimulator:
             slots = torch.as_tensor(slots, device=self.device, dtype=torch.int64).reshape(-1)
             if len(slots) != len(ids):
                 raise ValueError(f"{len(ids)} vehicle ids for {len(slots)} slots")
-        first, last = self.log.vehicle_span(ids)
+        index = self.log.vehicle_index(ids)
+        first, last = self._start_frame[index], self.log.vehicle_last_frame[index]
         C, K = self.config.context_steps, self.config.history
+        if bool((first < 0).any()):
+            outside = ids[first < 0].tolist()
+            raise ValueError(f"vehicles {outside[:5]} do not start course {self.course}: their recordings begin "
+                             "past its start line or never reach it")
         if bool((last - first + 1 <= C).any()):
             short = ids[last - first + 1 <= C].tolist()
-            raise ValueError(f"vehicles {short[:5]} have no more than {C} frames: no action after the context")
+            raise ValueError(f"vehicles {short[:5]} have no more than {C} frames from the start of course "
+                             f"{self.course}: no action after the context")
         self.vehicle_id[slots] = ids
         self.first_frame[slots] = first
         self.last_recorded[slots] = last
@@ -175,29 +225,43 @@ class BatchedSimulator:
         limit = first + torch.ceil(duration * self.config.time_limit).long()
         self.end_frame[slots] = torch.minimum(limit, torch.full_like(limit, self.log.last_frame))
         self.size[slots] = self.log.size[self.log.rows_of(ids, first)]
-        self.start_x[slots] = self.log.centre[self.log.rows_of(ids, first), 0]
         self.outcome[slots] = RUNNING
         self.steps[slots] = 0
         self.distance[slots] = 0
         self.max_deviation[slots] = 0
         self.speed_sum[slots] = 0
-        for costs in self.cost_sums:
-            costs[slots] = 0
+        for sums in (*self.cost_sums, self.abs_acceleration_sum, self.abs_jerk_sum):
+            sums[slots] = 0
+        # The acceleration the recording had just before the first action (jerk of the first step).
+        before = torch.maximum(first + C - 2, first)
+        self.last_acceleration[slots] = self.log.acceleration[self.log.rows_of(ids, before)]
         if self.reactive is not None:
             self.reactive.reset(slots, first + C - 1, ids)
-        # The context: the ego is exactly at its recording; render the last K frames of it.
+        # The context: the ego is exactly at its recording; render the last K frames of it into
+        # the ring, oldest first, so that they end at the ring's current head.
         for k in range(K):
             frame = first + (C - K + k)
             self._set_recorded_state(slots, ids, frame)
             image, state = self._observe(slots, frame)
-            self.image[slots, k] = image
-            self.state[slots, k] = state
-        self.distance[slots] = self.ego.position[slots, 0] - self.start_x[slots]
-        costs = all_costs(self.image[slots, -1], self.ego.speed[slots], self.size[slots], self.config.raster,
-                          self.config.costs)
+            self._write_history(slots, (self._head + 1 + k) % K, image, state)
+        self.context_end_x[slots] = self.ego.position[slots, 0]
+        costs = all_costs(image, self.ego.speed[slots], self.size[slots], self.config.raster, self.cost_config)
         for last, cost in zip(self.last_costs, costs):
             last[slots] = cost
-        return Observation(self.image, self.state)
+        for hook in list(self._episode_start_hooks.values()):
+            hook(slots, self)
+        return self.observation()
+
+    def observation(self) -> Observation:
+        """The batch's current :class:`Observation`: (B, K, ...) views of the history ring, oldest first."""
+        K, h = self.config.history, self._head
+        return Observation(self._image_ring[:, h + 1:h + 1 + K], self._state_ring[:, h + 1:h + 1 + K])
+
+    def _write_history(self, slots: Tensor, position: int, image: Tensor, state: Tensor) -> None:
+        """Store (S, 4, H, W) images and (S, 4) states at a ring position (and its mirror)."""
+        at = torch.tensor([position, position + self.config.history], device=self.device)
+        self._image_ring[slots[:, None], at] = image[:, None]
+        self._state_ring[slots[:, None], at] = state[:, None]
 
     def _allocate(self, batch: int) -> None:
         d, f = self.device, self.dtype
@@ -212,16 +276,22 @@ class BatchedSimulator:
         self.steps = torch.zeros(batch, dtype=torch.int64, device=d)
         self.outcome = torch.zeros(batch, dtype=torch.int64, device=d)
         self.size = torch.zeros(batch, 2, dtype=f, device=d)
-        self.start_x = torch.zeros(batch, dtype=f, device=d)
+        self.context_end_x = torch.zeros(batch, dtype=f, device=d)
         self.distance = torch.zeros(batch, dtype=f, device=d)
         self.max_deviation = torch.zeros(batch, dtype=f, device=d)
         self.speed_sum = torch.zeros(batch, dtype=f, device=d)
         self.cost_sums = [torch.zeros(batch, dtype=f, device=d) for _ in range(3)]
+        self.abs_acceleration_sum = torch.zeros(batch, dtype=f, device=d)
+        self.abs_jerk_sum = torch.zeros(batch, dtype=f, device=d)
+        self.last_acceleration = torch.zeros(batch, dtype=f, device=d)
         self.ego = EgoState(torch.zeros(batch, 2, dtype=f, device=d),
                             torch.tensor([1.0, 0.0], dtype=f, device=d).repeat(batch, 1),
                             torch.zeros(batch, dtype=f, device=d))
-        self.image = torch.zeros(batch, cfg.history, 4, H, W, dtype=f, device=d)
-        self.state = torch.zeros(batch, cfg.history, 4, dtype=f, device=d)
+        # History ring, stored twice over: frame j of the ring lives at j and j + K, the newest
+        # at _head, so the K frames oldest first are the slice [_head + 1, _head + K].
+        self._image_ring = torch.zeros(batch, 2 * cfg.history, 4, H, W, dtype=f, device=d)
+        self._state_ring = torch.zeros(batch, 2 * cfg.history, 4, dtype=f, device=d)
+        self._head = cfg.history - 1
         self.last_costs = Costs(*(torch.zeros(batch, dtype=f, device=d) for _ in range(3)))
 
     def _set_recorded_state(self, slots: Tensor, ids: Tensor, frame: Tensor) -> None:
@@ -281,6 +351,13 @@ class BatchedSimulator:
         action = self.config.bounds.clip(torch.where(running[:, None], action, torch.zeros_like(action)))
 
         moved = dynamics.step(self.ego, action, self.dt)
+        # Comfort: the acceleration applied (the clipped action, cut where the speed floor at
+        # 0 m/s stops braking) and its change, summed over the driven steps.
+        acceleration = (moved.speed - self.ego.speed) / self.dt
+        jerk = (acceleration - self.last_acceleration) / self.dt
+        self.abs_acceleration_sum += torch.where(running, acceleration.abs(), torch.zeros_like(acceleration))
+        self.abs_jerk_sum += torch.where(running, jerk.abs(), torch.zeros_like(jerk))
+        self.last_acceleration = torch.where(running, acceleration, self.last_acceleration)
         keep = running[:, None]
         self.ego = EgoState(torch.where(keep, moved.position, self.ego.position),
                             torch.where(keep, moved.heading, self.ego.heading),
@@ -310,11 +387,11 @@ class BatchedSimulator:
         just_done = torch.zeros_like(running)
         just_done[active] = outcome != RUNNING
 
-        costs = all_costs(image, speed, size, self.config.raster, self.config.costs)
+        costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
         w = self.config.cost_weights
         reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
-        self.distance[active] = position[:, 0] - self.start_x[active]
+        self.distance[active] = position[:, 0] - self.context_end_x[active]
         recorded_rows = self.log.rows_of(self.vehicle_id[active], torch.minimum(frame, self.last_recorded[active]))
         deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
         deviation = torch.where(frame <= self.last_recorded[active], deviation, torch.zeros_like(deviation))
@@ -323,11 +400,16 @@ class BatchedSimulator:
         for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
             total[active] += cost
             last[active] = cost
-        self.image[active] = torch.cat([self.image[active, 1:], image[:, None]], dim=1)
-        self.state[active] = torch.cat([self.state[active, 1:], state[:, None]], dim=1)
-        return StepResult(Observation(self.image, self.state), Costs(*(c.clone() for c in self.last_costs)),
-                          reward, self.outcome.clone(),
-                          self.outcome != RUNNING, just_done)
+        # The history ring advances for every slot: running slots write their new frame, finished
+        # ones repeat their newest (one frame per slot, never the whole history).
+        previous, self._head = self._head, (self._head + 1) % self.config.history
+        self._write_history(active, self._head, image, state)
+        finished = (~running).nonzero().squeeze(1)
+        if len(finished):
+            self._write_history(finished, self._head, self._image_ring[finished, previous],
+                                self._state_ring[finished, previous])
+        return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
+                          reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
 
     @property
     def done(self) -> Tensor:
@@ -335,11 +417,13 @@ class BatchedSimulator:
         return self.outcome != RUNNING
 
     def metrics(self) -> dict[str, Tensor]:
-        """Per-slot episode metrics, each (B,): outcome code, distance (m, along the road from the
-        episode's first frame), time (s of driving after the context), mean_speed (m/s),
-        max_deviation (m, largest distance from the replaced vehicle's recorded position while it
-        was recorded: 0 for a perfect imitation), and the
-        mean proximity, lane and off-road costs over the driven steps."""
+        """Per-slot episode metrics, each (B,): outcome code, distance (m along the road from the
+        end of the context, where actions start), time (s of driving after the context), mean_speed
+        (m/s), max_deviation (m, largest distance from the replaced vehicle's recorded position
+        while it was recorded: 0 for a perfect imitation), mean_abs_acceleration (m/s^2) and
+        mean_abs_jerk (m/s^3) of the applied longitudinal acceleration (comfort; the first
+        step's jerk is against the recording's acceleration at the end of the context), and the
+        mean proximity, lane and off-road costs, all over the driven steps."""
         steps = self.steps.clamp(min=1).to(self.dtype)
         return {
             "vehicle_id": self.vehicle_id,
@@ -348,6 +432,8 @@ class BatchedSimulator:
             "time": self.steps.to(self.dtype) * self.dt,
             "mean_speed": self.speed_sum / steps,
             "max_deviation": self.max_deviation,
+            "mean_abs_acceleration": self.abs_acceleration_sum / steps,
+            "mean_abs_jerk": self.abs_jerk_sum / steps,
             "proximity_cost": self.cost_sums[0] / steps,
             "lane_cost": self.cost_sums[1] / steps,
             "offroad_cost": self.cost_sums[2] / steps,

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ppuu.world_model.dataset import Batch, WindowDataset, make_batch
 from ppuu.world_model.normalisation import Normaliser
+from ppuu.world_model.interface import world_states
 from ppuu.world_model.train import LoadedModel
 
 REPORT_STEM = "world-model"
@@ -98,14 +99,6 @@ class Report:
 
 # ---------------------------------------------------------------------------------------------- helpers
 
-def _positions(states: Tensor, origin: Tensor, normaliser: Normaliser) -> Tensor:
-    """Normalised relative states (B, N, 4) -> world-frame (B, N, 4) m, m/s."""
-    rel = normaliser.denormalise_states(states.float())
-    out = rel.clone()
-    out[..., 0] = rel[..., 0] + origin[:, None]
-    return out
-
-
 def _step_errors(images: Tensor, world: Tensor, true_images: Tensor, true_world: Tensor) -> dict[str, Tensor]:
     """Per-step sums over windows of image MSE, position error (m) and speed error (m/s): each (N,)."""
     return {
@@ -133,10 +126,12 @@ def _constant_actions(batch: Batch, normaliser: Normaliser, acceleration: float)
 
 
 def colourise(images: Tensor) -> np.ndarray:
-    """Observations (..., 4, H, W) in [0, 1] -> RGB uint8 (..., H, W, 3): off-road grey, lane markings
-    white, other vehicles blue, the ego red (channel order of the simulator's rasteriser)."""
+    """Observations (..., C, H, W) in [0, 1], C = 3 or 4 -> RGB uint8 (..., H, W, 3): off-road grey, lane
+    markings white, other vehicles blue, the ego (a fourth channel, when there is one) red (channel order
+    of the simulator's rasteriser)."""
     x = images.detach().float().clamp(0, 1).cpu()
-    lanes, vehicles, offroad, ego = (x[..., i, :, :, None] for i in range(4))
+    lanes, vehicles, offroad = (x[..., i, :, :, None] for i in range(3))
+    ego = x[..., 3, :, :, None] if x.shape[-3] > 3 else torch.zeros_like(lanes)
     colours = torch.tensor([[0.85, 0.85, 0.85], [0.25, 0.6, 1.0], [0.3, 0.3, 0.3], [1.0, 0.25, 0.2]])
     rgb = (0.12 + offroad * colours[2] + (lanes * 2.5).clamp(0, 1) * colours[0] + vehicles * colours[1]
            + ego * colours[3])
@@ -205,7 +200,7 @@ def evaluate(models: dict[str, LoadedModel], data: WindowDataset, out_dir: str |
             sources = ["posterior", "prior"] if loaded.stochastic else ["prior"]
             for source in sources:
                 pred = _predict(loaded, batch, source)
-                world = _positions(pred.states, batch.origin, loaded.normaliser)
+                world = world_states(pred.states, batch.origin, loaded.normaliser)
                 row = f"{name} ({source} z)" if loaded.stochastic else name
                 add(row, _step_errors(pred.images.float(), world, batch.target_images, true_world))
     n = len(indices)
@@ -255,7 +250,7 @@ def _spread_and_action_effect(models: dict[str, LoadedModel], data: WindowDatase
                 parts["dropout"] = _predict(loaded, rep, "prior", dropout=True)
             for kind, pred in parts.items():
                 imgs = pred.images.float().view(B, K, *pred.images.shape[1:])
-                world = _positions(pred.states, rep.origin, loaded.normaliser).view(B, K, -1, 4)
+                world = world_states(pred.states, rep.origin, loaded.normaliser).view(B, K, -1, 4)
                 img_std = imgs.std(1, correction=0).flatten(2).mean(-1).sum(0)              # (N,)
                 pos_std = world[..., :2].std(1, correction=0).norm(dim=-1).sum(0)           # (N,)
                 acc[f"{kind}_image_std"] = acc.get(f"{kind}_image_std", 0) + img_std.double().cpu()
@@ -265,8 +260,8 @@ def _spread_and_action_effect(models: dict[str, LoadedModel], data: WindowDatase
             brake = _predict(loaded, batch, source, z=z, actions=_constant_actions(batch, loaded.normaliser, BRAKE))
             speed = _predict(loaded, batch, source, z=z,
                              actions=_constant_actions(batch, loaded.normaliser, ACCELERATE))
-            wb = _positions(brake.states, batch.origin, loaded.normaliser)
-            wa = _positions(speed.states, batch.origin, loaded.normaliser)
+            wb = world_states(brake.states, batch.origin, loaded.normaliser)
+            wa = world_states(speed.states, batch.origin, loaded.normaliser)
             eff["position_m"] += float((wb[:, -1, :2] - wa[:, -1, :2]).norm(dim=-1).sum())
             eff["image_abs"] += float((brake.images[:, -1] - speed.images[:, -1]).abs().mean((1, 2, 3)).sum())
             count += B

@@ -115,7 +115,8 @@ class ImageStateEncoder(nn.Module):
 
     ``images (B, T, C, H, W)`` in [0, 1] and ``states (B, T, S)`` normalised ->
     ``(B, widths[-1], h, w)``: the conv stack of the T*C stacked channels plus an MLP of the
-    T*S flattened states reshaped to the same map.
+    T*S flattened states reshaped to the same map. With ``state_dim = 0`` the states are not
+    read (pass a (B, T, 0) tensor or any states: they are ignored).
     """
 
     def __init__(self, frames: int, image_channels: int, image_size: tuple[int, int], state_dim: int,
@@ -126,16 +127,18 @@ class ImageStateEncoder(nn.Module):
         self.sizes = encoder_sizes(image_size[0], image_size[1], len(widths))
         self.map_shape = (widths[-1], *self.sizes[-1])
         self.convs = ConvEncoder(frames * image_channels, widths, dropout)
-        self.state_embed = MLP(frames * state_dim, hidden_mlp, map_numel(self.map_shape), dropout)
+        self.state_embed = MLP(frames * state_dim, hidden_mlp, map_numel(self.map_shape), dropout) if state_dim else None
 
     def forward(self, images: Tensor, states: Tensor) -> Tensor:
         B = images.shape[0]
         expected = (B, self.frames, self.image_channels, *self.image_size)
         if tuple(images.shape) != expected:
             raise ValueError(f"images of shape {tuple(images.shape)}: expected {expected} (B, T, C, H, W)")
+        h = self.convs(images.reshape(B, -1, *self.image_size))
+        if self.state_embed is None:
+            return h
         if tuple(states.shape) != (B, self.frames, self.state_dim):
             raise ValueError(f"states of shape {tuple(states.shape)}: expected {(B, self.frames, self.state_dim)}")
-        h = self.convs(images.reshape(B, -1, *self.image_size))
         return h + self.state_embed(states.reshape(B, -1)).view(B, *self.map_shape)
 
 

@@ -32,11 +32,9 @@ and ``best.pt`` (lowest validation loss).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,17 +45,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppuu.world_model.checkpoint import (
-    CHECKPOINT_FORMAT,
-    atomic_save,
-    capture_rng_state,
-    copy_matching,
-    load_checkpoint_file,
-    restore_rng_state,
-)
 from ppuu.world_model.dataset import Batch, Prefetcher, WindowDataset, step_seed
 from ppuu.world_model.models import ForwardModel, ModelConfig
 from ppuu.world_model.normalisation import Normaliser
+from ppuu.world_model.runs import (
+    Distributed,
+    MetricsLog,
+    atomic_save,
+    autocast,
+    capture_rng_state,
+    checkpoint_header,
+    copy_matching,
+    load_checkpoint_file,
+    resolve_device,
+    restore_rng_state,
+    use_amp,
+)
+
+KIND = "world-model"
+"""The ``kind`` field of world-model checkpoints (:mod:`ppuu.world_model.runs`)."""
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
@@ -110,6 +116,10 @@ class TrainConfig:
         max_bad_steps: consecutive non-finite steps tolerated before stopping.
         prefetch: batches rendered ahead.
         model: the :class:`~ppuu.world_model.models.ModelConfig`.
+        observation: how the training images were made, as JSON given by the caller (the
+            command line stores the simulator's ``{"raster": RasterConfig, "costs": CostConfig}``),
+            so that a planner can check that its costs read the images the model predicts
+            (:meth:`LoadedModel.check_observation`).
     """
 
     scene: str = ""
@@ -135,6 +145,7 @@ class TrainConfig:
     max_bad_steps: int = 10
     prefetch: int = 2
     model: ModelConfig = field(default_factory=ModelConfig)
+    observation: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.model_type not in ("deterministic", "vae"):
@@ -185,72 +196,6 @@ class TrainConfig:
         return cls(**obj)
 
 
-def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
-    """``None`` -> CUDA (this process's GPU under torchrun) when available, else CPU."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-    return dev
-
-
-# ---------------------------------------------------------------------------------------------- distributed
-
-@dataclass
-class Distributed:
-    """This process's place in a DDP job (rank 0 of 1 when not distributed)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def setup(cls, device: str | None) -> "Distributed":
-        """Join the process group described by torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK)."""
-        import torch.distributed as dist
-
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        owns = False
-        if not dist.is_initialized():
-            use_cuda = resolve_device(device, local).type == "cuda"
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-            owns = True
-        return cls(rank=rank, world_size=world, local_rank=local, owns_group=owns)
-
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every process when ``flag`` is True on any."""
-        if not self.enabled:
-            return flag
-        import torch.distributed as dist
-
-        t = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
-
-    def barrier(self) -> None:
-        if self.enabled:
-            import torch.distributed as dist
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.owns_group:
-            import torch.distributed as dist
-            dist.destroy_process_group()
-
-
 # ---------------------------------------------------------------------------------------------- loading
 
 @dataclass
@@ -267,10 +212,31 @@ class LoadedModel:
     def stochastic(self) -> bool:
         return self.model_config.latent_dim > 0
 
+    @property
+    def observation(self) -> dict:
+        """How the training images were made (:attr:`TrainConfig.observation`)."""
+        return self.train_config.observation
+
+    def check_observation(self, name: str, expected: dict) -> None:
+        """Raise ValueError unless the training images were made with the settings ``expected``.
+
+        Args:
+            name: the key in :attr:`observation` (e.g. "raster").
+            expected: the settings the caller will use, as JSON (e.g. ``RasterConfig().to_json()``).
+        """
+        saved = self.observation.get(name)
+        if saved is None:
+            raise ValueError(f"the world model (step {self.step}) does not record its {name!r} settings; retrain it "
+                             f"with this version of ppuu")
+        differ = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+        if differ:
+            detail = ", ".join(f"{k}: model {saved.get(k)!r}, here {expected.get(k)!r}" for k in differ)
+            raise ValueError(f"the world model was trained on images with other {name} settings ({detail})")
+
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a checkpoint written by :func:`train` (``weights_only=True``) onto ``device``."""
-    ckpt = load_checkpoint_file(path)
+    ckpt = load_checkpoint_file(path, KIND)
     model_config = ModelConfig.from_json(ckpt["model_config"])
     model = ForwardModel(model_config)
     model.load_state_dict(ckpt["model"])
@@ -314,7 +280,7 @@ def validate(model: nn.Module, data: WindowDataset, indices: np.ndarray, config:
         torch.manual_seed(seed)
         for lo in range(0, len(indices), config.batch_size):
             batch = data.batch(indices[lo:lo + config.batch_size]).to(device)
-            with _autocast(device, _amp(config, device)):
+            with autocast(device, use_amp(config.amp, device)):
                 _, parts = compute_loss(model, batch, config, normaliser, z_dropout=0.0)
                 if config.model.latent_dim > 0:
                     _, prior = compute_loss(model, batch, config, normaliser, z_source="prior")
@@ -324,61 +290,6 @@ def validate(model: nn.Module, data: WindowDataset, indices: np.ndarray, config:
             count += len(batch)
     model.train(was_training)
     return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
-
-
-def _amp(config: TrainConfig, device: torch.device) -> bool:
-    return device.type == "cuda" if config.amp is None else bool(config.amp)
-
-
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-# ---------------------------------------------------------------------------------------------- metrics
-
-class MetricsLog:
-    """``metrics.csv`` (rewritten up to the resumed step on resume) and TensorBoard when installed."""
-
-    def __init__(self, run_dir: Path, resume_step: int, enabled: bool):
-        self.enabled = enabled
-        self.path = run_dir / "metrics.csv"
-        self.tb = None
-        if not enabled:
-            return
-        rows = []
-        if resume_step > 0 and self.path.is_file():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= resume_step]
-        tmp = self.path.with_name(".metrics.csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: r.get(k, "") for k in METRIC_COLUMNS} for r in rows)
-        os.replace(tmp, self.path)
-        self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, METRIC_COLUMNS)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
-        except Exception:                                        # tensorboard not installed
-            self.tb = None
-
-    def write(self, row: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        self.writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, ""))
-                              for k in METRIC_COLUMNS})
-        self.file.flush()
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, row["step"])
-
-    def close(self) -> None:
-        if self.enabled:
-            self.file.close()
-            if self.tb is not None:
-                self.tb.close()
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -405,20 +316,24 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
     device = resolve_device(config.device, dist_info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    use_amp = _amp(config, device)
+    amp = use_amp(config.amp, device)
     channels_last = device.type == "cuda" if config.channels_last is None else bool(config.channels_last)
+    for data in (train_data, val_data):
+        if data is not None and data.channels != config.model.image_channels:
+            raise ValueError(f"dataset batches keep {data.channels} image channels, the model takes "
+                             f"{config.model.image_channels}")
     if config.model.context != train_data.context or config.predicted_steps != train_data.predicted_steps:
         raise ValueError(f"dataset windows ({train_data.context} + {train_data.predicted_steps}) do not match the "
                          f"config ({config.model.context} context + {config.predicted_steps} predicted)")
     ckpt_path = run_dir / CHECKPOINT_NAME
     try:
         torch.manual_seed(config.seed)
-        ckpt = load_checkpoint_file(ckpt_path) if ckpt_path.is_file() else None
+        ckpt = load_checkpoint_file(ckpt_path, KIND) if ckpt_path.is_file() else None
         if ckpt is not None:
             _check_resumable(config, ckpt, ckpt_path)
             normaliser = Normaliser.from_state_dict(ckpt["normaliser"])
         elif config.init:
-            normaliser = Normaliser.from_state_dict(load_checkpoint_file(config.init)["normaliser"])
+            normaliser = Normaliser.from_state_dict(load_checkpoint_file(config.init, KIND)["normaliser"])
         else:
             normaliser = train_data.fit_normaliser(config.stats_windows, seed=config.seed)
         train_data.normaliser = normaliser
@@ -434,7 +349,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
             start_step, nan_skips = int(ckpt["step"]), int(ckpt["nan_skips"])
             best_val = float(ckpt["best_val"])
         elif config.init:
-            copied, fresh = copy_matching(model, load_checkpoint_file(config.init)["model"])
+            copied, fresh = copy_matching(model, load_checkpoint_file(config.init, KIND)["model"])
             if not copied:
                 raise ValueError(f"--init {config.init}: no weight matches this model by name and shape (were the "
                                  f"layer widths the same?)")
@@ -446,11 +361,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
         if ckpt is not None:
             optimiser.load_state_dict(ckpt["optimiser"])
             restore_rng_state(ckpt["rng"])
-        net: nn.Module = model
-        if dist_info.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-            net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                      find_unused_parameters=config.model.latent_dim > 0)
+        net: nn.Module = dist_info.wrap(model, device, find_unused_parameters=config.model.latent_dim > 0)
         if config.compile:
             net = torch.compile(net)
 
@@ -459,7 +370,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
             (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2))
             if init_report:
                 print(init_report)
-        log = MetricsLog(run_dir, start_step, enabled=dist_info.main)
+        log = MetricsLog(run_dir, METRIC_COLUMNS, start_step, enabled=dist_info.main)
         val_indices = val_data.fixed_indices(config.val_windows, seed=config.seed) if val_data is not None else None
 
         def save(step: int, val_loss: float | None) -> None:
@@ -469,7 +380,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
             improved = val_loss is not None and val_loss < best_val
             if improved:
                 best_val = val_loss
-            state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "model_config": config.model.to_json(),
+            state = {**checkpoint_header(KIND), "model": model.state_dict(), "model_config": config.model.to_json(),
                      "train_config": config.to_json(), "normaliser": normaliser.state_dict(),
                      "optimiser": optimiser.state_dict(), "step": step, "nan_skips": nan_skips,
                      "best_val": best_val, "rng": capture_rng_state()}
@@ -498,7 +409,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
                         dist_info.rank, dist_info.world_size, depth=config.prefetch) as batches:
             for step, batch in batches:
                 torch.manual_seed(step_seed(config.seed, step, dist_info.rank))
-                with _autocast(device, use_amp):
+                with autocast(device, amp):
                     loss, parts = compute_loss(net, batch, config, norm_dev)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -558,7 +469,7 @@ def train(config: TrainConfig, train_data: WindowDataset, val_data: WindowDatase
 
 def _check_resumable(config: TrainConfig, ckpt: dict, path: Path) -> None:
     saved = TrainConfig.from_json(ckpt["train_config"])
-    for name in ("model_type", "batch_size", "predicted_steps", "lr", "beta", "seed", "model"):
+    for name in ("model_type", "batch_size", "predicted_steps", "lr", "beta", "seed", "model", "observation"):
         if getattr(saved, name) != getattr(config, name):
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "
                              f"{getattr(config, name)!r} now (use another --run name)")

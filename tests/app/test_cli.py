@@ -79,3 +79,36 @@ def test_generated_scene_exported_as_ngsim_reads_back_identically(small_scene, t
         np.testing.assert_array_equal(table[column].to_numpy(), original[column].to_numpy())
     for column, source in (("x", "x_raw"), ("y", "y_raw"), ("length", "length"), ("width", "width")):
         np.testing.assert_allclose(table[column].to_numpy(), original[source].to_numpy(), atol=1e-3)
+
+
+def test_evaluate_baselines_states_course_and_seeds(scene_workdir, scene_dir, capsys):
+    import pandas as pd
+
+    args = ["evaluate", "baselines", scene_dir.name, "--controllers", "no_action", "--course", "full",
+            "--seeds", "0", "1", "--workdir", str(scene_workdir)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "course full" in out and "mean ± std over seeds 0, 1" in out and "| no_action | full | 0,1 |" in out
+    report = scene_workdir / "reports" / scene_dir.name
+    table = pd.read_csv(report / "evaluate-no_action-test-replay-full.csv")
+    assert set(table["course"]) == {"full"} and set(table["seed"]) == {0, 1}
+    assert {"mean_abs_acceleration", "mean_abs_jerk", "distance"} <= set(table.columns)
+    md = (report / "baselines-test-replay-full.md").read_text()
+    assert md.startswith(f"# Baselines on {scene_dir.name} (test, replay, course full")
+    summary = json.loads((report / "baselines-test-replay-full.json").read_text())
+    assert summary["course"]["name"] == "full" and summary["seeds"] == [0, 1]
+    assert summary["results"]["no_action"]["mean_distance_m_std"] == 0      # deterministic controller
+
+
+def test_evaluate_baselines_course_that_does_not_fit_is_a_clear_error(scene_workdir, scene_dir, capsys):
+    assert main(["evaluate", "baselines", scene_dir.name, "--course", "10:900", "--workdir",
+                 str(scene_workdir)]) == 2
+    err = capsys.readouterr().err
+    assert "course 10-900m" in err and "does not fit" in err and "at most" in err
+
+
+def test_evaluate_baselines_help_explains_courses_and_seeds():
+    evaluate = subcommands(build_parser())["evaluate"]
+    text = subcommands(evaluate)["baselines"].format_help()
+    for word in ("--course", "i80-reference", "full", "START:ARRIVAL", "--seeds", "mean ± std", "SPEC §7"):
+        assert word in text, word

@@ -332,3 +332,28 @@ def test_make_in_a_fresh_interpreter(scene_dir):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["image"] == [4, 117, 24] and result["outcome"] in ("running", "collision", "offroad")
+
+
+def test_envs_train_on_the_training_split_by_default(scene):
+    train = set(scene.split_vehicle_ids("train"))
+    env = HighwayEnv(scene=scene)
+    envs = HighwayVectorEnv(num_envs=2, scene=scene, device="cpu")
+    assert env.split == envs.split == "train"
+    assert set(env.episode_ids.tolist()) <= train and set(envs.episode_ids.tolist()) <= train
+    assert set(HighwayEnv(scene=scene, split="test").episode_ids.tolist()).isdisjoint(train)
+
+
+def test_vector_env_autoresets_reach_an_episode_start_hook(scene):
+    """A planner with per-slot state hears every slot that starts an episode, autoresets included."""
+    envs = HighwayVectorEnv(num_envs=3, scene=scene, device="cpu", max_episode_steps=2)
+    starts = []
+    envs.sim.add_episode_start_hook(lambda slots, sim: starts.append(sorted(slots.tolist())))
+    envs.reset(seed=0)
+    assert starts == [[0, 1, 2]]
+    envs.step(np.zeros((3, 2), np.float32))
+    _, _, terminated, truncated, _ = envs.step(np.zeros((3, 2), np.float32))
+    ended = np.flatnonzero(terminated | truncated).tolist()
+    assert ended == [0, 1, 2] and starts == [[0, 1, 2]]
+    _, _, _, _, infos = envs.step(np.zeros((3, 2), np.float32))
+    assert starts == [[0, 1, 2], ended] and (infos["episode_number"] == 2).all()
+    envs.close()

@@ -43,7 +43,7 @@ def brute_force(road, ego, heading, others, k=16, config=CFG):
         veh |= (u.abs() < ol / 2) & (v.abs() < ow / 2)
     offroad = road.offroad(pts)
     lanes = torch.zeros(H, W, k, k, dtype=torch.bool)
-    hw = config.marking_width / 2
+    hw = config.line_width / 2
     for x0, y0, x1, y1 in road.markings.tolist():
         lanes |= (x >= min(x0, x1) - (hw if x0 == x1 else 0)) & (x <= max(x0, x1) + (hw if x0 == x1 else 0)) \
             & (y >= min(y0, y1) - (hw if y0 == y1 else 0)) & (y <= max(y0, y1) + (hw if y0 == y1 else 0))
@@ -143,27 +143,53 @@ def test_rotated_vehicles_match_brute_force(i80_road):
     assert float(img[VEHICLES].sum()) == pytest.approx(float(veh.sum()), rel=0.02)
 
 
+@pytest.mark.parametrize("marking_width", [None, 0.15])
 @pytest.mark.parametrize("ego, heading", [((200.0, -LANE / 2), 0.0), ((205.3, -6 * LANE + 0.4), 0.1),
                                           ((210.0, -3.1), -0.25)])
-def test_road_channels_match_brute_force(i80_road, ego, heading):
-    img = one(i80_road, ego=ego, heading=heading)
-    _, offroad, lanes = brute_force(i80_road, ego, heading, [], k=24)
+def test_road_channels_match_brute_force(i80_road, ego, heading, marking_width):
+    config = RasterConfig(marking_width=marking_width)
+    img = one(i80_road, ego=ego, heading=heading, config=config)
+    _, offroad, lanes = brute_force(i80_road, ego, heading, [], k=24, config=config)
     err = (img[OFFROAD] - offroad).abs()
     assert float(err.max()) < 0.1 and float(err.mean()) < 0.01
     assert float(img[OFFROAD].sum()) == pytest.approx(float(offroad.sum()), abs=2.0)   # px^2
-    # thin lines: total ink agrees; per pixel within the sampling noise of the reference
+    # lines: total ink agrees; per pixel within the sampling noise of the reference, except
+    # that a rotated ego sees a one-pixel line's corner with a ramp's transverse edge through a
+    # world-aligned texel square (up to 0.18 off at that one pixel at 0.1 rad)
+    err = (img[LANES] - lanes).abs()
     assert float(img[LANES].sum()) == pytest.approx(float(lanes.sum()), rel=0.05)
-    assert float((img[LANES] - lanes).abs().max()) < 0.1
+    assert float(err.max()) < (0.1 if marking_width is not None or heading == 0 else 0.2)
+    assert float(err.flatten().quantile(0.99)) < 0.03
 
 
-def test_lane_line_intensity_is_marking_width_over_pixel(i80_road):
+@pytest.mark.parametrize("marking_width, peak", [(None, 1.0), (0.15, 0.15 * PPM)])
+def test_lane_line_intensity_is_line_width_over_pixel(i80_road, marking_width, peak):
     # ego heading along the road with a lane line through the middle of a pixel column
+    config = RasterConfig(marking_width=marking_width)
     col = 5
     left_of_col = ((W - 1) / 2 - col) / PPM
-    img = one(i80_road, ego=(200.0, -2 * LANE - left_of_col))
+    img = one(i80_road, ego=(200.0, -2 * LANE - left_of_col), config=config)
     profile = img[LANES, 40]
-    assert float(profile[col]) == pytest.approx(CFG.marking_width * PPM, abs=0.01)
+    # (the texture's bilinear interpolation rounds a one-pixel line's peak by up to 1/16)
+    assert float(profile[col]) == pytest.approx(peak, abs=0.05)
+    assert float(profile[col - 2:col + 3].sum()) == pytest.approx(config.line_width * PPM, abs=0.03)
     assert float(img[OFFROAD].sum()) == 0.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-2.0, 2.0))
+def test_default_lines_carry_their_subpixel_position(offset):
+    # A line one pixel wide spreads over two columns in proportion to its position: the
+    # coverage-weighted centroid of a row is the line's lateral position (a painted-width
+    # line inside one pixel would read as that pixel's centre wherever it lies).
+    line_y = -2 * LANE
+    img = one(_ROAD, ego=(200.0, line_y - offset))      # the line is `offset` m to the ego's left
+    _, left = CFG.pixel_centres(torch.zeros((), **F64))
+    row = img[LANES, 40]
+    near = left.sub(offset).abs() < 1.5                  # columns around this line only
+    centroid = float((row * left)[near].sum() / row[near].sum())
+    assert centroid == pytest.approx(offset, abs=0.02)
+    assert float(row[near].sum()) == pytest.approx(1.0, abs=0.01)
 
 
 @settings(max_examples=15, deadline=None)

@@ -25,10 +25,10 @@ def test_batch_shapes_and_alignment(train_data, recording):
     idx = np.array([0, 5, len(train_data) - 1])
     batch = train_data.batch(idx)
     B = len(idx)
-    assert batch.context_images.shape == (B, CONTEXT, 4, 117, 24)
+    assert batch.context_images.shape == (B, CONTEXT, 3, 117, 24)        # the constant ego channel is dropped
     assert batch.context_states.shape == (B, CONTEXT, 4)
     assert batch.actions.shape == (B, N, 2)
-    assert batch.target_images.shape == (B, N, 4, 117, 24)
+    assert batch.target_images.shape == (B, N, 3, 117, 24)
     assert batch.target_states.shape == (B, N, 4)
     assert batch.target_costs.shape == (B, N, 3)
     assert batch.origin.shape == (B,) and batch.size.shape == (B, 2)
@@ -36,7 +36,8 @@ def test_batch_shapes_and_alignment(train_data, recording):
     # The raw windows: images, the action at the last context frame first, costs of the targets.
     raw = recording.windows(train_data.vehicle_ids[idx], train_data.start_frames[idx], CONTEXT + N)
     norm = train_data.normaliser
-    torch.testing.assert_close(batch.target_images, raw.images[:, CONTEXT:])
+    torch.testing.assert_close(batch.target_images, raw.images[:, CONTEXT:, :3])
+    torch.testing.assert_close(batch.context_images, raw.images[:, :CONTEXT, :3])
     torch.testing.assert_close(norm.denormalise_actions(batch.actions), raw.actions[:, CONTEXT - 1:CONTEXT - 1 + N],
                                atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(batch.target_costs, raw.costs[:, CONTEXT:])

@@ -8,15 +8,15 @@ from ppuu.simulator.dynamics import EgoState
 from ppuu.simulator.dynamics import step as simulator_step
 from ppuu.world_model.kinematics import kinematic_step
 from ppuu.world_model.layers import encoder_sizes, kl_standard_normal
-from ppuu.world_model.models import ForwardModel, ModelConfig, Prediction, count_parameters
+from ppuu.world_model.models import ForwardModel, ModelConfig, Prediction, count_parameters, slide, unroll_policy
 from ppuu.world_model.normalisation import Normaliser
 
 B, N = 2, 2
 
 
 def tiny(**overrides) -> ModelConfig:
-    """The small config the tests use: runs in milliseconds on a CPU."""
-    fields = {"hidden_channels": (8, 16, 32), "hidden_mlp": 32, "context": 4, "latent_dim": 4}
+    """The small config the tests use: runs in milliseconds on a CPU (learned ego state unless overridden)."""
+    fields = {"hidden_channels": (8, 16, 32), "hidden_mlp": 32, "context": 4, "latent_dim": 4, "ego_kinematics": False}
     fields.update(overrides)
     return ModelConfig(**fields)
 
@@ -67,11 +67,12 @@ def test_config_json_round_trip_and_validation():
 
 def test_reference_sizes_give_a_256_x_14_x_3_map():
     assert encoder_sizes(117, 24, 3) == [(117, 24), (58, 12), (29, 6), (14, 3)]
-    config = ModelConfig()
+    config = ModelConfig(ego_kinematics=False)         # the reference's learned state head
     torch.manual_seed(0)
     model = ForwardModel(config).eval()
     assert model.map_shape == (256, 14, 3)
     assert 13e6 < count_parameters(model) < 16e6   # the reference's 15.6 M, give or take the posterior
+    assert count_parameters(ForwardModel(ModelConfig())) < count_parameters(model) - 2e6   # no state head
     images, states, actions, _, _ = random_batch(config, b=1, n=1)
     with torch.no_grad():
         assert model.encode(images, states).shape == (1, 256, 14, 3)
@@ -264,7 +265,7 @@ def test_same_seed_same_parameters_and_output():
     for field in ("images", "states", "kl", "z"):
         assert torch.equal(getattr(p_a, field), getattr(p_b, field))
     other = make_model(seed=8)
-    assert not torch.equal(other.state_dict()["action_embed.0.weight"], sd_a["action_embed.0.weight"])
+    assert not torch.equal(other.state_dict()["condition_embed.0.weight"], sd_a["condition_embed.0.weight"])
 
 
 def test_checkpoint_round_trip_with_weights_only():
@@ -339,7 +340,7 @@ def test_ego_kinematics_predicts_the_exact_kinematic_state():
     raw_states = torch.cat([torch.randn(B, 4, 2, generator=g) * 10 + 100,
                             torch.rand(B, 4, 1, generator=g) * 10 + 15, torch.randn(B, 4, 1, generator=g)], -1)
     raw_actions = torch.randn(B, 3, 2, generator=g) * torch.tensor([1.5, 0.02])
-    images = torch.rand(B, 4, 4, 117, 24, generator=g)
+    images = torch.rand(B, 4, 3, 117, 24, generator=g)
     p = model(images, stats.normalise_states(raw_states), stats.normalise_actions(raw_actions), z_source="prior",
               stats=stats)
     state = raw_states[:, -1]
@@ -353,15 +354,14 @@ def test_ego_kinematics_predicts_the_exact_kinematic_state():
 # ---------------------------------------------------------------------------- learning
 def structured_windows(n=4, T=4, N=3, H=117, W=24, seed=0):
     """A bright 8 x 3 rectangle (vehicles channel) whose velocity the action changes, over a
-    static road (lanes, off-road) and the constant ego box; states = its normalised (row, col,
+    static road (lanes, off-road); states = its normalised (row, col,
     vrow, vcol). Returns (images, states, actions, target_images, target_states)."""
     g = torch.Generator().manual_seed(seed)
     steps = T + N
-    images = torch.zeros(n, steps, 4, H, W)
+    images = torch.zeros(n, steps, 3, H, W)
     images[:, :, 0, :, [5, 11, 17]] = 1.0
     images[:, :, 2, :, :2] = 1.0
     images[:, :, 2, :, -2:] = 1.0
-    images[:, :, 3, 54:62, 10:14] = 1.0
     actions = torch.randn(n, steps, 2, generator=g)
     states = torch.zeros(n, steps, 4)
     position = torch.stack([torch.randint(20, 90, (n,), generator=g), torch.randint(4, 18, (n,), generator=g)], -1)
@@ -397,3 +397,97 @@ def test_overfits_a_handful_of_windows():
         losses.append(loss.item())
     first, last = sum(losses[:5]) / 5, sum(losses[-10:]) / 10
     assert last < first / 10, (first, last)
+
+
+# ---------------------------------------------------------------------------- one step, policy unroll
+@pytest.mark.parametrize("latent_dim", [0, 4])
+def test_forward_is_a_loop_over_step(latent_dim):
+    config = tiny(latent_dim=latent_dim)
+    model = make_model(latent_dim=latent_dim).eval()
+    images, states, actions, _, _ = random_batch(config, n=3)
+    z = torch.randn(B, 3, latent_dim)
+    with torch.no_grad():
+        whole = model(images, states, actions, z_source="given", z=z)
+        window_i, window_s = images, states
+        for t in range(3):
+            out = model.step(window_i, window_s, actions[:, t], z_source="given", z=z[:, t])
+            torch.testing.assert_close(out.image, whole.images[:, t])
+            torch.testing.assert_close(out.state, whole.states[:, t])
+            window_i, window_s = slide(window_i, out.image), slide(window_s, out.state)
+    with pytest.raises(ValueError, match="action of shape"):
+        model.step(images, states, actions)
+    if latent_dim:
+        with pytest.raises(ValueError, match="needs the target"):
+            model.step(images, states, actions[:, 0], z_source="posterior")
+
+
+def test_policy_unroll_acts_on_predicted_windows_and_passes_gradients():
+    config = tiny(latent_dim=4)
+    model = make_model(latent_dim=4).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)                        # frozen, as when a policy is trained through it
+    images, states, _, _, _ = random_batch(config)
+    policy = torch.nn.Linear(config.context * config.state_dim, config.action_dim)
+    seen = []
+
+    def act(window_images, window_states):
+        seen.append((window_images.detach().clone(), window_states.detach().clone()))
+        return policy(window_states.flatten(1))
+
+    z = torch.randn(B, 3, 4)
+    pred, actions = unroll_policy(model, images, states, act, 3, z_source="given", z=z)
+    check_shapes(pred, config, n=3)
+    assert actions.shape == (B, 3, config.action_dim) and len(seen) == 3
+    torch.testing.assert_close(seen[0][0], images)
+    torch.testing.assert_close(seen[1][0][:, -1], pred.images[:, 0].detach())   # the policy saw its own future
+    torch.testing.assert_close(seen[2][1][:, -1], pred.states[:, 1].detach())
+    # The same actions through forward give the same prediction.
+    with torch.no_grad():
+        again = model(images, states, actions, z_source="given", z=z)
+    torch.testing.assert_close(again.images, pred.images.detach())
+    # Gradients reach the policy through the model (and nothing of the frozen model).
+    pred.images.sum().backward()
+    assert policy.weight.grad is not None and float(policy.weight.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="no true future"):
+        unroll_policy(model, images, states, act, 1, z_source="posterior")
+
+
+# ---------------------------------------------------------------------------- the kinematic (fixed-frame) variant
+@pytest.mark.parametrize("conditioning", ["state", "none"])
+def test_kinematic_variant_copies_static_channels_and_moves_the_ego_exactly(conditioning):
+    config = tiny(ego_model="kinematic", ego_kinematics=True, ego_conditioning=conditioning, static_channels=(0, 2))
+    model = make_model(ego_model="kinematic", ego_kinematics=True, ego_conditioning=conditioning,
+                       static_channels=(0, 2)).eval()
+    images, states, actions, _, _ = random_batch(config)
+    stats = Normaliser.identity()
+    states[..., 2:] = torch.tensor([8.0, 0.0])                      # moving along +x at 8 m/s
+    actions = actions.clone().requires_grad_(True)
+    with torch.no_grad():
+        pred = model(images, states, actions.detach(), z_source="prior", stats=stats)
+    # lanes and off-road are the newest context frame's, at every step
+    torch.testing.assert_close(pred.images[:, :, [0, 2]], images[:, -1:, [0, 2]].expand(-1, N, -1, -1, -1))
+    assert not torch.equal(pred.images[:, :, 1], images[:, -1:, 1].expand(-1, N, -1, -1))
+    torch.testing.assert_close(pred.states[:, 0], kinematic_step(states[:, -1], actions[:, 0].detach(), config.dt))
+    # the traffic reacts to the ego's motion only when conditioned on it
+    z = torch.randn(B, N, config.latent_dim)
+    out = model(images, states, actions, z_source="given", z=z, stats=stats)
+    grad, = torch.autograd.grad(out.images[:, -1, 1].sum(), actions, allow_unused=True)
+    if conditioning == "none":
+        assert grad is None or float(grad.abs().sum()) == 0
+        other = model(images, states, -actions.detach(), z_source="given", z=z, stats=stats)
+        torch.testing.assert_close(other.images, out.images.detach())          # the same traffic for any plan
+    else:
+        assert float(grad.abs().sum()) > 0
+    assert "condition_embed.0.weight" in model.state_dict() or conditioning == "none"
+
+
+def test_kinematic_variant_config_is_checked():
+    with pytest.raises(ValueError, match="ego_kinematics must be True"):
+        ModelConfig(ego_model="kinematic", ego_kinematics=False)
+    with pytest.raises(ValueError, match="static_channels"):
+        ModelConfig(static_channels=(0, 1, 2))
+    with pytest.raises(ValueError, match="ego_conditioning"):
+        ModelConfig(ego_model="kinematic", ego_conditioning="action")
+    c = ModelConfig(ego_model="kinematic", static_channels=(2, 0))
+    assert c.static_channels == (0, 2) and c.dynamic_channels == (1,) and ModelConfig.from_json(c.to_json()) == c

@@ -14,8 +14,12 @@ from tests.world_model.data_fixtures import (CONTEXT, SpySource, datasets, recor
 from ppuu.world_model import train as train_module
 from ppuu.world_model.dataset import WindowDataset, sample_indices
 from ppuu.world_model.normalisation import Normaliser
-from ppuu.world_model.train import (TrainConfig, TrainingDiverged, compute_loss, load_checkpoint_file, load_model,
-                               train)
+from ppuu.world_model.runs import load_checkpoint_file
+from ppuu.world_model.train import KIND, TrainConfig, TrainingDiverged, compute_loss, load_model, train
+
+
+def read_checkpoint(path):
+    return load_checkpoint_file(path, KIND)
 
 
 def _rows(run_dir):
@@ -51,12 +55,12 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(recording, split_ids, t
     train(config, *datasets(recording, split_ids), tmp_path / "straight", progress=False)
     # "killed" after step 4: the last checkpoint is step 3; the rows of step 4 are in the CSV already
     train(config, *datasets(recording, split_ids), tmp_path / "resumed", progress=False, stop_after=4)
-    ckpt = load_checkpoint_file(tmp_path / "resumed" / "checkpoint.pt")
+    ckpt = read_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
     assert ckpt["step"] == 3
     torch.save(ckpt, tmp_path / "resumed" / "checkpoint.pt")        # as the kill left it
     train(config, *datasets(recording, split_ids), tmp_path / "resumed", progress=False)
-    a = load_checkpoint_file(tmp_path / "straight" / "checkpoint.pt")
-    b = load_checkpoint_file(tmp_path / "resumed" / "checkpoint.pt")
+    a = read_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = read_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
     assert a["step"] == b["step"] == 6
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
@@ -94,7 +98,7 @@ def test_nan_guard_skips_then_raises(recording, split_ids, tmp_path, monkeypatch
     config = tiny_config(steps=5, max_bad_steps=3, checkpoint_every=5)
     summary = train(config, *datasets(recording, split_ids), tmp_path / "skips", progress=False)
     assert summary["nan_skips"] == 2 and summary["step"] == 5
-    assert load_checkpoint_file(tmp_path / "skips" / "checkpoint.pt")["nan_skips"] == 2
+    assert read_checkpoint(tmp_path / "skips" / "checkpoint.pt")["nan_skips"] == 2
     assert all(torch.isfinite(v).all() for v in load_model(tmp_path / "skips" / "checkpoint.pt")
                .model.state_dict().values())
     assert _rows(tmp_path / "skips")[-1]["nan_skips"] == "2"
@@ -104,7 +108,7 @@ def test_nan_guard_skips_then_raises(recording, split_ids, tmp_path, monkeypatch
     with pytest.raises(TrainingDiverged, match="3 consecutive training steps"):
         train(tiny_config(steps=20, max_bad_steps=3, checkpoint_every=1), *datasets(recording, split_ids),
               tmp_path / "diverges", progress=False)
-    assert load_checkpoint_file(tmp_path / "diverges" / "checkpoint.pt")["step"] == 4   # last good checkpoint
+    assert read_checkpoint(tmp_path / "diverges" / "checkpoint.pt")["step"] == 4   # last good checkpoint
 
 
 def test_checkpoint_loads_with_weights_only(recording, split_ids, tmp_path):
@@ -112,13 +116,17 @@ def test_checkpoint_loads_with_weights_only(recording, split_ids, tmp_path):
     train(config, *datasets(recording, split_ids), tmp_path / "run", progress=False)
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert {"model", "model_config", "train_config", "normaliser", "optimiser", "step", "rng"} <= set(ckpt)
+    assert ckpt["kind"] == "world-model"
     loaded = load_model(tmp_path / "run" / "checkpoint.pt")
     assert loaded.stochastic and loaded.step == 2 and not loaded.model.training
     assert isinstance(loaded.normaliser, Normaliser)
     assert not list(tmp_path.glob("run/.*.tmp"))                            # atomic writes leave nothing behind
-    with pytest.raises(ValueError, match="not a world-model checkpoint"):
+    with pytest.raises(ValueError, match="other.pt: not a ppuu checkpoint"):
         torch.save({"x": 1}, tmp_path / "other.pt")
         load_model(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="a 'policy' checkpoint, expected a 'world-model' checkpoint"):
+        torch.save({**ckpt, "kind": "policy"}, tmp_path / "policy.pt")
+        load_model(tmp_path / "policy.pt")
 
 
 def test_statistics_in_the_checkpoint_come_from_the_training_split(recording, split_ids, tmp_path):
@@ -136,10 +144,10 @@ def test_statistics_in_the_checkpoint_come_from_the_training_split(recording, sp
 
 def test_vae_warm_start_copies_the_deterministic_weights(recording, split_ids, tmp_path):
     train(tiny_config(steps=1), *datasets(recording, split_ids), tmp_path / "det", progress=False)
-    det = load_checkpoint_file(tmp_path / "det" / "checkpoint.pt")
+    det = read_checkpoint(tmp_path / "det" / "checkpoint.pt")
     config = tiny_config("vae", steps=1, lr=1e-12, init=str(tmp_path / "det" / "checkpoint.pt"))
     train(config, *datasets(recording, split_ids), tmp_path / "vae", progress=False)
-    vae = load_checkpoint_file(tmp_path / "vae" / "checkpoint.pt")
+    vae = read_checkpoint(tmp_path / "vae" / "checkpoint.pt")
     shared = [k for k in det["model"] if k in vae["model"]]
     assert len(shared) == len(det["model"])
     for k in shared:     # one tiny Adam step away from the deterministic weights
@@ -171,7 +179,7 @@ def _ddp_worker(rank: int, world: int, port: int, scene_dir: str, run_dir: str, 
 
 
 def train_module_state(run_dir: str) -> dict:
-    return load_checkpoint_file(f"{run_dir}/checkpoint.pt")["model"]
+    return read_checkpoint(f"{run_dir}/checkpoint.pt")["model"]
 
 
 def test_ddp_gloo_two_processes_matches_one(recording, split_ids, wm_workdir, small_scene, tmp_path):
@@ -185,8 +193,8 @@ def test_ddp_gloo_two_processes_matches_one(recording, split_ids, wm_workdir, sm
                                 str(tmp_path / "ddp"), config.to_json()), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in range(2)]
     train(config, datasets(recording, split_ids)[0], None, tmp_path / "single", progress=False)
-    single = load_checkpoint_file(tmp_path / "single" / "checkpoint.pt")["model"]
-    ddp = load_checkpoint_file(tmp_path / "ddp" / "checkpoint.pt")
+    single = read_checkpoint(tmp_path / "single" / "checkpoint.pt")["model"]
+    ddp = read_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
     assert ddp["step"] == 3
     for k, v in single.items():
         assert torch.equal(ranks[0][k], ranks[1][k])
@@ -216,12 +224,12 @@ def test_cli_resume_after_sigkill_equals_uninterrupted(wm_workdir, small_scene):
     proc.kill()
     proc.wait()
     assert proc.returncode != 0, "the run finished before it could be killed"
-    step = load_checkpoint_file(killed / "checkpoint.pt")["step"]
+    step = read_checkpoint(killed / "checkpoint.pt")["step"]
     assert 0 < step < 40
     assert main(["train", "world-model", "--run", "killed", *tiny]) == 0
     assert main(["train", "world-model", "--run", "straight", *tiny]) == 0
-    a = load_checkpoint_file(killed / "checkpoint.pt")
-    b = load_checkpoint_file(wm_workdir / "runs" / "straight" / "checkpoint.pt")
+    a = read_checkpoint(killed / "checkpoint.pt")
+    b = read_checkpoint(wm_workdir / "runs" / "straight" / "checkpoint.pt")
     assert a["step"] == b["step"] == 40
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
@@ -231,3 +239,15 @@ def test_ego_kinematics_model_trains(recording, split_ids, tmp_path):
     config = tiny_config(steps=2, model={"ego_kinematics": True})
     summary = train(config, *datasets(recording, split_ids), tmp_path / "run", progress=False)
     assert summary["step"] == 2 and load_model(tmp_path / "run" / "checkpoint.pt").model_config.ego_kinematics
+
+
+def test_observation_settings_travel_with_the_checkpoint(recording, split_ids, tmp_path):
+    raster = recording.raster.to_json()
+    config = tiny_config(steps=1, observation={"raster": raster})
+    train(config, *datasets(recording, split_ids), tmp_path / "run", progress=False)
+    loaded = load_model(tmp_path / "run" / "checkpoint.pt")
+    loaded.check_observation("raster", raster)                          # the same settings pass
+    with pytest.raises(ValueError, match="pixels_per_metre: model 1.625, here 2.0"):
+        loaded.check_observation("raster", {**raster, "pixels_per_metre": 2.0})
+    with pytest.raises(ValueError, match="does not record its 'costs' settings"):
+        loaded.check_observation("costs", {})

@@ -1,0 +1,122 @@
+"""Imagined futures: the world model rolled forward under an actor, every step scored.
+
+Both planners stand on this: MPUR trains a policy by back-propagating the score of imagined
+rollouts into it (:mod:`ppuu.planner.mpur`), MPC optimises a plan of actions against them
+(:mod:`ppuu.planner.mpc`). One rollout of B contexts over N steps:
+
+1. The actor (a policy, or a plan indexed by step) sees the current window of copy 0 and
+   gives a normalised action (B, A); every copy takes the same action.
+2. K copies of the model (one batched pass of K x B samples; the same latents z, independent
+   dropout masks: the model is in train mode when K > 1) predict the next frame and state.
+3. Each copy's prediction is scored by the simulator's costs (:class:`CostModel`, imported from
+   :mod:`ppuu.simulator.costs`); copy 0 gives the task costs, the spread of the K copies the
+   uncertainty cost (:mod:`ppuu.planner.uncertainty`).
+4. The window slides: the prediction becomes the newest frame.
+
+Everything stays differentiable: gradients reach the actions (and through them the policy's
+parameters) through the model and the costs; the world model's own parameters are frozen by
+the caller. Shapes: B contexts, N steps, K copies, C x H x W images, S = 4 states, A = 2 actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor
+
+from ppuu.planner.objective import CostWeights, action_terms
+from ppuu.planner.uncertainty import UncertaintyStats, variances
+from ppuu.world_model.models import ForwardModel, slide
+
+Actor = Callable[[Tensor, Tensor, int], Tensor]
+"""``actor(window_images (B, T, C, H, W), window_states (B, T, S), step) -> normalised action (B, A)``."""
+
+
+class CostModel(Protocol):
+    """Scores predicted steps with the simulator's costs: how a world-model variant places the ego."""
+
+    def __call__(self, images: Tensor, states: Tensor, size: Tensor) -> Tensor:
+        """images (M, C, H, W) in [0, 1], normalised states (M, S), ego size (M, 2) m -> (M, 3) costs
+        (proximity, lane, off-road)."""
+        ...
+
+
+@dataclass
+class Rollout:
+    """An imagined rollout of B contexts over N steps.
+
+    Attributes:
+        actions: (B, N, A) normalised actions taken.
+        terms: (B, N, 6) unweighted per-step costs of copy 0 in the order of
+            :data:`ppuu.planner.objective.TERMS` (proximity, lane, off-road, uncertainty, action, jerk).
+        variances: (B, N, 3) spread of the K copies (images, states, cost); zeros when K = 1.
+        images: (B, N, C, H, W) copy 0's predicted frames.
+        states: (B, N, S) copy 0's predicted normalised states.
+    """
+
+    actions: Tensor
+    terms: Tensor
+    variances: Tensor
+    images: Tensor
+    states: Tensor
+
+
+def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, actor: Actor, steps: int,
+            cost_model: CostModel, weights: CostWeights, copies: int = 1, z: Tensor | None = None,
+            uncertainty: UncertaintyStats | None = None, stats=None, previous_action: Tensor | None = None
+            ) -> Rollout:
+    """Roll ``model`` forward ``steps`` steps from real contexts under ``actor``, scoring every step.
+
+    Args:
+        model: the forward model (its parameters are not touched; freeze them for training).
+        images: (B, T, C, H, W) context in [0, 1]; states (B, T, S) normalised.
+        size: (B, 2) ego (length, width) m.
+        actor: see :data:`Actor`.
+        steps: N.
+        cost_model: the variant's :class:`CostModel`.
+        weights: the cost weights (the uncertainty's variance of the total cost uses them).
+        copies: K, dropout copies (1 = no uncertainty estimate, dropout off).
+        z: (B, N, Z) latents shared by the copies; None = drawn from the prior here.
+        uncertainty: statistics that turn variances into the uncertainty cost; None = that term is 0.
+        stats: the model's :class:`~ppuu.world_model.normalisation.Normaliser` (kinematic ego).
+        previous_action: (B, A) normalised action before the first step (jerk term).
+    """
+    if copies < 1:
+        raise ValueError(f"copies = {copies}: expected >= 1")
+    c = model.config
+    B = images.shape[0]
+    if c.stochastic and z is None:
+        z = torch.randn(B, steps, c.latent_dim, device=images.device, dtype=images.dtype)
+    was_training = model.training
+    model.train(copies > 1)
+    K = copies
+    window_i = images.repeat(K, *([1] * (images.dim() - 1)))
+    window_s = states.repeat(K, 1, 1)
+    size_k = size.repeat(K, 1)
+    z_k = None if z is None else z.repeat(K, 1, 1)
+    w = torch.tensor([weights.proximity, weights.lane, weights.offroad], device=images.device, dtype=images.dtype)
+    actions, task, spread, out_images, out_states = [], [], [], [], []
+    try:
+        for t in range(steps):
+            action = actor(window_i[:B], window_s[:B], t)
+            out = model.step(window_i, window_s, action.repeat(K, 1), z_source="given" if z_k is not None else "prior",
+                             z=None if z_k is None else z_k[:, t], stats=stats)
+            costs = cost_model(out.image, out.state, size_k).view(K, B, 3)
+            if K > 1:
+                spread.append(variances(out.image.view(K, B, *out.image.shape[1:]), out.state.view(K, B, -1),
+                                        costs @ w))
+            actions.append(action)
+            task.append(costs[0])
+            out_images.append(out.image[:B])
+            out_states.append(out.state[:B])
+            window_i, window_s = slide(window_i, out.image), slide(window_s, out.state)
+    finally:
+        model.train(was_training)
+    actions_t = torch.stack(actions, 1)
+    var = torch.stack(spread, 1) if spread else actions_t.new_zeros(B, steps, 3)
+    u = uncertainty.cost(var) if (uncertainty is not None and K > 1) else actions_t.new_zeros(B, steps)
+    magnitude, jerk = action_terms(actions_t, previous_action)
+    terms = torch.cat([torch.stack(task, 1), u[..., None], magnitude[..., None], jerk[..., None]], dim=-1)
+    return Rollout(actions_t, terms, var, torch.stack(out_images, 1), torch.stack(out_states, 1))

@@ -1,0 +1,123 @@
+"""The driving policy: a context of observations in, one normalised action out (SPEC §6).
+
+The policy reads what the world model reads: K frames of the model's image channels (oldest
+first) and the K matching normalised relative states, through the forward model's own encoder
+design (:class:`~ppuu.world_model.layers.ImageStateEncoder`, its own weights), then an MLP to
+the two normalised actions (acceleration, curvature; z-scored with the world model's
+statistics, so that 0 is the training data's mean action).
+
+* deterministic (the default): ``action = MLP(features)``;
+* Gaussian (``gaussian=True``): the MLP also gives a log standard deviation per action, and
+  the action is ``mean + std * noise`` (reparameterised, so costs back-propagate through the
+  sample); :meth:`DrivingPolicy.forward` with ``sample=False`` returns the mean.
+
+Shapes: images (B, K, C, H, W) in [0, 1], states (B, K, 4) normalised -> actions (B, 2)
+normalised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from ppuu.world_model.layers import MLP, ImageStateEncoder, activation, map_numel
+
+LOG_STD_BOUNDS = (-5.0, 1.0)
+"""Bounds of the Gaussian policy's log standard deviation (normalised action units)."""
+
+
+@dataclass
+class PolicyConfig:
+    """Sizes of the policy network.
+
+    Attributes:
+        context: K, frames the policy sees (the newest K of the window).
+        image_channels, image_height, image_width: the model's images (C, H, W).
+        state_dim, action_dim: 4 (x, y, vx, vy) and 2 (acceleration, curvature).
+        hidden_channels: conv widths of the encoder.
+        hidden_mlp: width of the MLPs.
+        dropout: dropout in the encoder and MLP (0 by default: the policy is not where the
+            uncertainty is measured).
+        gaussian: a Gaussian policy (mean and log standard deviation) instead of a deterministic one.
+    """
+
+    context: int = 20
+    image_channels: int = 3
+    image_height: int = 117
+    image_width: int = 24
+    state_dim: int = 4
+    action_dim: int = 2
+    hidden_channels: tuple = (64, 128, 256)
+    hidden_mlp: int = 256
+    dropout: float = 0.0
+    gaussian: bool = False
+
+    def __post_init__(self) -> None:
+        self.hidden_channels = tuple(int(c) for c in self.hidden_channels)
+        for name in ("context", "image_channels", "image_height", "image_width", "state_dim", "action_dim",
+                     "hidden_mlp"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"PolicyConfig.{name} = {getattr(self, name)}: expected >= 1")
+        if not self.hidden_channels or min(self.hidden_channels) < 1:
+            raise ValueError(f"PolicyConfig.hidden_channels = {self.hidden_channels}: expected positive widths")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"PolicyConfig.dropout = {self.dropout}: expected in [0, 1)")
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["hidden_channels"] = list(self.hidden_channels)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict | str) -> "PolicyConfig":
+        if isinstance(d, str):
+            d = json.loads(d)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"PolicyConfig: unknown fields {unknown}; expected some of {sorted(known)}")
+        return cls(**d)
+
+
+class DrivingPolicy(nn.Module):
+    """Context -> normalised action (module docstring)."""
+
+    def __init__(self, config: PolicyConfig):
+        super().__init__()
+        self.config = c = config
+        self.encoder = ImageStateEncoder(c.context, c.image_channels, (c.image_height, c.image_width), c.state_dim,
+                                         c.hidden_channels, c.hidden_mlp, c.dropout)
+        self.readout = activation()
+        outputs = 2 * c.action_dim if c.gaussian else c.action_dim
+        self.head = MLP(map_numel(self.encoder.map_shape), c.hidden_mlp, outputs, c.dropout)
+        with torch.no_grad():   # start near the data's mean action (0 in normalised units), small spread
+            self.head[-1].weight.mul_(0.1)
+            self.head[-1].bias.zero_()
+            if c.gaussian:
+                self.head[-1].bias[c.action_dim:].fill_(-1.0)
+
+    def distribution(self, images: Tensor, states: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(mean (B, A), log_std (B, A) or None for a deterministic policy), normalised units."""
+        K = self.config.context
+        if images.dim() != 5 or images.shape[1] < K or states.shape[1] < K:
+            raise ValueError(f"images {tuple(images.shape)} / states {tuple(states.shape)}: expected at least "
+                             f"{K} frames (B, T, C, H, W) / (B, T, S)")
+        features = self.readout(self.encoder(images[:, -K:], states[:, -K:])).flatten(1)
+        out = self.head(features)
+        A = self.config.action_dim
+        if not self.config.gaussian:
+            return out, None
+        return out[:, :A], out[:, A:].clamp(*LOG_STD_BOUNDS)
+
+    def forward(self, images: Tensor, states: Tensor, sample: bool = True) -> Tensor:
+        """Normalised action (B, A) for windows images (B, T, C, H, W) and states (B, T, S), T >= K.
+
+        A Gaussian policy samples (reparameterised) unless ``sample`` is False.
+        """
+        mean, log_std = self.distribution(images, states)
+        if log_std is None or not sample:
+            return mean
+        return mean + log_std.exp() * torch.randn_like(mean)

@@ -1,0 +1,58 @@
+"""Recorded windows in a fixed frame (the kinematic world model's training data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ppuu.simulator.raster import EGO, LANES, OFFROAD, VEHICLES
+from ppuu.simulator.recording import FixedFrame, RecordedObservations
+
+
+@pytest.fixture(scope="module")
+def egocentric(small_scene):
+    return RecordedObservations(small_scene)
+
+
+def _windows(small_scene, recorded, length=12):
+    ids = small_scene.split_vehicle_ids("train")[:40]
+    vehicles, starts = recorded.window_starts(ids, length)
+    pick = np.random.default_rng(0).choice(len(vehicles), 6, replace=False)
+    return vehicles[pick], starts[pick]
+
+
+def test_fixed_frame_at_its_anchor_is_the_egocentric_frame(small_scene, egocentric):
+    anchor, T = 7, 12
+    fixed = RecordedObservations(small_scene, frame=FixedFrame(anchor=anchor), log=egocentric.log)
+    ids, starts = _windows(small_scene, egocentric, T)
+    ego_w, fix_w = egocentric.windows(ids, starts, T), fixed.windows(ids, starts, T)
+    for c in (LANES, VEHICLES, OFFROAD):
+        torch.testing.assert_close(fix_w.images[:, anchor, c], ego_w.images[:, anchor, c], atol=1e-5, rtol=0)
+    assert float(fix_w.images[:, :, EGO].abs().max()) == 0.0
+    torch.testing.assert_close(fix_w.costs[:, anchor], ego_w.costs[:, anchor], atol=1e-4, rtol=0)
+    # the anchor state is the origin, moving along +x at the recorded speed
+    speed = ego_w.states[:, anchor, 2:].norm(dim=-1)
+    torch.testing.assert_close(fix_w.states[:, anchor], torch.stack([torch.zeros_like(speed), torch.zeros_like(speed),
+                                                                      speed, torch.zeros_like(speed)], -1),
+                               atol=1e-4, rtol=0)
+    # speeds are frame-independent; the road does not move in a fixed frame
+    torch.testing.assert_close(fix_w.states[..., 2:].norm(dim=-1), ego_w.states[..., 2:].norm(dim=-1))
+    for c in (LANES, OFFROAD):
+        torch.testing.assert_close(fix_w.images[:, :, c], fix_w.images[:, anchor:anchor + 1, c].expand_as(
+            fix_w.images[:, :, c]), atol=1e-5, rtol=0)
+
+
+def test_fixed_frame_states_are_the_world_motion_turned_into_the_anchor_frame(small_scene, egocentric):
+    anchor, T = 3, 12
+    fixed = RecordedObservations(small_scene, frame=FixedFrame(anchor=anchor, centre_ahead=20.0), log=egocentric.log)
+    ids, starts = _windows(small_scene, egocentric, T)
+    world, local = egocentric.windows(ids, starts, T).states, fixed.windows(ids, starts, T).states
+    # distances travelled are preserved, and a car driving up the road moves ahead in its frame
+    step_world = (world[:, 1:, :2] - world[:, :-1, :2]).norm(dim=-1)
+    step_local = (local[:, 1:, :2] - local[:, :-1, :2]).norm(dim=-1)
+    torch.testing.assert_close(step_local, step_world, atol=1e-4, rtol=0)
+    moving = world[:, -1, 0] - world[:, anchor, 0] > 1.0
+    assert bool((local[moving, -1, 0] > 1.0).all())
+    with pytest.raises(ValueError, match="no frame 3 to anchor on"):
+        fixed.windows(ids, starts, 3)
