@@ -2,17 +2,19 @@
 
 Replay cannot react: the car behind the ego drives through it. Here, per slot, every recorded
 vehicle other than the one the ego replaced (which is gone from that slot's traffic entirely)
-keeps its recorded lateral path (y, heading and lane as recorded at the current frame); only its
-position along the road (x) and its speed are simulated, and only while the recording cannot be
-kept. A vehicle is in one of two states:
+keeps its recorded lateral path; only its position along the road (x) and its speed are
+simulated, and only while the recording cannot be kept. A vehicle is in one of two states:
 
-* **On its recording** (the default): exactly at its recorded position and speed. The recording
-  is collision-free among recorded vehicles, so a vehicle leaves it only when something *not in
-  the recording* is in its way: the ego, or a vehicle that has itself left its recording.
+* **On its recording** (the default): exactly at its recorded position, speed, lane and heading.
+  The recording is collision-free among recorded vehicles, so a vehicle leaves it only when
+  something *not in the recording* is in its way: the ego, or a vehicle that has itself left its
+  recording. Two vehicles on their recordings never constrain each other.
 * **Off its recording** ("free"): its acceleration is ``a = max(min(a_track, a_cf), -max_braking)``
-  and ``x, v`` are integrated over the step (trapezoid, speed >= 0). It is back on its
-  recording (snapped to it) when the law does not bind and it is within 0.1 m and 0.1 m/s of
-  its recording, or has reached its recorded position.
+  and ``x, v`` are integrated over the step (trapezoid, speed >= 0). Its lateral position,
+  heading and lane are those its recorded path had at its current x (so a held-back vehicle
+  changes lanes where it was recorded to, and a stopped one does not slide sideways). It is back
+  on its recording (snapped to it) when the law does not bind and it is within 0.1 m and 0.1 m/s
+  of its recording, or has reached its recorded position.
 
 ``a_track`` returns a vehicle to its recording: a critically damped controller on the position
 and speed errors (time constant ``tau``), its correction bounded by ``a_ret``::
@@ -23,32 +25,32 @@ and speed errors (time constant ``tau``), its correction bounded by ``a_ret``::
 Treiber, Hennecke & Helbing 2000) used as a brake only (as in IDM+, Schakel et al. 2010, the
 free-road term is replaced, here by the recording)::
 
-    s*   = min(s0 + v T, g_rec) + max(0, v dv / (2 sqrt(a b)))
+    s_idm(v, dv) = s0 + v T + max(0, v dv / (2 sqrt(a b)))
+    s*   = max(s_idm(v, dv) - w u, min(s0, g_rec, s_idm(v, dv)))
+    u    = max(0, s_idm(v_rec, dv_rec) - g_rec)
     a_cf = a (1 - (s* / s)^2)   if s < s*,  else unbounded
 
-with ``s`` the bumper-to-bumper gap to the leader: the nearest vehicle ahead in the same lane,
-where a vehicle changing lanes counts in both lanes its footprint touches, and so does the ego.
-The law is written *relative to the recording*: ``g_rec`` is the gap the two had in the recording (the leader's recorded position
-minus the follower's; for the ego, the replaced vehicle's recorded position while the ego is in
-that vehicle's recorded lane), and ``dv`` is the closing speed in excess of the recorded one.
-So a leader that is where its recording is never makes anyone brake (``s = g_rec >= s*``,
-``dv = 0``): the ego that drives exactly its recorded actions leaves the traffic exactly as
-recorded. A leader that falls behind its recording, or stops, is kept at the smaller of the
-recorded gap and the calibrated one ``s0 + v T``, with IDM's dynamic term for braking in time.
-Where the recording has no such gap (the ego in a lane its vehicle was not in, or a pair whose
-recorded order is the other way round), ``g_rec = inf`` and ``dv`` is the plain closing speed:
-the plain IDM interaction with calibrated gaps. Two vehicles that are both on their recordings
-never constrain each other (mid-lane-change they can be side by side in the recording).
+with ``s`` the bumper-to-bumper gap and ``dv`` the closing speed to the leader: the nearest
+vehicle ahead in the same lane, where a vehicle changing lanes counts in both lanes its footprint
+touches, and so does the ego. ``g_rec`` and ``dv_rec`` are the gap and closing speed the two had
+in the recording (for the ego, those of the vehicle it replaced, while the ego is in that
+vehicle's recorded lane), and ``u`` is how far the recording itself undercut IDM's gap. That
+undercut is granted with weight ``w``: 1 while the leader is where its recording is, fading to 0
+as it departs from it by 2 m or 2 m/s. So a leader on its recording never makes anyone brake (the
+ego that drives exactly its recorded actions leaves the traffic exactly as recorded), while a
+leader that has left its recording (a stopped ego, a held-back car) is braked for as by plain IDM
+with the scene's gaps. Where the recording has no such gap (the ego in a lane its vehicle was not
+in, or a pair whose recorded order is the other way round), ``s* = s_idm(v, dv)``.
 
 Calibration (once per scene, vectorised): over every recorded (follower, leader) pair in a lane
 at every frame, ``s0`` is the ``percentile``-th percentile of the gaps at standstill (follower
 below 1 m/s) and ``T`` that of the time headway ``(s - s0) / v`` above 5 m/s (default 5th
 percentile: s0 = 1.8 m and T = 0.95 s on the generated I-80 scene, 1.7-2.1 m and 0.92-1.07 s on
-generated US-101 scenes). They govern only where the recording offers no smaller gap: applied to
-every recorded pair, as the earlier absolute IDM law did (2 m, 1 s), about a quarter of all
-recorded pairs are closer than ``s*`` and were braked although nothing had changed. ``a``
-(1.5 m/s^2) and ``b`` (2 m/s^2) only shape the dynamic term; braking is limited to
-``max_braking`` (9 m/s^2). Explicit values in :class:`IDMConfig` replace the calibrated ones.
+generated US-101 scenes). Applied to every recorded pair, as the earlier absolute IDM law did
+(2 m, 1 s), about a quarter of all recorded pairs are closer than ``s_idm`` and were braked
+although nothing had changed: hence the undercut granted above. ``a`` (1.5 m/s^2) and ``b``
+(2 m/s^2) only shape the dynamic term; braking is limited to ``max_braking`` (9 m/s^2). Explicit
+values in :class:`IDMConfig` replace the calibrated ones.
 
 Entering vehicles (first present at a frame after the context) take their recorded position and
 speed unless that would put them into a vehicle off its recording or the ego (the law of either
@@ -57,11 +59,12 @@ of the two binds): then they enter held back, behind the last vehicle of the pac
 return to their recording from there. Presence follows the recording: a vehicle appears and
 disappears at its recorded first and last frames wherever it is.
 
-Limits: lateral motion is recorded, so a held-back vehicle changes lanes when its recording
-does, behind where it should be; vehicles in the target lane brake for it as soon as its
-footprint reaches their lane, but a lane change onto another vehicle's flank, or too close in
-front of a fast one, is not avoided (it takes a lane-change model; in replay the same vehicles
-would be where the recording had them).
+Limits: lateral paths are recorded, so a held-back vehicle changes lanes where its recording
+does, later than recorded; vehicles in the target lane brake for it as soon as its footprint
+reaches their lane, but a lane change onto another vehicle's flank, or too close in front of a
+fast one, is not avoided (that takes a lane-change model). Leaders do not react to followers: a
+recorded footprint that swings back into the ego (recorded headings of up to 0.7 rad at walking
+pace, during lane changes) hits it as in replay.
 
 State: (B, V) tensors of x, speed and flags for every (slot, recorded vehicle); the step is one
 tensor program (one sort per slot of the vehicles present, twice, and the ego; no loops over
@@ -82,6 +85,8 @@ from ppuu.simulator.traffic import TrafficLog, VehicleSlice
 
 BACK_ON_RECORDING = (0.1, 0.1)
 """(m, m/s): a free vehicle this close to its recorded position and speed is snapped back onto it."""
+LEADER_OFF_RECORDING = (2.0, 2.0)
+"""(m, m/s): a leader this far from its recorded position or speed no longer vouches for the recorded gap."""
 STANDSTILL_SPEED = 1.0
 """m/s: recorded followers slower than this calibrate the standstill gap s0."""
 MOVING_SPEED = 5.0
@@ -155,6 +160,7 @@ class LaneMap:
 
     Args:
         meta: the scene's lane widths and ramps (m).
+        like: a tensor whose device and dtype the lane tables take.
     """
 
     def __init__(self, meta: SceneMeta, like: Tensor):
@@ -178,6 +184,14 @@ class LaneMap:
             if len(r) else torch.zeros_like(lane)
         main = lane <= len(self.edges)
         return torch.where(main, lane, torch.where(ramp_lane > 0, ramp_lane, torch.full_like(lane, self.fallback)))
+
+    def of_footprint(self, centre: Tensor, unit: Tensor, size: Tensor) -> tuple[Tensor, Tensor]:
+        """Lanes of the left and right edges of footprints: centre (..., 2) m, unit heading (..., 2),
+        size (..., 2) (length, width) m -> two int64 (...). The edges are taken 5 cm inside, so that a
+        car exactly on a lane line is in one lane."""
+        half = (unit[..., 1].abs() * size[..., 0] + unit[..., 0].abs() * size[..., 1]) / 2 - 0.05
+        x, y = centre[..., 0], centre[..., 1]
+        return self(x, y + half), self(x, y - half)
 
 
 class ReactiveTraffic:
@@ -204,6 +218,7 @@ class ReactiveTraffic:
         self.packed_gap = float(torch.quantile(log.size[:, 0].float().cpu(), 0.95)) + 2 * self.min_gap
         self.lanes = LaneMap(meta, log.centre)
         self.second_lane = self._second_lanes(log)
+        self._build_paths(log)
         # Sort key (lane, x) as one number: lane * span + x, span far beyond any |x| (m).
         self._lane_key_span = float(log.centre[:, 0].abs().max()) * 4 + 1e4
         self.num_vehicles = len(log.vehicle_ids)
@@ -245,7 +260,12 @@ class ReactiveTraffic:
         self.known[r, i] = True
         self.free[r, i] = False
         x = torch.where(traffic.mask, self.x[rows, index], traffic.centre[..., 0])
-        traffic.centre = torch.stack([x, traffic.centre[..., 1]], dim=-1)
+        off = traffic.mask & self.free[rows, index]
+        path = self._path_rows(index, x)
+        y = torch.where(off, self.log.centre[path, 1], traffic.centre[..., 1])
+        traffic.centre = torch.stack([x, y], dim=-1)
+        traffic.heading = torch.where(off, self.log.heading[path], traffic.heading)
+        traffic.lane = torch.where(off, self.log.lane[path], traffic.lane)
         traffic.speed = torch.where(traffic.mask, self.v[rows, index], traffic.speed)
         return traffic
 
@@ -278,14 +298,17 @@ class ReactiveTraffic:
         # Columns of the leader search: every vehicle in its recorded lane, again in the other lane its
         # footprint touches (during a lane change), and the ego.
         N = index.shape[1]
-        second_lane = self.second_lane[now.rows]
+        # Off its recording a vehicle is where its recorded path was at its own x (lane changes happen
+        # where they were recorded); entering vehicles held back stay at the start of their path.
+        lateral = torch.where(free, self._path_rows(index, x), now.rows)
+        lane, second_lane = log.lane[lateral], self.second_lane[lateral]
         was_on_recording = (known & ~free) | entering
         no = torch.zeros_like(ego_has_rec)
         cols = dict(
             x=torch.cat([x, x, ego_x], 1), rec_x=torch.cat([rec_x, rec_x, ego_rec_x], 1),
             v=torch.cat([v, v, ego_v], 1), rec_v=torch.cat([rec_v, rec_v, ego_rec_v], 1),
             length=torch.cat([now.size[..., 0], now.size[..., 0], ego_size[:, :1].expand(B, 2)], 1),
-            lane=torch.cat([now.lane, second_lane, ego_lanes], 1),
+            lane=torch.cat([lane, second_lane, ego_lanes], 1),
             present=torch.cat([here, here & (second_lane > 0), running[:, None] & (ego_lanes > 0)], 1),
             has_rec=torch.cat([here, here, ego_has_rec], 1),
             on_recording=torch.cat([was_on_recording, was_on_recording, no], 1),
@@ -331,23 +354,39 @@ class ReactiveTraffic:
     def _second_lanes(self, log: TrafficLog) -> Tensor:
         """(R,) int64: for every recorded row, the lane other than its recorded one that the footprint
         touches (it is changing lanes), else 0."""
-        heading, (length, width) = log.heading, log.size.unbind(-1)
-        # Lateral half-extent of the footprint (m), shrunk by 5 cm so that a car on a line is in one lane.
-        half = (torch.sin(heading).abs() * length + torch.cos(heading).abs() * width) / 2 - 0.05
-        x, y = log.centre.unbind(-1)
-        left, right = self.lanes(x, y + half), self.lanes(x, y - half)
+        left, right = self.lanes.of_footprint(log.centre, torch.stack([torch.cos(log.heading),
+                                                                        torch.sin(log.heading)], -1), log.size)
         return torch.where(left != log.lane, left, torch.where(right != log.lane, right, torch.zeros_like(left)))
+
+    def _build_paths(self, log: TrafficLog) -> None:
+        """Index every vehicle's recorded path by position: rows in (vehicle, frame) order with the key
+        ``vehicle index * span + running max of x`` (sorted, as vehicles never go back)."""
+        V = len(log.vehicle_ids)
+        vehicle = log.vehicle_index(log.vehicle_id)                               # (R,)
+        by_vehicle = torch.argsort(vehicle * (log.num_frames + 1) + (log.frame - log.first_frame))
+        span = self._path_span = float(log.centre[:, 0].abs().max()) * 4 + 1e4
+        key = vehicle[by_vehicle].double() * span + log.centre[by_vehicle, 0].double()
+        self._path_key = key.cummax(0).values                                       # (R,) float64
+        self._path_row = by_vehicle                                                  # (R,)
+        counts = torch.bincount(vehicle, minlength=V)
+        self._path_end = torch.cumsum(counts, 0) - 1                                 # (V,) last position
+        self._path_start = self._path_end - counts + 1                               # (V,) first position
+
+    def _path_rows(self, index: Tensor, x: Tensor) -> Tensor:
+        """Rows of the recorded paths of vehicles ``index`` at positions ``x`` (same shape, m): the last
+        recorded row at or behind x (the first row for x behind the whole path)."""
+        query = index.double() * self._path_span + x.double()
+        position = torch.searchsorted(self._path_key, query.contiguous(), right=True) - 1
+        position = torch.maximum(torch.minimum(position, self._path_end[index]), self._path_start[index])
+        return self._path_row[position]
 
     def _ego_columns(self, frame: Tensor, ego: EgoState, ego_size: Tensor):
         """The ego as up to two leader-search columns, each (B, 2): lane (0 = absent), x, v, recorded x and
         v (the replaced vehicle's at ``frame``), and whether that recording is comparable (same lane)."""
         log = self.log
         position, unit, speed = ego
-        # Lateral half-extent of the footprint (m), shrunk by 5 cm so that a car on a line is in one lane.
-        half = (unit[:, 1].abs() * ego_size[:, 0] + unit[:, 0].abs() * ego_size[:, 1]) / 2 - 0.05
-        y = position[:, 1:2] + torch.stack([half, -half], 1)
-        lanes = self.lanes(position[:, :1].expand_as(y), y)                          # (B, 2)
-        lanes[:, 1] = torch.where(lanes[:, 1] == lanes[:, 0], torch.zeros_like(lanes[:, 1]), lanes[:, 1])
+        left, right = self.lanes.of_footprint(position, unit, ego_size)
+        lanes = torch.stack([left, torch.where(right == left, torch.zeros_like(right), right)], 1)   # (B, 2)
         replaced = self.replaced[:len(frame)].clamp(min=0)
         row = log.rows_of_index(replaced, frame)
         recorded = frame <= log.vehicle_last_frame[replaced]
@@ -371,17 +410,32 @@ class ReactiveTraffic:
         closing[:, :-1] = s["v"][:, :-1] - s["v"][:, 1:]
         rec_closing = torch.zeros_like(closing)
         rec_closing[:, :-1] = s["rec_v"][:, :-1] - s["rec_v"][:, 1:]
+        # How much the recording still vouches for this pair: fully while the leader is where its
+        # recording is, fading to nothing as it departs from it (position or speed).
+        off_x, off_v = LEADER_OFF_RECORDING
+        departure = torch.maximum((s["x"] - s["rec_x"]).abs() / off_x, (s["v"] - s["rec_v"]).abs() / off_v)
+        trust = torch.zeros_like(closing)
+        trust[:, :-1] = (1 - departure[:, 1:]).clamp(min=0)
         comparable = rec_gap > 0                     # a gap of the recording, in the recorded order
-        excess = torch.where(comparable, closing - rec_closing, closing)
-        v = s["v"]
-        dynamic = (v * excess / (2 * (cfg.max_acceleration * cfg.comfortable_braking) ** 0.5)).clamp(min=0)
-        desired = torch.minimum(self.min_gap + v * self.time_headway, torch.where(comparable, rec_gap, inf)) + dynamic
+        desired = self._idm_gap(s["v"], closing)
+        # Grant the current situation what the recording undercut the law's gap by (never below s0 or
+        # the recorded gap, whichever is smaller): a leader where its recording was brakes nobody.
+        undercut = (self._idm_gap(s["rec_v"], rec_closing) - rec_gap).clamp(min=0)
+        floor = torch.minimum(torch.full_like(rec_gap, self.min_gap), rec_gap)
+        desired = torch.where(comparable, torch.maximum(desired - trust * undercut, torch.minimum(floor, desired)),
+                              desired)
         # Two vehicles on their recordings never constrain each other (the recording is collision-free).
         both_recorded = torch.zeros_like(has_leader)
         both_recorded[:, :-1] = s["on_recording"][:, 1:] & s["on_recording"][:, :-1]
         binds = has_leader & (gap < desired) & ~both_recorded
         a_cf = torch.where(binds, cfg.max_acceleration * (1 - (desired / gap.clamp(min=0.1)) ** 2), inf)
         return has_leader, gap, a_cf
+
+    def _idm_gap(self, v: Tensor, closing: Tensor) -> Tensor:
+        """IDM's desired gap s0 + v T + max(0, v dv / (2 sqrt(a b))) (m) at speed v and closing speed dv (m/s)."""
+        cfg = self.config
+        dynamic = (v * closing / (2 * (cfg.max_acceleration * cfg.comfortable_braking) ** 0.5)).clamp(min=0)
+        return self.min_gap + v * self.time_headway + dynamic
 
     def _queue_behind(self, s: dict[str, Tensor], has_leader: Tensor, gap: Tensor, held: Tensor
                       ) -> tuple[Tensor, Tensor]:

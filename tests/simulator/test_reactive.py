@@ -21,23 +21,30 @@ from tests.simulator.conftest import LANE, us101_meta
 LENGTH, WIDTH = 4.5, 1.8
 
 
-def straight_scene(vehicles: list[tuple[int, int, float, int, float, int]], lanes: int = 2,
-                   section_length: float = 400.0) -> Scene:
-    """A scene of vehicles driving straight at constant speed in their lanes (centred).
+def straight_scene(vehicles: list[tuple], lanes: int = 2, section_length: float = 400.0) -> Scene:
+    """A scene of vehicles driving at constant speed in their lanes (centred).
 
     Args:
-        vehicles: (vehicle_id, first_frame, x at first frame m, lane, speed m/s, frames) each.
+        vehicles: (vehicle_id, first_frame, x at first frame m, lane, speed m/s, frames) each, optionally
+            followed by (frame offset, new lane): a lane change over 30 frames from that offset on.
     """
     meta = SceneMeta(name="straight", site="test", source="test", lane_widths=[LANE] * lanes,
                      section_length=section_length)
     tables = []
-    for vid, first, x0, lane, speed, frames in vehicles:
+    for vid, first, x0, lane, speed, frames, *change in vehicles:
         f = np.arange(frames)
         x = x0 + speed * f * meta.dt
         y = np.full(frames, meta.lane_centre_y(lane))
+        lane_id = np.full(frames, lane)
+        if change:
+            start, new_lane = change
+            progress = np.clip((f - start) / 30, 0, 1)
+            y = y + progress * (meta.lane_centre_y(new_lane) - meta.lane_centre_y(lane))
+            lane_id = np.where(progress > 0.5, new_lane, lane)
+        heading = np.arctan2(np.gradient(y), np.gradient(x))
         tables.append(pd.DataFrame({
             "vehicle_id": vid, "frame": first + f, "x": x, "y": y, "length": LENGTH, "width": WIDTH, "vclass": 2,
-            "lane": lane, "x_raw": x, "y_raw": y, "speed": speed, "heading": 0.0, "acceleration": 0.0,
+            "lane": lane_id, "x_raw": x, "y_raw": y, "speed": speed, "heading": heading, "acceleration": 0.0,
             "curvature": 0.0}))
     t = pd.concat(tables, ignore_index=True)
     spans = t.groupby("vehicle_id")["frame"].agg(["min", "max"])
@@ -108,6 +115,29 @@ def test_vehicle_returns_to_its_recording_after_the_ego_leaves_its_lane(follower
     assert abs(behind[-1]) < 0.1 and not free[-1]         # ... and is back on its recording
     assert np.all(np.diff(behind[behind.argmax():]) < 0.05)  # closing in steadily, no overshoot forward
     assert behind.min() > -0.1
+
+
+def test_held_back_vehicle_changes_lanes_where_it_was_recorded_to_not_when():
+    """Vehicle 2 was recorded changing into lane 2 at x = 130-160 m. Held back behind the ego, which stops before
+    that place, it stays in its lane (no sliding sideways while stopped); once the ego has gone, it changes lanes
+    at the recorded place."""
+    scene = straight_scene([(1, 0, 100.0, 1, 10.0, 300), (2, 0, 85.0, 1, 10.0, 300, 45, 2)])
+    sim = BatchedSimulator(scene, SimConfig(traffic="reactive"), device="cpu")
+    sim.reset([1])
+    path = []
+    for a in accelerations((15, -8.0, 0.0), (30, 0.0, 0.0), (100, 4.0, 0.0)):
+        sim.step(torch.tensor([[a[0], 0.0]]))
+        traffic = sim.others(torch.tensor([0]), sim.frame)
+        k = int((traffic.vehicle_id[0] == 2).nonzero()[0, 0])
+        path.append((float(traffic.centre[0, k, 0]), float(traffic.centre[0, k, 1]), float(traffic.speed[0, k])))
+        assert float(sim.log.centre[traffic.rows[0, k], 1]) < -LANE or len(path) < 45   # recorded: in lane 2 by then
+    x, y, v = np.array(path).T
+    lane1 = -LANE / 2
+    assert v[40:45].max() < 0.5 and x[:45].max() < 125               # all but stopped behind the ego, before the place
+    assert np.abs(y[:45] - lane1).max() < 1e-3                      # ... in its own lane
+    moved = np.abs(y - lane1) > 0.01
+    assert moved.any() and x[moved].min() > 129                     # the lane change, at the recorded place
+    assert abs(y[-1] + 1.5 * LANE) < 1e-3                            # ending in lane 2
 
 
 def test_vehicles_entering_behind_a_stopped_ego_never_overlap():
