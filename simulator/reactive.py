@@ -260,12 +260,10 @@ class ReactiveTraffic:
         self.known[r, i] = True
         self.free[r, i] = False
         x = torch.where(traffic.mask, self.x[rows, index], traffic.centre[..., 0])
-        off = traffic.mask & self.free[rows, index]
-        path = self._path_rows(index, x)
-        y = torch.where(off, self.log.centre[path, 1], traffic.centre[..., 1])
-        traffic.centre = torch.stack([x, y], dim=-1)
-        traffic.heading = torch.where(off, self.log.heading[path], traffic.heading)
-        traffic.lane = torch.where(off, self.log.lane[path], traffic.lane)
+        lateral = self._lateral_rows(index, x, traffic.mask & self.free[rows, index], traffic.rows)
+        traffic.centre = torch.stack([x, self.log.centre[lateral, 1]], dim=-1)
+        traffic.heading = self.log.heading[lateral]
+        traffic.lane = self.log.lane[lateral]
         traffic.speed = torch.where(traffic.mask, self.v[rows, index], traffic.speed)
         return traffic
 
@@ -300,7 +298,7 @@ class ReactiveTraffic:
         N = index.shape[1]
         # Off its recording a vehicle is where its recorded path was at its own x (lane changes happen
         # where they were recorded); entering vehicles held back stay at the start of their path.
-        lateral = torch.where(free, self._path_rows(index, x), now.rows)
+        lateral = self._lateral_rows(index, x, free, now.rows)
         lane, second_lane = log.lane[lateral], self.second_lane[lateral]
         was_on_recording = (known & ~free) | entering
         no = torch.zeros_like(ego_has_rec)
@@ -379,6 +377,13 @@ class ReactiveTraffic:
         position = torch.searchsorted(self._path_key, query.contiguous(), right=True) - 1
         position = torch.maximum(torch.minimum(position, self._path_end[index]), self._path_start[index])
         return self._path_row[position]
+
+    def _lateral_rows(self, index: Tensor, x: Tensor, off: Tensor, rows: Tensor) -> Tensor:
+        """Rows that give the lateral state (y, heading, lane): the recorded ``rows`` at the current frame,
+        or, for vehicles ``off`` their recording, their recorded path's rows at their x (all (B, N))."""
+        lateral = rows.clone()
+        lateral[off] = self._path_rows(index[off], x[off])
+        return lateral
 
     def _ego_columns(self, frame: Tensor, ego: EgoState, ego_size: Tensor):
         """The ego as up to two leader-search columns, each (B, 2): lane (0 = absent), x, v, recorded x and
