@@ -229,6 +229,7 @@ class ReactiveTraffic:
         self.free = torch.zeros(0, V, dtype=torch.bool, device=d)           # (B, V) off its recording
         self.sync_until = torch.zeros(0, dtype=torch.int64, device=d)       # (B,) last frame of the context
         self.replaced = torch.full((0,), -1, dtype=torch.int64, device=d)   # (B,) index of the ego's vehicle
+        self._last_lookup: tuple[Tensor, VehicleSlice] | None = None        # frames (B,) and log.at of them
 
     def reset(self, slots: Tensor, context_end: Tensor, replaced_ids: Tensor) -> None:
         """Forget the slots' states: they follow the recording up to frame ``context_end`` (S,); the
@@ -249,7 +250,7 @@ class ReactiveTraffic:
         """Vehicles present at the slots' frames (S,), with their reactive positions and speeds along x.
 
         The replaced vehicle is included at its recorded position (the simulator masks it)."""
-        traffic = self.log.at(frame)
+        traffic = self._lookup(slots, frame)
         index = self.log.vehicle_index(traffic.vehicle_id, check=False)             # (S, N)
         rows = slots[:, None].expand_as(index)
         take_recorded = traffic.mask & (~self.known[rows, index] | (frame <= self.sync_until[slots])[:, None]
@@ -276,6 +277,7 @@ class ReactiveTraffic:
         B = len(frame)
         slots = torch.arange(B, device=frame.device)
         now = log.at(frame)                                                        # present at the new frame
+        self._last_lookup = (frame.clone(), now)      # the simulator looks the same frames up next
         index = log.vehicle_index(now.vehicle_id, check=False)                    # (B, N)
         rows = slots[:, None].expand_as(index)
         here = now.mask & running[:, None] & (index != self.replaced[:B, None])
@@ -323,8 +325,8 @@ class ReactiveTraffic:
         follower_binds[:, 1:] = binds[:, :-1] & has_leader[:, :-1]
         held = s_entering & (binds | follower_binds)
         place_x, place_v = self._queue_behind(s, has_leader, gap, held)
-        unsort = order.argsort(dim=1)
-        a_cf, held, place_x, place_v = (t.gather(1, unsort) for t in (a_cf, held, place_x, place_v))
+        # Back to the columns' own order.
+        a_cf, held, place_x, place_v = (torch.empty_like(t).scatter_(1, order, t) for t in (a_cf, held, place_x, place_v))
         a_cf = torch.minimum(a_cf[:, :N], a_cf[:, N:2 * N])          # the stricter of the two lanes
         held, place_x, place_v = held[:, :N], place_x[:, :N], place_v[:, :N]
 
@@ -349,6 +351,14 @@ class ReactiveTraffic:
         self.known[r, i] = True
 
     # ------------------------------------------------------------------ parts of the step
+    def _lookup(self, slots: Tensor, frame: Tensor) -> VehicleSlice:
+        """``log.at(frame)`` for the slots, reusing the last step's lookup where it was of the same frames."""
+        if self._last_lookup is not None:
+            last_frame, last = self._last_lookup
+            if len(slots) and len(last_frame) > int(slots.max()) and torch.equal(last_frame[slots], frame):
+                return VehicleSlice(**{k: getattr(last, k)[slots] for k in last.__dataclass_fields__})
+        return self.log.at(frame)
+
     def _second_lanes(self, log: TrafficLog) -> Tensor:
         """(R,) int64: for every recorded row, the lane other than its recorded one that the footprint
         touches (it is changing lanes), else 0."""
