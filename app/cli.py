@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ppuu.app import cli_data, cli_evaluate, cli_world_model
+from ppuu.app import cli_data, cli_evaluate, cli_policy, cli_world_model
 from ppuu.data.errors import DataFormatError
 
 

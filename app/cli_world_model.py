@@ -21,9 +21,12 @@ from ppuu.app.cli_data import add_workdir, resolve_scene
 
 def add_parser(groups) -> None:
     """The ``train`` group (its ``world-model`` command)."""
-    train = groups.add_parser("train", help="train models: the world model",
+    train = groups.add_parser("train", help="train models: the world model, driving policies",
                               description="Train learned components on a scene of the workspace.")
     sub = train.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    from ppuu.app import cli_policy
+
+    cli_policy.add_train_parser(sub)
     p = sub.add_parser(
         "world-model", help="train the forward model (deterministic, or VAE + dropout) on a scene",
         description="Train the forward model on windows of 20 context frames + N predicted frames of every "
@@ -54,9 +57,24 @@ def add_parser(groups) -> None:
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--init", help="deterministic checkpoint to warm-start the VAE from (weights copied by name "
                                   "and shape; its normalisation statistics are reused)")
+    p.add_argument("--ego-model", default="learned", choices=["learned", "kinematic"],
+                   help="'learned' (Henaff 2019): egocentric frames, the action conditions each step; 'kinematic' "
+                        "(Sobal 2022): frames fixed at the last context pose, the ego moved by the kinematic model, "
+                        "the network predicts the traffic (default: %(default)s)")
     p.add_argument("--ego-kinematics", action=argparse.BooleanOptionalAction, default=None,
-                   help="advance the ego state with the exact kinematic model (the default) or, with "
-                        "--no-ego-kinematics, learn it with a state head (Henaff 2019)")
+                   help="learned ego model: advance the ego state with the exact kinematic model (the default) or, "
+                        "with --no-ego-kinematics, learn it with a state head as the reference did")
+    p.add_argument("--ego-conditioning", choices=["state", "none"], default=None,
+                   help="kinematic ego model: the traffic step sees the ego's states and next kinematic state "
+                        "('state', the default) or nothing of the ego ('none': one prediction serves every plan)")
+    p.add_argument("--pixels-per-metre", type=float, default=DEFAULT_PPM,
+                   help="raster resolution in px/m (default: %(default)s, the reference's 117 x 24 view; lower is "
+                        "coarser and faster)")
+    p.add_argument("--view-ahead", type=float, default=FIXED_AHEAD,
+                   help="kinematic ego model: metres the fixed frame reaches ahead of the last context pose (the "
+                        "ego travels up to about 53 m in 3 s on the default scene) (default: %(default)s)")
+    p.add_argument("--view-behind", type=float, default=FIXED_BEHIND,
+                   help="kinematic ego model: metres it reaches behind (default: %(default)s)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (default: on for CUDA)")
@@ -105,6 +123,31 @@ def add_evaluate_parser(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+DEFAULT_PPM = 1.625
+"""px/m of the reference's raster (117 x 24 pixels = 72 x 14.8 m)."""
+VIEW_LENGTH, VIEW_WIDTH = 72.0, 24 / DEFAULT_PPM
+"""m, the egocentric view: +-36 m along, +-7.4 m across (SPEC §3)."""
+FIXED_AHEAD, FIXED_BEHIND = 72.0, 24.0
+"""m, default reach of the fixed frame ahead of and behind the last context pose: 3 s of travel at the
+default scene's 95th-percentile speed (42 m) plus a safe distance ahead at that speed (about 22 m) fit."""
+
+
+def observation_source(scene, device, context: int, ego_model: str = "learned", pixels_per_metre: float = DEFAULT_PPM,
+                       ahead: float = FIXED_AHEAD, behind: float = FIXED_BEHIND):
+    """The recorded windows a world model of ``ego_model`` trains on: egocentric 72 x 14.8 m views,
+    or views fixed at the last of ``context`` frames reaching ``ahead`` / ``behind`` metres."""
+    from ppuu.simulator.raster import RasterConfig
+    from ppuu.simulator.recording import FixedFrame, RecordedObservations
+
+    if ego_model == "kinematic":
+        if ahead <= 0 or behind < 0:
+            raise ValueError(f"--view-ahead {ahead} / --view-behind {behind}: expected positive metres")
+        raster = RasterConfig.covering(ahead + behind, VIEW_WIDTH, pixels_per_metre)
+        return RecordedObservations(scene, raster, device=device,
+                                    frame=FixedFrame(anchor=context - 1, centre_ahead=(ahead - behind) / 2))
+    return RecordedObservations(scene, RasterConfig.covering(VIEW_LENGTH, VIEW_WIDTH, pixels_per_metre), device=device)
+
+
 def _train_config(args, scene_name: str):
     from ppuu.world_model.train import TrainConfig
 
@@ -113,6 +156,13 @@ def _train_config(args, scene_name: str):
                                ("dropout", args.dropout)) if v is not None}
     if args.ego_kinematics is not None:
         model["ego_kinematics"] = args.ego_kinematics
+    if args.ego_model == "kinematic":
+        if args.ego_kinematics is False:
+            raise ValueError("--ego-model kinematic moves the ego with the kinematic model: drop --no-ego-kinematics")
+        model.update(ego_model="kinematic", ego_kinematics=True, static_channels=(0, 2),
+                     ego_conditioning=args.ego_conditioning or "state")
+    elif args.ego_conditioning is not None:
+        raise ValueError("--ego-conditioning is for --ego-model kinematic")
     return TrainConfig.for_profile(
         args.profile, args.model, scene=scene_name, steps=args.steps, batch_size=args.batch_size,
         predicted_steps=args.predicted_steps, lr=args.lr, beta=args.beta, grad_clip=args.grad_clip, seed=args.seed,
@@ -124,7 +174,6 @@ def _train_config(args, scene_name: str):
 
 def cmd_train(args) -> int:
     from ppuu.data.scene import Scene
-    from ppuu.simulator.recording import RecordedObservations
     from ppuu.world_model.dataset import MemmapCache, WindowDataset
     from ppuu.world_model.runs import resolve_device
     from ppuu.world_model.train import TrainingDiverged, train
@@ -137,8 +186,10 @@ def cmd_train(args) -> int:
     run = args.run or f"{scene.meta.name}-{config.model_type}-{config.profile}-s{config.seed}"
     run_dir = Path(args.workdir) / "runs" / run
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
-    source = RecordedObservations(scene, device=device)
-    config.observation = {"raster": source.raster.to_json(), "costs": source.cost_config.to_json()}
+    source = observation_source(scene, device, config.model.context, args.ego_model, args.pixels_per_metre,
+                                args.view_ahead, args.view_behind)
+    config.model.image_height, config.model.image_width = source.raster.length_px, source.raster.width_px
+    config.observation = source.settings()
     train_ids, val_ids = scene.split_vehicle_ids("train"), scene.split_vehicle_ids("val")
     train_source = val_source = source
     if args.data_path == "cache":
@@ -201,9 +252,10 @@ def cmd_evaluate(args) -> int:
     config = EvalConfig(split=args.split, windows=args.windows, horizon=args.horizon, samples=args.samples,
                         batch_size=args.batch_size, seed=args.seed)
     ids = scene.split_vehicle_ids(args.split)
-    source = RecordedObservations(scene, device=device)
+    source = RecordedObservations.from_settings(scene, main.observation, device=device)
     for loaded in models.values():
-        loaded.check_observation("raster", source.raster.to_json())
+        for name in ("raster", "frame"):
+            loaded.check_observation(name, source.settings()[name])
     data = WindowDataset(source, ids, main.model_config.context, config.horizon)
     out = Path(args.workdir) / "reports" / scene.meta.name
     report = evaluate(models, data, out, config, title=f"{scene.meta.name} ({args.split})",

@@ -110,6 +110,16 @@ class RasterConfig:
             raise ValueError(f"RasterConfig: marking_width > 0 (or None) and texels_per_pixel_* >= 1 expected, "
                              f"got {self}")
 
+    @classmethod
+    def covering(cls, length_m: float, width_m: float, pixels_per_metre: float = 1.625, **fields) -> "RasterConfig":
+        """The raster of at least ``length_m`` x ``width_m`` metres at ``pixels_per_metre`` (sizes
+        rounded up to whole pixels; other fields as given)."""
+        if length_m <= 0 or width_m <= 0 or pixels_per_metre <= 0:
+            raise ValueError(f"RasterConfig.covering({length_m}, {width_m}, {pixels_per_metre}): expected positive "
+                             "metres and pixels per metre")
+        return cls(length_px=math.ceil(length_m * pixels_per_metre - 1e-9),
+                   width_px=math.ceil(width_m * pixels_per_metre - 1e-9), pixels_per_metre=pixels_per_metre, **fields)
+
     @property
     def metres_per_pixel(self) -> float:
         return 1.0 / self.pixels_per_metre

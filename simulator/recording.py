@@ -96,6 +96,27 @@ class RecordedObservations:
         self.cost_config = (costs or CostConfig()).for_road(self.road)     # the scene's lane width
         self.log = log or TrafficLog(scene, self.device)
 
+    def settings(self) -> dict:
+        """How these windows are made, as JSON (stored with a world model, read by :meth:`from_settings`):
+        ``{"raster": RasterConfig, "costs": CostConfig (lane width: the scene's), "frame": ...}``."""
+        frame = {"kind": "egocentric"} if self.frame is None else self.frame.to_json()
+        return {"raster": self.raster.to_json(), "costs": {**self.cost_config.to_json(), "lane_width": None},
+                "frame": frame}
+
+    @classmethod
+    def from_settings(cls, scene: Scene, settings: dict, device: torch.device | str = "cpu",
+                      log: TrafficLog | None = None) -> "RecordedObservations":
+        """Windows of ``scene`` made as ``settings`` (:meth:`settings`) say; the lane width is the scene's."""
+        try:
+            raster = RasterConfig(**settings["raster"])
+            costs = CostConfig(**settings.get("costs", {}))
+            frame = settings.get("frame", {"kind": "egocentric"})
+            fixed = None if frame.get("kind") == "egocentric" else FixedFrame(
+                int(frame["anchor"]), float(frame.get("centre_ahead", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"observation settings {settings!r} are not readable: {exc}") from exc
+        return cls(scene, raster, costs, device, log=log, frame=fixed)
+
     def window_starts(self, vehicle_ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         """Every window of ``length`` frames inside the given vehicles' recordings.
 

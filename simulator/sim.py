@@ -44,7 +44,7 @@ from ppuu.simulator.costs import CostConfig, Costs, all_costs
 from ppuu.simulator.dynamics import ActionBounds, EgoState
 from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
                                      episode_vehicles, get_course)
-from ppuu.simulator.raster import RasterConfig, render
+from ppuu.simulator.raster import EGO, RasterConfig, render
 from ppuu.simulator.reactive import IDMConfig, ReactiveTraffic
 from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog, VehicleSlice
@@ -67,6 +67,9 @@ class SimConfig:
             ("i80-reference" on I-80, else "full").
         cost_weights: (proximity, lane, offroad) weights of the reward ``-sum(w * cost)``
             (SPEC §4: 1.0, 0.2, 1.0).
+        keep_traffic: also keep the other vehicles of the last ``history`` frames, so that a
+            controller can re-render them around any pose (:meth:`BatchedSimulator.render_history`;
+            the policies of fixed-frame world models need it).
     """
 
     context_steps: int = 20
@@ -79,6 +82,7 @@ class SimConfig:
     costs: CostConfig = field(default_factory=CostConfig)
     bounds: ActionBounds = field(default_factory=ActionBounds)
     idm: IDMConfig = field(default_factory=IDMConfig)
+    keep_traffic: bool = False
 
     def __post_init__(self):
         if self.traffic not in ("replay", "reactive"):
@@ -242,8 +246,10 @@ class BatchedSimulator:
         for k in range(K):
             frame = first + (C - K + k)
             self._set_recorded_state(slots, ids, frame)
-            image, state = self._observe(slots, frame)
-            self._write_history(slots, (self._head + 1 + k) % K, image, state)
+            others = self.others(slots, frame)
+            image, state = self._observe(slots, frame, others)
+            self._write_history(slots, (self._head + 1 + k) % K, image, state,
+                                self._traffic_record(others) if self.config.keep_traffic else None)
         self.context_end_x[slots] = self.ego.position[slots, 0]
         costs = all_costs(image, self.ego.speed[slots], self.size[slots], self.config.raster, self.cost_config)
         for last, cost in zip(self.last_costs, costs):
@@ -257,11 +263,48 @@ class BatchedSimulator:
         K, h = self.config.history, self._head
         return Observation(self._image_ring[:, h + 1:h + 1 + K], self._state_ring[:, h + 1:h + 1 + K])
 
-    def _write_history(self, slots: Tensor, position: int, image: Tensor, state: Tensor) -> None:
-        """Store (S, 4, H, W) images and (S, 4) states at a ring position (and its mirror)."""
+    def _write_history(self, slots: Tensor, position: int, image: Tensor, state: Tensor,
+                       others: tuple[Tensor, ...] | None = None) -> None:
+        """Store (S, 4, H, W) images and (S, 4) states (and, when kept, the others' centre, unit
+        heading, size and mask, each (S, N, ...)) at a ring position (and its mirror)."""
         at = torch.tensor([position, position + self.config.history], device=self.device)
         self._image_ring[slots[:, None], at] = image[:, None]
         self._state_ring[slots[:, None], at] = state[:, None]
+        if self.config.keep_traffic:
+            for ring, value in zip(self._traffic_ring, others):
+                ring[slots[:, None], at] = value[:, None]
+
+    def _traffic_record(self, others: VehicleSlice) -> tuple[Tensor, ...]:
+        """The others of a slice as the traffic ring stores them: centre, unit heading, size, mask."""
+        unit = torch.stack([torch.cos(others.heading), torch.sin(others.heading)], dim=-1)
+        return others.centre, unit.to(self.dtype), others.size, others.mask
+
+    def render_history(self, slots: Tensor, centre: Tensor, unit: Tensor, raster: RasterConfig,
+                       frames: int | None = None) -> Tensor:
+        """The slots' last ``frames`` frames of traffic (default: all ``history``), re-rendered around
+        other poses: (S, F, 4, H, W), oldest first, with ``raster``.
+
+        Needs ``SimConfig.keep_traffic``. The ego channel is empty: the image is not centred on it.
+
+        Args:
+            slots: (S,) int64 slots.
+            centre: (S, 2) m, world-frame image centres.
+            unit: (S, 2) unit vectors, the images' up direction.
+            raster: the raster to render with (any size and resolution).
+        """
+        if not self.config.keep_traffic:
+            raise ValueError("render_history needs SimConfig(keep_traffic=True)")
+        K = self.config.history
+        F_ = K if frames is None else int(frames)
+        if not 1 <= F_ <= K:
+            raise ValueError(f"frames = {frames}: expected 1 .. {K} (the history kept)")
+        S = len(slots)
+        lo = self._head + 1 + K - F_
+        o_centre, o_unit, o_size, o_mask = (ring[slots, lo:lo + F_].flatten(0, 1) for ring in self._traffic_ring)
+        images = render(self.road, centre.repeat_interleave(F_, dim=0), unit.repeat_interleave(F_, dim=0),
+                        self.size[slots].repeat_interleave(F_, dim=0), o_centre, o_unit, o_size, o_mask, raster)
+        images[:, EGO] = 0.0
+        return images.view(S, F_, *images.shape[1:])
 
     def _allocate(self, batch: int) -> None:
         d, f = self.device, self.dtype
@@ -291,6 +334,12 @@ class BatchedSimulator:
         # at _head, so the K frames oldest first are the slice [_head + 1, _head + K].
         self._image_ring = torch.zeros(batch, 2 * cfg.history, 4, H, W, dtype=f, device=d)
         self._state_ring = torch.zeros(batch, 2 * cfg.history, 4, dtype=f, device=d)
+        if cfg.keep_traffic:
+            N = self.log.max_vehicles
+            self._traffic_ring = (torch.zeros(batch, 2 * cfg.history, N, 2, dtype=f, device=d),
+                                  torch.zeros(batch, 2 * cfg.history, N, 2, dtype=f, device=d),
+                                  torch.ones(batch, 2 * cfg.history, N, 2, dtype=f, device=d),
+                                  torch.zeros(batch, 2 * cfg.history, N, dtype=torch.bool, device=d))
         self._head = cfg.history - 1
         self.last_costs = Costs(*(torch.zeros(batch, dtype=f, device=d) for _ in range(3)))
 
@@ -403,11 +452,13 @@ class BatchedSimulator:
         # The history ring advances for every slot: running slots write their new frame, finished
         # ones repeat their newest (one frame per slot, never the whole history).
         previous, self._head = self._head, (self._head + 1) % self.config.history
-        self._write_history(active, self._head, image, state)
+        self._write_history(active, self._head, image, state,
+                            self._traffic_record(others) if self.config.keep_traffic else None)
         finished = (~running).nonzero().squeeze(1)
         if len(finished):
+            kept = tuple(ring[finished, previous] for ring in self._traffic_ring) if self.config.keep_traffic else None
             self._write_history(finished, self._head, self._image_ring[finished, previous],
-                                self._state_ring[finished, previous])
+                                self._state_ring[finished, previous], kept)
         return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
                           reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
 

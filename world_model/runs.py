@@ -136,6 +136,18 @@ class Distributed:
         return DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
                    find_unused_parameters=find_unused_parameters)
 
+    def average_gradients(self, parameters) -> None:
+        """All-reduce (mean) the gradients of ``parameters`` over the processes (for a module called
+        several times per step, where DDP's hooks would fire more than once)."""
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+
+        for p in parameters:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad.div_(self.world_size)
+
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every process when ``flag`` is True on any."""
         if not self.enabled:

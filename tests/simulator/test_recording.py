@@ -56,3 +56,31 @@ def test_fixed_frame_states_are_the_world_motion_turned_into_the_anchor_frame(sm
     assert bool((local[moving, -1, 0] > 1.0).all())
     with pytest.raises(ValueError, match="no frame 3 to anchor on"):
         fixed.windows(ids, starts, 3)
+
+
+def test_simulator_rerenders_its_kept_traffic_around_any_pose(small_scene):
+    """render_history: the newest kept frame around the ego's own pose is its observation."""
+    from ppuu.simulator.sim import BatchedSimulator, SimConfig
+
+    sim = BatchedSimulator(small_scene, SimConfig(history=4, keep_traffic=True), device="cpu")
+    ids = sim.episode_vehicles(None)[:5]
+    sim.reset(ids)
+    for _ in range(3):
+        result = sim.step(sim.recorded_actions())
+    slots = torch.arange(5)
+    frames = sim.render_history(slots, sim.ego.position, sim.ego.heading, sim.config.raster)
+    assert frames.shape == (5, 4, 4, 117, 24) and float(frames[:, :, EGO].abs().max()) == 0
+    latest = result.observation.image[:, -1]
+    running = ~sim.done
+    torch.testing.assert_close(frames[running, -1, :3], latest[running, :3], atol=1e-5, rtol=0)
+    # one frame, further ahead: the same traffic, shifted by whole pixels
+    ppm = sim.config.raster.pixels_per_metre
+    ahead = sim.render_history(slots, sim.ego.position + 8 / ppm * sim.ego.heading, sim.ego.heading,
+                               sim.config.raster, 1)
+    torch.testing.assert_close(ahead[running, 0, 1, 8:], frames[running, -1, 1, :-8], atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="frames = 5"):
+        sim.render_history(slots, sim.ego.position, sim.ego.heading, sim.config.raster, 5)
+    plain = BatchedSimulator(small_scene, SimConfig(history=2), device="cpu")
+    plain.reset(ids)
+    with pytest.raises(ValueError, match="keep_traffic"):
+        plain.render_history(slots, plain.ego.position, plain.ego.heading, plain.config.raster)

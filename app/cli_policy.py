@@ -1,0 +1,159 @@
+"""``ppuu train policy`` and ``ppuu evaluate policy``: driving policies learned through the world model.
+
+Training wires a frozen world model (its checkpoint says how its images were made:
+``ppuu.simulator.recording.RecordedObservations.from_settings``) to the training split's real
+contexts and to the simulator's costs placed as the model's ego model requires
+(:mod:`ppuu.planner.costs`). Evaluation drives every test episode in the batched simulator with
+each policy and the reference controllers, and writes the results table of SPEC §7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ppuu.app.cli_data import add_workdir, resolve_scene
+
+
+def add_train_parser(sub) -> None:
+    """``train policy`` (added to the ``train`` group)."""
+    p = sub.add_parser(
+        "policy", help="train a driving policy through a world model (MPUR, VG, SVG, MPER, IL)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a policy on real 20-frame contexts of the scene's training split by back-propagating\n"
+                    "through a frozen world model (SPEC §6). Methods:\n"
+                    "  mpur  imagine --horizon steps with the policy acting on each predicted window; minimise\n"
+                    "        proximity + 0.2 lane + off-road + 0.05 uncertainty (K dropout copies)\n"
+                    "  vg    the same without the uncertainty cost, deterministic world model\n"
+                    "  svg   the same without the uncertainty cost, stochastic world model\n"
+                    "  mper  imagine with the policy, match the recorded future positions\n"
+                    "  il    one-step imitation of the recorded action\n"
+                    "Writes WORKDIR/runs/RUN/{config.json,metrics.csv,checkpoint.pt,best.pt}; the same command\n"
+                    "resumes a killed run. Flags left out take the --profile's values.")
+    p.add_argument("--world-model", required=True,
+                   help="world-model checkpoint: a .pt file, a run folder or a run name under WORKDIR/runs")
+    p.add_argument("--scene", help="scene name or folder (default: the most recent scene)")
+    p.add_argument("--method", default="mpur", choices=["mpur", "vg", "svg", "mper", "il"],
+                   help="training method (default: %(default)s)")
+    p.add_argument("--profile", default="cpu", choices=["cpu", "reference"],
+                   help="presets: 'cpu' (policy 16/32/64, batch 6, 15 imagined steps, 4 dropout copies, 300 steps: "
+                        "minutes on 2 cores) or 'reference' (SPEC §6: 64/128/256, batch 6, 30 steps, 10 copies, "
+                        "100k steps; a GPU) (default: %(default)s)")
+    p.add_argument("--run", "--run-name", dest="run", help="run name (default: SCENE-METHOD-PROFILE-sSEED)")
+    p.add_argument("--init", help="a policy checkpoint to start from (e.g. an IL run: an imitation warm start)")
+    p.add_argument("--steps", type=int, help="optimiser steps in total")
+    p.add_argument("--batch-size", type=int, help="contexts per step")
+    p.add_argument("--horizon", type=int, help="imagined steps per context (0.1 s each)")
+    p.add_argument("--copies", type=int, help="dropout copies of the world model for the uncertainty cost (K)")
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--grad-clip", type=float, help="max gradient norm (default 50)")
+    p.add_argument("--proximity-weight", type=float, help="weight of the proximity cost (default 1.0)")
+    p.add_argument("--lane-weight", type=float, help="weight of the lane cost (default 0.2)")
+    p.add_argument("--offroad-weight", type=float, help="weight of the off-road cost (default 1.0)")
+    p.add_argument("--uncertainty-weight", type=float, help="weight of the uncertainty cost (default 0.05; mpur)")
+    p.add_argument("--action-weight", type=float, help="weight of |a|^2, normalised actions (default 0)")
+    p.add_argument("--jerk-weight", type=float, help="weight of |a_t - a_t-1|^2, normalised actions (default 0)")
+    p.add_argument("--gaussian", action="store_true", help="a Gaussian policy instead of a deterministic one")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--val-every", type=int, help="steps between validations (0 = never)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_workdir(p)
+    p.set_defaults(func=cmd_train)
+
+
+def resolve_run_file(workdir: Path, value: str) -> Path:
+    """A checkpoint file from a path, a run folder or a run name."""
+    path = Path(value)
+    for candidate in (path, path / "checkpoint.pt", Path(workdir) / "runs" / value / "checkpoint.pt"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no checkpoint {value!r} (a .pt file, a run folder, or a run name under "
+                            f"{Path(workdir) / 'runs'})")
+
+
+def policy_config(args):
+    """The run's :class:`~ppuu.planner.train.PolicyTrainConfig` from the flags."""
+    from ppuu.planner.train import PolicyTrainConfig
+
+    weights = {k: v for k, v in (("proximity", args.proximity_weight), ("lane", args.lane_weight),
+                                 ("offroad", args.offroad_weight), ("uncertainty", args.uncertainty_weight),
+                                 ("action", args.action_weight), ("jerk", args.jerk_weight)) if v is not None}
+    return PolicyTrainConfig.for_profile(
+        args.profile, args.method, steps=args.steps, batch_size=args.batch_size, horizon=args.horizon,
+        copies=args.copies, lr=args.lr, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
+        val_every=args.val_every, checkpoint_every=args.checkpoint_every, weights=weights,
+        policy={"gaussian": True} if args.gaussian else None)
+
+
+def cost_model_for(world, raster, cost_config):
+    """The :mod:`ppuu.planner.costs` adapter for a loaded world model."""
+    from ppuu.planner.costs import EgocentricCosts, PoseCosts
+
+    if world.model_config.ego_model == "kinematic":
+        return PoseCosts(world.normaliser, raster, cost_config, world.observation["frame"]["centre_ahead"])
+    return EgocentricCosts(world.normaliser, raster, cost_config)
+
+
+def cmd_train(args) -> int:
+    import dataclasses
+
+    import torch
+
+    from ppuu.data.scene import Scene
+    from ppuu.planner.train import TrainingDiverged, load_policy, train_policy
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import WindowDataset
+    from ppuu.world_model.runs import resolve_device
+    from ppuu.world_model.train import load_model
+
+    scene = Scene.load(resolve_scene(args.workdir, args.scene))
+    config = policy_config(args)
+    world_path = resolve_run_file(args.workdir, args.world_model)
+    config.world_model = str(world_path)
+    device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    world = load_model(world_path, device)
+    mc = world.model_config
+    config.policy = dataclasses.replace(config.policy, context=mc.context, image_channels=mc.image_channels,
+                                        image_height=mc.image_height, image_width=mc.image_width)
+    if config.method == "il":
+        config.horizon = 1
+    source = RecordedObservations.from_settings(scene, world.observation, device=device)
+    cost_model = cost_model_for(world, source.raster, source.cost_config)
+    run = args.run or f"{scene.meta.name}-{config.method}-{config.profile}-s{config.seed}"
+    run_dir = Path(args.workdir) / "runs" / run
+    train_ids, val_ids = scene.split_vehicle_ids("train"), scene.split_vehicle_ids("val")
+    train_data = WindowDataset(source, train_ids, mc.context, config.horizon, world.normaliser, mc.image_channels)
+    val_data = WindowDataset(source, val_ids, mc.context, config.horizon, world.normaliser,
+                             mc.image_channels) if val_ids else None
+    if args.init and not (run_dir / "checkpoint.pt").is_file():
+        init = load_policy(resolve_run_file(args.workdir, args.init))
+        if init.policy.config != config.policy:
+            raise ValueError(f"--init {args.init}: its policy ({init.policy.config}) is not this run's "
+                             f"({config.policy})")
+        torch.manual_seed(config.seed)
+        warm = init.policy.state_dict()
+    else:
+        warm = None
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        print(f"scene {scene.meta.name}: {len(train_data)} training windows; world model {world_path} "
+              f"({mc.ego_model} ego, step {world.step}); run folder {run_dir}")
+    try:
+        summary = train_policy(config, world, cost_model, train_data, val_data, run_dir,
+                               extra={"scene": scene.meta.name, "init": args.init},
+                               progress=not args.no_progress, initial_weights=warm)
+    except TrainingDiverged as exc:
+        print(f"ppuu: error: {exc}")
+        return 3
+    if main:
+        m = summary["metrics"]
+        shown = ", ".join(f"{k} {m[k]:.4g}" for k in ("loss", "proximity", "lane", "offroad", "uncertainty",
+                                                      "mper_error", "il_error") if k in m)
+        print(f"step {summary['step']}: {shown}; {summary['seconds']:.0f} s on {summary['device']}")
+        if summary["val"]:
+            print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["val"].items()))
+        print(f"wrote {summary['checkpoint']} and {run_dir / 'metrics.csv'}")
+    return 0

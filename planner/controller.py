@@ -1,0 +1,163 @@
+"""A trained policy at the wheel of the simulator: the closed-loop controller.
+
+The simulator hands a controller its :class:`~ppuu.simulator.sim.Observation` (images in
+[0, 1], world-frame states, oldest frame first); the policy wants the world model's inputs
+(its image channels, relative normalised states) and answers a normalised action; the
+simulator wants metres and seconds. :class:`PolicyController` does the two conversions of
+:mod:`ppuu.world_model.interface` around one policy call, for every running episode at once.
+
+The simulator must render what the policy was trained on: :func:`sim_config_for` returns a
+:class:`~ppuu.simulator.sim.SimConfig` with the policy's raster and enough history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from ppuu.planner.train import LoadedPolicy
+from ppuu.simulator.raster import RasterConfig
+from ppuu.simulator.recording import into_frame
+from ppuu.simulator.sim import BatchedSimulator, Observation, SimConfig
+from ppuu.world_model.interface import model_inputs, physical_actions
+
+
+def sim_config_for(loaded: LoadedPolicy, base: SimConfig | None = None) -> SimConfig:
+    """``base`` (default: a default :class:`SimConfig`) made ready for the policy: its history length,
+    and for an egocentric policy its raster (a fixed-frame policy renders its own windows and needs the
+    traffic history instead)."""
+    base = base or SimConfig()
+    history = max(base.history, loaded.policy.config.context)
+    config = dataclasses.replace(base, history=history, context_steps=max(base.context_steps, history))
+    if loaded.observation.get("frame", {}).get("kind") == "fixed":
+        return dataclasses.replace(config, keep_traffic=True)
+    return dataclasses.replace(config, raster=RasterConfig(**loaded.observation["raster"]))
+
+
+def make_controller(loaded: LoadedPolicy, sample: bool = False, reanchor_every: int | None = None):
+    """The closed-loop controller of a loaded policy: egocentric or anchored, as its world model was."""
+    if loaded.observation.get("frame", {}).get("kind") == "fixed":
+        return AnchoredPolicyController(loaded, reanchor_every, sample)
+    return PolicyController(loaded, sample)
+
+
+class PolicyController:
+    """Drive with a trained policy (egocentric world models).
+
+    Args:
+        loaded: the policy (:func:`ppuu.planner.train.load_policy`).
+        sample: draw from a Gaussian policy instead of taking its mean.
+    """
+
+    needs_grad = False
+
+    def __init__(self, loaded: LoadedPolicy, sample: bool = False):
+        frame = loaded.observation.get("frame", {"kind": "egocentric"})
+        if frame.get("kind") != "egocentric":
+            raise ValueError(f"PolicyController drives policies of egocentric world models; this one was trained "
+                             f"on {frame.get('kind')!r} frames (use AnchoredPolicyController)")
+        self.loaded, self.sample = loaded, sample
+        self.channels = loaded.policy.config.image_channels
+
+    def check(self, sim: BatchedSimulator) -> None:
+        """Raise ValueError when the simulator does not render what the policy reads."""
+        expected = RasterConfig(**self.loaded.observation["raster"])
+        if sim.config.raster != expected:
+            raise ValueError(f"the simulator renders {sim.config.raster}, the policy was trained on {expected} "
+                             "(build the simulator with sim_config_for)")
+        if sim.config.history < self.loaded.policy.config.context:
+            raise ValueError(f"the simulator keeps {sim.config.history} frames of history; the policy reads "
+                             f"{self.loaded.policy.config.context}")
+
+    def __call__(self, observation: Observation, sim: BatchedSimulator) -> Tensor:
+        policy = self.loaded.policy
+        device = next(policy.parameters()).device
+        inputs = model_inputs(observation.image.to(device), observation.state.to(device), self.loaded.normaliser,
+                              self.channels)
+        with torch.no_grad():
+            action = policy(inputs.images, inputs.states, sample=self.sample)
+        return physical_actions(action, self.loaded.normaliser).to(sim.device, sim.dtype)
+
+
+class AnchoredPolicyController:
+    """Drive with a policy of a fixed-frame (kinematic ego) world model.
+
+    Such a policy reads windows rendered in one frame: the pose of the ego at the window's
+    anchor, with the ego moving inside it (:class:`~ppuu.simulator.recording.FixedFrame`). In
+    training the anchor is the last real context frame and the ego drives up to ``horizon``
+    imagined steps away from it. Here every slot keeps an anchor: on a new episode, and again
+    every ``reanchor_every`` steps, the slot's last T frames of traffic are re-rendered around
+    its current pose (:meth:`~ppuu.simulator.sim.BatchedSimulator.render_history`); in between
+    only the newest frame is rendered around the anchor and the window slides, exactly as the
+    world model's imagined windows do. States are the simulator's world-frame states turned
+    into the anchor's frame. The simulator must keep its traffic history
+    (``SimConfig.keep_traffic``) and T frames of history (:func:`sim_config_for`).
+
+    Args:
+        loaded: the policy.
+        reanchor_every: steps between re-anchoring (at most the policy's training horizon, so
+            the ego never drives further from its anchor than it did in training).
+        sample: draw from a Gaussian policy instead of taking its mean.
+    """
+
+    needs_grad = False
+
+    def __init__(self, loaded: LoadedPolicy, reanchor_every: int | None = None, sample: bool = False):
+        frame = loaded.observation.get("frame", {"kind": "egocentric"})
+        if frame.get("kind") != "fixed":
+            raise ValueError("AnchoredPolicyController drives policies of fixed-frame world models; use "
+                             "PolicyController")
+        horizon = loaded.train_config.horizon
+        self.reanchor_every = int(reanchor_every or horizon)
+        if not 1 <= self.reanchor_every:
+            raise ValueError(f"reanchor_every = {self.reanchor_every}: expected >= 1")
+        self.loaded, self.sample = loaded, sample
+        self.centre_ahead = float(frame["centre_ahead"])
+        self.raster = RasterConfig(**loaded.observation["raster"])
+        self.channels = loaded.policy.config.image_channels
+        self.context = loaded.policy.config.context
+        self.window: Tensor | None = None        # (B, T, C, H, W) anchored frames
+        self.anchor_position = self.anchor_unit = None
+        self.since = None                        # (B,) steps since the slot's anchor
+
+    def on_episode_start(self, slots: Tensor, sim: BatchedSimulator) -> None:
+        B = sim.batch_size
+        if self.window is None or self.window.shape[0] != B:
+            H, W = self.raster.length_px, self.raster.width_px
+            self.window = torch.zeros(B, self.context, self.channels, H, W, device=sim.device, dtype=sim.dtype)
+            self.anchor_position = torch.zeros(B, 2, device=sim.device, dtype=sim.dtype)
+            self.anchor_unit = torch.zeros(B, 2, device=sim.device, dtype=sim.dtype)
+            self.since = torch.zeros(B, dtype=torch.int64, device=sim.device)
+        self.since[slots] = self.reanchor_every                    # re-anchor at the next call
+
+    def __call__(self, observation: Observation, sim: BatchedSimulator) -> Tensor:
+        if self.window is None or self.window.shape[0] != sim.batch_size:
+            self.on_episode_start(torch.arange(sim.batch_size, device=sim.device), sim)
+        running = ~sim.done
+        position, unit = sim.ego.position, sim.ego.heading
+        fresh = running & (self.since >= self.reanchor_every)
+        if bool(fresh.any()):
+            slots = fresh.nonzero().squeeze(1)
+            self.anchor_position[slots], self.anchor_unit[slots] = position[slots], unit[slots]
+            centre = position[slots] + self.centre_ahead * unit[slots]
+            frames = sim.render_history(slots, centre, unit[slots], self.raster, self.context)
+            self.window[slots] = frames[:, :, :self.channels]
+            self.since[slots] = 0
+        slide = running & ~fresh
+        if bool(slide.any()):
+            slots = slide.nonzero().squeeze(1)
+            centre = self.anchor_position[slots] + self.centre_ahead * self.anchor_unit[slots]
+            newest = sim.render_history(slots, centre, self.anchor_unit[slots], self.raster, 1)[:, :, :self.channels]
+            self.window[slots] = torch.cat([self.window[slots, 1:], newest], dim=1)
+        self.since += running.long()
+        states = observation.state[:, -self.context:].to(sim.dtype)
+        local = torch.cat([into_frame(states[..., :2] - self.anchor_position[:, None], self.anchor_unit[:, None]),
+                           into_frame(states[..., 2:], self.anchor_unit[:, None])], dim=-1)
+        policy = self.loaded.policy
+        device = next(policy.parameters()).device
+        normalised = self.loaded.normaliser.normalise_states(local.to(device))
+        with torch.no_grad():
+            action = policy(self.window.to(device), normalised, sample=self.sample)
+        return physical_actions(action, self.loaded.normaliser).to(sim.device, sim.dtype)
