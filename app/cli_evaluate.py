@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ppuu.app import cli_world_model
 from ppuu.app.cli_data import add_workdir, resolve_scene
+from ppuu.app.cli_reactive import add_reactive_arguments, reactive_config
 from ppuu.simulator.episodes import COURSES
 
 
@@ -50,6 +51,7 @@ def add_parser(groups) -> None:
     base.add_argument("--batch-size", type=int, default=None,
                       help="episodes simulated at once (default: the whole split)")
     base.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_reactive_arguments(base)
     add_workdir(base)
     base.set_defaults(func=cmd_baselines)
     cli_world_model.add_evaluate_parser(sub)
@@ -66,7 +68,7 @@ def cmd_baselines(args) -> int:
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)
     course = get_course(args.course, scene.meta)
-    config = SimConfig(traffic=args.traffic, course=course)
+    config = SimConfig(traffic=args.traffic, course=course, idm=reactive_config(args))
     split = None if args.split == "all" else args.split
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CourseWarning)

@@ -160,7 +160,7 @@ class BatchedSimulator:
         self.cost_config = self.config.costs.for_road(self.road)     # the scene's lane width
         self.log = TrafficLog(scene, self.device, dtype)
         self.reactive = ReactiveTraffic(self.log, self.config.idm, self.dt,
-                                                                          self.road.lane_widths) if self.config.traffic == "reactive" else None
+                                        scene.meta) if self.config.traffic == "reactive" else None
         self.episodes = course_table(scene, self.course, self.config.context_steps)
         """Every vehicle against the course (:func:`ppuu.simulator.episodes.course_table`)."""
         if not np.array_equal(self.episodes.index.to_numpy(), self.log.vehicle_ids):
@@ -240,7 +240,7 @@ class BatchedSimulator:
         before = torch.maximum(first + C - 2, first)
         self.last_acceleration[slots] = self.log.acceleration[self.log.rows_of(ids, before)]
         if self.reactive is not None:
-            self.reactive.reset(slots, first + C - 1)
+            self.reactive.reset(slots, first + C - 1, ids)
         # The context: the ego is exactly at its recording; render the last K frames of it into
         # the ring, oldest first, so that they end at the ring's current head.
         for k in range(K):

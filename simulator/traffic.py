@@ -111,8 +111,15 @@ class TrafficLog:
 
     def rows_of(self, vehicle_ids: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Rows (into the frame-sorted tensors) of vehicles at frames; both (B,), frames within the recording."""
-        index = self.vehicle_index(vehicle_ids)
-        return self._row_by_vehicle[self._vehicle_start[index] + (frames - self.vehicle_first_frame[index])]
+        return self.rows_of_index(self.vehicle_index(vehicle_ids), frames)
+
+    def rows_of_index(self, index: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Rows of vehicles given by their index into :attr:`vehicle_ids` at frames (same shape, any).
+
+        Frames outside a vehicle's recording are clamped to its first or last frame.
+        """
+        offset = torch.minimum(frames, self.vehicle_last_frame[index]) - self.vehicle_first_frame[index]
+        return self._row_by_vehicle[self._vehicle_start[index] + offset.clamp(min=0)]
 
     def at(self, frames: torch.Tensor) -> VehicleSlice:
         """Every vehicle present at each of a batch of frames.
