@@ -466,6 +466,8 @@ class ReactiveTraffic:
         anchor = torch.where(queue_start < position, queue_start,
                              torch.where(has_leader, leader, follower))
         ax, av, alen = (s[k].gather(1, anchor) for k in ("x", "v", "length"))
-        place_x = ax - (alen + s["length"]) / 2 - (self.min_gap + av * self.time_headway)
+        # Never ahead of where the recording lets it enter: a far leader that only makes it brake keeps
+        # it at its entry, slowed to the leader's speed.
+        place_x = torch.minimum(ax - (alen + s["length"]) / 2 - (self.min_gap + av * self.time_headway), s["x"])
         place_v = torch.minimum(s["v"], av)
         return torch.where(held, place_x, s["x"]), torch.where(held, place_v, s["v"])
