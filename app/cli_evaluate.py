@@ -38,42 +38,73 @@ def add_parser(groups) -> None:
     base.add_argument("scene", nargs="?", help="scene name or folder (default: the most recent scene)")
     base.add_argument("--controllers", nargs="+", default=["human", "no_action"], choices=["human", "no_action"],
                       help="controllers to run (default: %(default)s)")
-    base.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
-                      help="episodes of this split (default: %(default)s)")
-    base.add_argument("--course", default=None, metavar="NAME|START:ARRIVAL",
-                      help=f"the course: {', '.join(COURSES)} or START:ARRIVAL in metres (default: the scene "
-                           "site's, i80-reference on I-80, else full)")
-    base.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
-                      help="run every controller once per seed and report mean ± std (default: %(default)s)")
-    base.add_argument("--traffic", default="replay", choices=["replay", "reactive"],
-                      help="other vehicles replay their recording, or follow it with IDM car-following "
-                           "so they brake for the ego (default: %(default)s)")
-    base.add_argument("--batch-size", type=int, default=None,
-                      help="episodes simulated at once (default: the whole split)")
-    base.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    add_reactive_arguments(base)
-    add_workdir(base)
+    add_closed_loop_arguments(base)
     base.set_defaults(func=cmd_baselines)
     cli_world_model.add_evaluate_parser(sub)
+    from ppuu.app import cli_policy
+
+    cli_policy.add_evaluate_parser(sub)
+
+
+def add_closed_loop_arguments(p) -> None:
+    """The flags of every closed-loop evaluation: split, course, seeds, traffic, batch, device, workdir."""
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="episodes of this split (default: %(default)s)")
+    p.add_argument("--course", default=None, metavar="NAME|START:ARRIVAL",
+                   help=f"the course: {', '.join(COURSES)} or START:ARRIVAL in metres (default: the scene "
+                        "site's, i80-reference on I-80, else full)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                   help="run every controller once per seed and report mean ± std (default: %(default)s)")
+    p.add_argument("--traffic", default="replay", choices=["replay", "reactive"],
+                   help="other vehicles replay their recording, or keep to it but brake for what is not in it "
+                        "(default: %(default)s)")
+    add_reactive_arguments(p)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="episodes simulated at once (default: the whole split)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_workdir(p)
 
 
 def cmd_baselines(args) -> int:
-    import pandas as pd
+    from ppuu.simulator.evaluate import CONTROLLERS
 
+    scene, course, base = closed_loop_setup(args)
+    entries = [(name, CONTROLLERS[name], base) for name in args.controllers]
+    run_and_report(args, scene, course, base, entries, "Baselines", "baselines")
+    return 0
+
+
+def closed_loop_setup(args):
+    """(scene, course, base SimConfig) of a closed-loop command's flags."""
     from ppuu.data.scene import Scene
-    from ppuu.simulator.episodes import CourseWarning, course_table, episode_vehicles, get_course
-    from ppuu.simulator.evaluate import evaluate, markdown_summary, summarise
+    from ppuu.simulator.episodes import get_course
     from ppuu.simulator.sim import SimConfig
 
-    folder = resolve_scene(args.workdir, args.scene)
-    scene = Scene.load(folder)
+    scene = Scene.load(resolve_scene(args.workdir, args.scene))
     course = get_course(args.course, scene.meta)
-    config = SimConfig(traffic=args.traffic, course=course, idm=reactive_config(args))
+    return scene, course, SimConfig(traffic=args.traffic, course=course, idm=reactive_config(args))
+
+
+def run_and_report(args, scene, course, base, entries, what: str, prefix: str) -> dict:
+    """Drive every episode of the split with each controller and seed; write the tables and summaries.
+
+    Args:
+        entries: (name, controller, SimConfig) per controller (each may need its own simulator settings).
+        what, prefix: the report's title word and file-name prefix.
+
+    Returns:
+        name -> evaluation table (every seed), as also written to WORKDIR/reports/SCENE/.
+    """
+    import pandas as pd
+
+    from ppuu.simulator.episodes import CourseWarning, course_table, episode_vehicles
+    from ppuu.simulator.evaluate import evaluate, markdown_summary, summarise
+
     split = None if args.split == "all" else args.split
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CourseWarning)
-        table = course_table(scene, course, config.context_steps)
-        episodes = len(episode_vehicles(scene, split, course, config.context_steps, table=table))
+        table = course_table(scene, course, base.context_steps)
+        episodes = len(episode_vehicles(scene, split, course, base.context_steps, table=table))
         for warning in caught:
             print(f"ppuu: warning: {warning.message}", file=sys.stderr)
         print(f"scene {scene.meta.name}, split {args.split}, traffic {args.traffic}, seeds "
@@ -82,33 +113,35 @@ def cmd_baselines(args) -> int:
         out = Path(args.workdir) / "reports" / scene.meta.name
         out.mkdir(parents=True, exist_ok=True)
         tag = f"{args.split}-{args.traffic}-{_filename(course.name)}"
-        results = {}
-        for name in args.controllers:
-            tables = []
+        results, seconds, configs = {}, {}, {}
+        for name, controller, config in entries:
+            tables, spent = [], 0.0
             for seed in args.seeds:
                 start = time.perf_counter()
-                tables.append(evaluate(scene, name, split=split, config=config, device=args.device,
+                tables.append(evaluate(scene, controller, split=split, config=config, device=args.device,
                                        batch_size=args.batch_size, seed=seed))
+                spent += time.perf_counter() - start
                 print(f"{name}, seed {seed}: {len(tables[-1])} episodes in {time.perf_counter() - start:.1f} s")
-            results[name] = pd.concat(tables, ignore_index=True)
-            csv = out / f"evaluate-{name}-{tag}.csv"
+            results[name], seconds[name], configs[name] = pd.concat(tables, ignore_index=True), spent, config
+            csv = out / f"evaluate-{_filename(name)}-{tag}.csv"
             results[name].to_csv(csv, index=False)
             print(f"  -> {csv}")
     summary = markdown_summary(results)
     spread = "mean ± std over seeds " + ", ".join(map(str, args.seeds)) if len(args.seeds) > 1 else \
         f"seed {args.seeds[0]}"
-    title = f"Baselines on {scene.meta.name} ({args.split}, {args.traffic}, course {course})"
+    title = f"{what} on {scene.meta.name} ({args.split}, {args.traffic}, course {course})"
     print(f"\n{title}; {spread}\n\n{summary}")
-    md = out / f"baselines-{tag}.md"
+    md = out / f"{prefix}-{tag}.md"
+    settings = {name: config.to_json() for name, config in configs.items()}
     md.write_text(f"# {title}\n\nCourse {course}: {course.description}. Distance counts from the end of the "
                   f"context; {spread}.\n\n{summary}\n\n"
-                  f"Simulator settings:\n\n```json\n{json.dumps(config.to_json(), indent=2)}\n```\n")
+                  f"Simulator settings:\n\n```json\n{json.dumps(base.to_json(), indent=2)}\n```\n")
     report = {"scene": scene.meta.name, "split": args.split, "traffic": args.traffic, "course": course.to_json(),
               "seeds": list(args.seeds), "results": {name: summarise(t) for name, t in results.items()},
-              "sim_config": config.to_json()}
-    (out / f"baselines-{tag}.json").write_text(json.dumps(report, indent=2))
+              "seconds": seconds, "sim_config": base.to_json(), "sim_configs": settings}
+    (out / f"{prefix}-{tag}.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"\nwrote {md}")
-    return 0
+    return results
 
 
 def _filename(name: str) -> str:

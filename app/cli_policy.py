@@ -157,3 +157,62 @@ def cmd_train(args) -> int:
             print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["val"].items()))
         print(f"wrote {summary['checkpoint']} and {run_dir / 'metrics.csv'}")
     return 0
+
+
+def add_evaluate_parser(sub) -> None:
+    """``evaluate policy`` (added to the ``evaluate`` group)."""
+    from ppuu.app.cli_evaluate import add_closed_loop_arguments
+
+    p = sub.add_parser(
+        "policy", help="trained policies (and the reference controllers) on every episode of a split: the results table",
+        description="Drive every episode of a split with each trained policy, and with the recording ('human') and "
+                    "no action, in the batched simulator; report the table of SPEC §7 (mean distance in m, success "
+                    "%, with the spread over seeds) plus collision, off-road, speed and comfort, on a named course. "
+                    "Writes WORKDIR/reports/SCENE/policies-*.{md,json}, a CSV per controller, and figures: outcome "
+                    "bars, distance distributions, training curves.")
+    p.add_argument("scene", nargs="?", help="scene name or folder (default: the most recent scene)")
+    p.add_argument("--policy", nargs="+", default=[], metavar="RUN",
+                   help="policy checkpoints: .pt files, run folders or run names under WORKDIR/runs")
+    p.add_argument("--controllers", nargs="*", default=["human", "no_action"], choices=["human", "no_action"],
+                   help="reference controllers to run beside the policies (default: %(default)s)")
+    p.add_argument("--sample", action="store_true", help="Gaussian policies sample instead of taking their mean")
+    p.add_argument("--reanchor-every", type=int, default=None,
+                   help="fixed-frame policies: steps between re-rendering their window around the current pose "
+                        "(default: their training horizon)")
+    add_closed_loop_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    import dataclasses
+
+    from ppuu.app.cli_evaluate import closed_loop_setup, run_and_report
+    from ppuu.planner.controller import make_controller, sim_config_for
+    from ppuu.planner.report import distance_histograms, outcome_bars, training_curves
+    from ppuu.planner.train import load_policy
+    from ppuu.simulator.evaluate import CONTROLLERS
+    from ppuu.world_model.runs import resolve_device
+
+    if not args.policy and not args.controllers:
+        raise ValueError("nothing to evaluate: give --policy RUN... and/or --controllers")
+    scene, course, base = closed_loop_setup(args)
+    device = resolve_device(args.device)
+    entries = [(name, CONTROLLERS[name], base) for name in args.controllers]
+    runs = {}
+    for value in args.policy:
+        path = resolve_run_file(args.workdir, value)
+        loaded = load_policy(path, device)
+        name = f"{loaded.method} ({path.parent.name})"
+        controller = make_controller(loaded, sample=args.sample, reanchor_every=args.reanchor_every)
+        entries.append((name, controller, sim_config_for(loaded, dataclasses.replace(base))))
+        runs[name] = path.parent
+    results = run_and_report(args, scene, course, base, entries, "Policies", "policies")
+    out = Path(args.workdir) / "reports" / scene.meta.name
+    tag = f"{args.split}-{args.traffic}"
+    figures = [outcome_bars(results, out / f"policies-{tag}-outcomes.png", f"outcomes ({course.name})"),
+               distance_histograms(results, out / f"policies-{tag}-distance.png", f"distance ({course.name})"),
+               training_curves(runs, out / f"policies-{tag}-training.png") if runs else None]
+    for figure in figures:
+        if figure is not None:
+            print(f"wrote {figure}")
+    return 0

@@ -24,9 +24,6 @@ def add_parser(groups) -> None:
     train = groups.add_parser("train", help="train models: the world model, driving policies",
                               description="Train learned components on a scene of the workspace.")
     sub = train.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
-    from ppuu.app import cli_policy
-
-    cli_policy.add_train_parser(sub)
     p = sub.add_parser(
         "world-model", help="train the forward model (deterministic, or VAE + dropout) on a scene",
         description="Train the forward model on windows of 20 context frames + N predicted frames of every "
@@ -95,6 +92,9 @@ def add_parser(groups) -> None:
                         "about 15 GB for a 15-minute scene)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+    from ppuu.app import cli_policy
+
+    cli_policy.add_train_parser(sub)
 
 
 def add_evaluate_parser(sub) -> None:
