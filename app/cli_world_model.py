@@ -259,7 +259,7 @@ def cmd_evaluate(args) -> int:
     data = WindowDataset(source, ids, main.model_config.context, config.horizon)
     out = Path(args.workdir) / "reports" / scene.meta.name
     report = evaluate(models, data, out, config, title=f"{scene.meta.name} ({args.split})",
-                      progress=True)
+                      progress=True, truth=source.render_states)
     print(report.markdown.split("\nEvaluation settings")[0])
     for path in report.files.values():
         print(f"wrote {path}")

@@ -117,6 +117,47 @@ class RecordedObservations:
             raise ValueError(f"observation settings {settings!r} are not readable: {exc}") from exc
         return cls(scene, raster, costs, device, log=log, frame=fixed)
 
+    def render_states(self, vehicle_ids: np.ndarray | Tensor, start_frames: np.ndarray | Tensor, first: int,
+                      states: Tensor) -> Tensor:
+        """What the simulator would show a vehicle driven along other states: (B, N, 4, H, W).
+
+        Frame ``first + n`` of each window (the recorded traffic of that frame, the window's own
+        vehicle removed) rendered with the ego at ``states[:, n]``, given in the windows' frame
+        (world for egocentric windows, the anchor's for fixed ones). In a fixed frame the image
+        does not depend on the ego (its channel is empty): replayed traffic does not react.
+        For the true effect of other actions (``ppuu evaluate world-model``).
+
+        Args:
+            vehicle_ids, start_frames: (B,) the windows (as :meth:`windows`).
+            first: index within the window of the first rendered frame.
+            states: (B, N, 4) = (x, y, vx, vy) m, m/s.
+        """
+        ids = torch.as_tensor(np.array(vehicle_ids), dtype=torch.int64, device=self.device)
+        start = torch.as_tensor(np.array(start_frames), dtype=torch.int64, device=self.device)
+        B, N = states.shape[:2]
+        frames = (start[:, None] + first + torch.arange(N, device=self.device)).reshape(-1)
+        flat_ids = ids[:, None].expand(B, N).reshape(-1)
+        others = self.log.at(frames)
+        others.mask &= others.vehicle_id != flat_ids[:, None]
+        size = self.log.size[self.log.rows_of(flat_ids, frames)]
+        states = states.to(self.device, self.log.centre.dtype).reshape(-1, 4)
+        if self.frame is None:
+            recorded = self.log.heading[self.log.rows_of(flat_ids, frames)]
+            fallback = torch.stack([torch.cos(recorded), torch.sin(recorded)], dim=-1)
+            speed = states[:, 2:].norm(dim=-1, keepdim=True)
+            unit = torch.where(speed > 1e-3, states[:, 2:] / speed.clamp(min=1e-3), fallback)
+            images = render(self.road, states[:, :2], unit, size, others.centre, others.heading, others.size,
+                            others.mask, self.raster)
+        else:
+            anchor_rows = self.log.rows_of(ids, start + self.frame.anchor)
+            a_heading = self.log.heading[anchor_rows]
+            a_unit = torch.stack([torch.cos(a_heading), torch.sin(a_heading)], dim=-1).repeat_interleave(N, dim=0)
+            a_centre = self.log.centre[anchor_rows].repeat_interleave(N, dim=0)
+            images = render(self.road, a_centre + self.frame.centre_ahead * a_unit, a_unit, size, others.centre,
+                            others.heading, others.size, others.mask, self.raster)
+            images[:, EGO] = 0.0
+        return images.view(B, N, *images.shape[1:])
+
     def window_starts(self, vehicle_ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         """Every window of ``length`` frames inside the given vehicles' recordings.
 

@@ -57,6 +57,8 @@ MODEL_CHANNELS = 3
 (lanes, vehicles, off-road). The fourth, the ego car's own footprint, is the same in every frame
 of an egocentric window (the ego sits at the image centre), so it tells the model nothing its
 size does not; stacked over 20 context frames it cost about 8 % of a training step."""
+VEHICLES = 1
+"""Index of the vehicles channel (the traffic) among the model's channels."""
 
 
 class WindowsLike(Protocol):

@@ -29,14 +29,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ppuu.world_model.dataset import Batch, WindowDataset, make_batch
+from ppuu.world_model.dataset import VEHICLES, Batch, WindowDataset, make_batch
 from ppuu.world_model.normalisation import Normaliser
 from ppuu.world_model.interface import world_states
+from ppuu.world_model.kinematics import kinematic_step
 from ppuu.world_model.train import LoadedModel
 
 REPORT_STEM = "world-model"
@@ -100,9 +102,11 @@ class Report:
 # ---------------------------------------------------------------------------------------------- helpers
 
 def _step_errors(images: Tensor, world: Tensor, true_images: Tensor, true_world: Tensor) -> dict[str, Tensor]:
-    """Per-step sums over windows of image MSE, position error (m) and speed error (m/s): each (N,)."""
+    """Per-step sums over windows of image MSE (all channels, and the vehicles channel: the traffic),
+    position error (m) and speed error (m/s): each (N,)."""
     return {
         "image_mse": ((images - true_images) ** 2).flatten(2).mean(-1).sum(0),
+        "vehicles_mse": ((images[:, :, VEHICLES] - true_images[:, :, VEHICLES]) ** 2).flatten(2).mean(-1).sum(0),
         "position_error": (world[..., :2] - true_world[..., :2]).norm(dim=-1).sum(0),
         "speed_error": (world[..., 2:].norm(dim=-1) - true_world[..., 2:].norm(dim=-1)).abs().sum(0),
     }
@@ -140,8 +144,15 @@ def colourise(images: Tensor) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- evaluation
 
+Truth = Callable[[np.ndarray, np.ndarray, int, Tensor], Tensor]
+"""``truth(vehicle_ids (B,), start_frames (B,), first, states (B, N, 4)) -> images (B, N, C, H, W)``: what the
+source would have shown along other ego states from frame ``first`` of the windows on (e.g.
+``RecordedObservations.render_states``)."""
+
+
 def evaluate(models: dict[str, LoadedModel], data: WindowDataset, out_dir: str | Path,
-             config: EvalConfig | None = None, title: str = "", progress: bool = False) -> Report:
+             config: EvalConfig | None = None, title: str = "", progress: bool = False,
+             truth: Truth | None = None) -> Report:
     """Score ``models`` on ``data`` and write the report.
 
     Args:
@@ -152,6 +163,8 @@ def evaluate(models: dict[str, LoadedModel], data: WindowDataset, out_dir: str |
         config: :class:`EvalConfig`.
         title: heading of the Markdown report (e.g. the scene name).
         progress: show a progress bar.
+        truth: renders the true future under other actions, for the action-effect table (without it
+            only the true ego displacement, from the kinematic model, is reported).
 
     Returns:
         the :class:`Report` (numbers and file paths).
@@ -206,7 +219,7 @@ def evaluate(models: dict[str, LoadedModel], data: WindowDataset, out_dir: str |
     n = len(indices)
     errors = {row: {k: (v / n).tolist() for k, v in acc.items()} for row, acc in sums.items()}
 
-    spread, effect = _spread_and_action_effect(models, data, config)
+    spread, effect = _spread_and_action_effect(models, data, config, truth)
     report = Report(errors=errors, spread=spread, action_effect=effect, config=config.to_json())
     report.markdown = _markdown(report, title, n, len(data))
     files = {"markdown": out / f"{REPORT_STEM}.md", "json": out / f"{REPORT_STEM}.json",
@@ -224,15 +237,17 @@ def evaluate(models: dict[str, LoadedModel], data: WindowDataset, out_dir: str |
     return report
 
 
-def _spread_and_action_effect(models: dict[str, LoadedModel], data: WindowDataset, config: EvalConfig):
-    """Per-step std across K latent samples and K dropout masks; braking vs accelerating."""
+def _spread_and_action_effect(models: dict[str, LoadedModel], data: WindowDataset, config: EvalConfig,
+                              truth: Truth | None = None):
+    """Per-step std across K latent samples and K dropout masks; braking vs accelerating, predicted and true."""
     indices = data.fixed_indices(config.spread_windows, seed=config.seed + 1)
     K = config.samples
     spread: dict[str, dict[str, list[float]]] = {}
     effect: dict[str, dict[str, float]] = {}
     for name, loaded in models.items():
         acc: dict[str, Tensor] = {}
-        eff = {"position_m": 0.0, "image_abs": 0.0}
+        eff = {"position_m": 0.0, "true_position_m": 0.0, "image_abs": 0.0, "vehicles_abs": 0.0,
+               "true_vehicles_abs": 0.0}
         count = 0
         step = max(1, config.batch_size // max(K, 1))
         for lo in range(0, len(indices), step):
@@ -264,6 +279,18 @@ def _spread_and_action_effect(models: dict[str, LoadedModel], data: WindowDatase
             wa = world_states(speed.states, batch.origin, loaded.normaliser)
             eff["position_m"] += float((wb[:, -1, :2] - wa[:, -1, :2]).norm(dim=-1).sum())
             eff["image_abs"] += float((brake.images[:, -1] - speed.images[:, -1]).abs().mean((1, 2, 3)).sum())
+            eff["vehicles_abs"] += float((brake.images[:, -1, VEHICLES] - speed.images[:, -1, VEHICLES]).abs()
+                                         .mean((1, 2)).sum())
+            # The truth: the exact kinematic model (the simulator's) from the last context state.
+            last = world_states(batch.context_states[:, -1:], batch.origin, loaded.normaliser)[:, 0]
+            true_b, true_a = (_kinematic_rollout(last, value, config.horizon, loaded.model_config.dt)
+                              for value in (BRAKE, ACCELERATE))
+            eff["true_position_m"] += float((true_b[:, -1, :2] - true_a[:, -1, :2]).norm(dim=-1).sum())
+            if truth is not None:
+                ids, starts = (a[indices[lo:lo + step]] for a in (data.vehicle_ids, data.start_frames))
+                last_b, last_a = (truth(ids, starts, data.length - 1, t[:, -1:])[:, 0, VEHICLES].float()
+                                  for t in (true_b, true_a))
+                eff["true_vehicles_abs"] += float((last_b - last_a.to(last_b)).abs().mean((1, 2)).sum())
             count += B
         spread[name] = {k: (v / count).tolist() for k, v in acc.items()}
         effect[name] = {k: v / max(count, 1) for k, v in eff.items()}
@@ -271,6 +298,16 @@ def _spread_and_action_effect(models: dict[str, LoadedModel], data: WindowDatase
 
 
 # ---------------------------------------------------------------------------------------------- outputs
+
+def _kinematic_rollout(state: Tensor, acceleration: float, steps: int, dt: float) -> Tensor:
+    """(B, 4) physical state -> (B, steps, 4) under a constant acceleration and no steering."""
+    action = state.new_tensor([acceleration, 0.0]).expand(state.shape[0], 2)
+    out = []
+    for _ in range(steps):
+        state = kinematic_step(state, action, dt)
+        out.append(state)
+    return torch.stack(out, 1)
+
 
 def _horizons(n: int) -> list[int]:
     return sorted({h for h in (1, 5, 10, 20, n) if h <= n})
@@ -307,10 +344,16 @@ def _markdown(report: Report, title: str, windows: int, available: int) -> str:
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     lines += ["", "## Effect of the action (same latent)", "",
               (f"Braking ({BRAKE:g} m/s^2) against accelerating ({ACCELERATE:+g} m/s^2), no steering, from the "
-               f"same context and latent: mean difference after {n} steps."), "",
-              "| model | position difference m | image mean abs difference |", "| --- | --- | --- |"]
+               f"same context and latent: mean difference after {n} steps, predicted and true (the true "
+               "displacement from the exact kinematic model; the true traffic image as the simulator renders "
+               "it along the two trajectories, replayed traffic). A planner can only learn from a model whose "
+               "futures differ as the true ones do."), "",
+              "| model | position difference m | true m | ratio | vehicles channel abs difference | true | "
+              "all channels |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, e in report.action_effect.items():
-        lines.append(f"| {name} | {e['position_m']:.2f} | {e['image_abs']:.5f} |")
+        ratio = e["position_m"] / e["true_position_m"] if e["true_position_m"] else float("nan")
+        lines.append(f"| {name} | {e['position_m']:.2f} | {e['true_position_m']:.2f} | {ratio:.3f} | "
+                     f"{e['vehicles_abs']:.5f} | {e['true_vehicles_abs']:.5f} | {e['image_abs']:.5f} |")
     lines += ["", "Evaluation settings:", "", "```json", json.dumps(cfg, indent=2), "```", ""]
     return "\n".join(lines)
 

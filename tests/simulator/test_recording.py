@@ -84,3 +84,13 @@ def test_simulator_rerenders_its_kept_traffic_around_any_pose(small_scene):
     plain.reset(ids)
     with pytest.raises(ValueError, match="keep_traffic"):
         plain.render_history(slots, plain.ego.position, plain.ego.heading, plain.config.raster)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_render_states_along_the_recording_gives_the_windows(small_scene, egocentric, fixed):
+    recorded = RecordedObservations(small_scene, frame=FixedFrame(anchor=5, centre_ahead=10.0) if fixed else None,
+                                    log=egocentric.log)
+    ids, starts = _windows(small_scene, recorded, 12)
+    w = recorded.windows(ids, starts, 12)
+    again = recorded.render_states(ids, starts, 6, w.states[:, 6:])
+    torch.testing.assert_close(again[:, :, :3], w.images[:, 6:, :3], atol=1e-4, rtol=0)

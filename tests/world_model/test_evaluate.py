@@ -29,7 +29,8 @@ def test_evaluation_writes_table_plot_figure_and_gif(recording, split_ids, check
     det, vae = (load_model(p) for p in checkpoints)
     data = WindowDataset(recording, split_ids["test"], CONTEXT, HORIZON)
     config = EvalConfig(windows=6, horizon=HORIZON, samples=3, spread_windows=2, batch_size=4, futures=2)
-    report = evaluate({"deterministic": det, "vae": vae}, data, tmp_path, config, title="small")
+    report = evaluate({"deterministic": det, "vae": vae}, data, tmp_path, config, title="small",
+                      truth=recording.render_states)
     rows = set(report.errors)
     assert rows == {BASELINE_COPY, "constant velocity", "deterministic", "vae (posterior z)", "vae (prior z)"}
     for e in report.errors.values():
@@ -45,6 +46,12 @@ def test_evaluation_writes_table_plot_figure_and_gif(recording, split_ids, check
     assert set(report.spread["deterministic"]) == {"dropout_image_std", "dropout_position_std"}
     # the action changes the prediction (same latent): a state head trained 2 steps still moves the car
     assert report.action_effect["vae"]["image_abs"] > 0 and report.action_effect["deterministic"]["position_m"] > 0
+    # the kinematic ego state (the default) moves exactly as the simulator would: the true displacement
+    effect = report.action_effect["deterministic"]
+    assert effect["true_position_m"] > 0.05 and abs(effect["position_m"] / effect["true_position_m"] - 1) < 1e-3
+    assert effect["true_vehicles_abs"] > 0            # egocentric: the view moves with the ego
+    for e in report.errors.values():
+        assert len(e["vehicles_mse"]) == HORIZON
     assert Image.open(tmp_path / "world-model-error.png").format == "PNG"
     assert Image.open(tmp_path / "world-model-futures.png").format == "PNG"
     gif = Image.open(tmp_path / "world-model-futures.gif")
