@@ -36,6 +36,35 @@ def sim_config_for(loaded: LoadedPolicy, base: SimConfig | None = None) -> SimCo
     return dataclasses.replace(config, raster=RasterConfig(**loaded.observation["raster"]))
 
 
+def states_in_frame(states: Tensor, position: Tensor, unit: Tensor) -> Tensor:
+    """World-frame states (B, T, 4) into the frames of poses (B, 2) position m and (B, 2) unit heading:
+    (x ahead, y left, vx, vy) as :class:`~ppuu.simulator.recording.FixedFrame` windows give them."""
+    return torch.cat([into_frame(states[..., :2] - position[:, None], unit[:, None]),
+                      into_frame(states[..., 2:], unit[:, None])], dim=-1)
+
+
+def context_source(observation_settings: dict, normaliser, channels: int, context: int):
+    """A ``(slots, observation, sim) -> (images (S, T, C, h, w), states (S, T, 4))`` function giving model-ready
+    contexts of a world model's kind for the given slots: the egocentric history the simulator keeps, or
+    (fixed frames) the last T frames re-rendered around each slot's current pose (``SimConfig.keep_traffic``)."""
+    frame = observation_settings.get("frame", {"kind": "egocentric"})
+
+    def egocentric(slots: Tensor, observation: Observation, sim: BatchedSimulator):
+        inputs = model_inputs(observation.image[slots, -context:], observation.state[slots, -context:], normaliser,
+                              channels)
+        return inputs.images, inputs.states
+
+    raster = RasterConfig(**observation_settings["raster"])
+
+    def anchored(slots: Tensor, observation: Observation, sim: BatchedSimulator):
+        position, unit = sim.ego.position[slots], sim.ego.heading[slots]
+        images = sim.render_history(slots, position + frame["centre_ahead"] * unit, unit, raster, context)
+        local = states_in_frame(observation.state[slots, -context:], position, unit)
+        return images[:, :, :channels], normaliser.normalise_states(local.to(images))
+
+    return anchored if frame.get("kind") == "fixed" else egocentric
+
+
 def make_controller(loaded: LoadedPolicy, sample: bool = False, reanchor_every: int | None = None):
     """The closed-loop controller of a loaded policy: egocentric or anchored, as its world model was."""
     if loaded.observation.get("frame", {}).get("kind") == "fixed":
@@ -152,9 +181,8 @@ class AnchoredPolicyController:
             newest = sim.render_history(slots, centre, self.anchor_unit[slots], self.raster, 1)[:, :, :self.channels]
             self.window[slots] = torch.cat([self.window[slots, 1:], newest], dim=1)
         self.since += running.long()
-        states = observation.state[:, -self.context:].to(sim.dtype)
-        local = torch.cat([into_frame(states[..., :2] - self.anchor_position[:, None], self.anchor_unit[:, None]),
-                           into_frame(states[..., 2:], self.anchor_unit[:, None])], dim=-1)
+        local = states_in_frame(observation.state[:, -self.context:].to(sim.dtype), self.anchor_position,
+                                self.anchor_unit)
         policy = self.loaded.policy
         device = next(policy.parameters()).device
         normalised = self.loaded.normaliser.normalise_states(local.to(device))

@@ -54,6 +54,7 @@ class Rollout:
         variances: (B, N, 3) spread of the K copies (images, states, cost); zeros when K = 1.
         images: (B, N, C, H, W) copy 0's predicted frames.
         states: (B, N, S) copy 0's predicted normalised states.
+        copy_costs: (K, B, N, 3) the task costs of every copy (MPC aggregates over them).
     """
 
     actions: Tensor
@@ -61,6 +62,7 @@ class Rollout:
     variances: Tensor
     images: Tensor
     states: Tensor
+    copy_costs: Tensor
 
 
 def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, actor: Actor, steps: int,
@@ -78,7 +80,8 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
         cost_model: the variant's :class:`CostModel`.
         weights: the cost weights (the uncertainty's variance of the total cost uses them).
         copies: K, dropout copies (1 = no uncertainty estimate, dropout off).
-        z: (B, N, Z) latents shared by the copies; None = drawn from the prior here.
+        z: (B, N, Z) latents shared by the copies, or (K * B, N, Z) one per copy (copy-major: MPC's
+            independent futures); None = drawn from the prior here, shared.
         uncertainty: statistics that turn variances into the uncertainty cost; None = that term is 0.
         stats: the model's :class:`~ppuu.world_model.normalisation.Normaliser` (kinematic ego).
         previous_action: (B, A) normalised action before the first step (jerk term).
@@ -95,9 +98,9 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
     window_i = images.repeat(K, *([1] * (images.dim() - 1)))
     window_s = states.repeat(K, 1, 1)
     size_k = size.repeat(K, 1)
-    z_k = None if z is None else z.repeat(K, 1, 1)
+    z_k = None if z is None else (z if z.shape[0] == K * B and K > 1 else z.repeat(K, 1, 1))
     w = torch.tensor([weights.proximity, weights.lane, weights.offroad], device=images.device, dtype=images.dtype)
-    actions, task, spread, out_images, out_states = [], [], [], [], []
+    actions, task, spread, out_images, out_states, every = [], [], [], [], [], []
     try:
         for t in range(steps):
             action = actor(window_i[:B], window_s[:B], t)
@@ -109,6 +112,7 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
                                         costs @ w))
             actions.append(action)
             task.append(costs[0])
+            every.append(costs)
             out_images.append(out.image[:B])
             out_states.append(out.state[:B])
             window_i, window_s = slide(window_i, out.image), slide(window_s, out.state)
@@ -119,4 +123,5 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
     u = uncertainty.cost(var) if (uncertainty is not None and K > 1) else actions_t.new_zeros(B, steps)
     magnitude, jerk = action_terms(actions_t, previous_action)
     terms = torch.cat([torch.stack(task, 1), u[..., None], magnitude[..., None], jerk[..., None]], dim=-1)
-    return Rollout(actions_t, terms, var, torch.stack(out_images, 1), torch.stack(out_states, 1))
+    return Rollout(actions_t, terms, var, torch.stack(out_images, 1), torch.stack(out_states, 1),
+                   torch.stack(every, 2))

@@ -66,10 +66,15 @@ class UncertaintyStats:
     hinge: float = 0.5
 
     STD_FLOOR = 1e-8
+    RELATIVE_FLOOR = 0.1
 
     def __post_init__(self) -> None:
+        # A term that barely varies under expert actions (e.g. a state variance of 0 with the exact
+        # kinematic ego) is standardised with at least a tenth of its mean, so that numerical noise
+        # is not worth many standard deviations.
         self.mean = torch.as_tensor(self.mean, dtype=torch.float32).reshape(len(TERMS))
-        self.std = torch.as_tensor(self.std, dtype=torch.float32).reshape(len(TERMS)).clamp(min=self.STD_FLOOR)
+        std = torch.as_tensor(self.std, dtype=torch.float32).reshape(len(TERMS))
+        self.std = torch.maximum(std, self.RELATIVE_FLOOR * self.mean.abs()).clamp(min=self.STD_FLOOR)
 
     @classmethod
     def from_samples(cls, samples: Tensor, hinge: float = 0.5) -> "UncertaintyStats":

@@ -1,0 +1,339 @@
+"""Model-predictive control by back-propagation through the world model, for every episode at once (SPEC §6).
+
+At a decision, every running episode gets a plan of ``horizon`` normalised actions, optimised
+against ``futures`` imagined futures (latents from the prior, independent dropout masks): the
+world model is rolled forward under the plan from the episode's real context, the simulator's
+costs score each step (:mod:`ppuu.planner.imagination`), the futures' costs are aggregated (their
+mean, or the worst), and the plan takes a few optimiser steps. The first action is executed; the
+plan is kept and executed step by step until the next decision (``replan_every``), which starts
+from it shifted by the steps taken (a warm start), or from a trained policy's proposal. A new
+episode in a slot resets its plan.
+
+Everything is one batched program: S deciding episodes x F futures x H steps per forward and
+backward pass, no loop over episodes. Actions stay inside the simulator's bounds by projection
+after every update (the bounds in normalised units).
+
+Optimisers (``optimizer``):
+
+* ``adam``: Adam on the plan, learning rate ``lr`` (0.1), ``iterations`` steps (5).
+* ``lbfgs``: torch's L-BFGS with a strong-Wolfe line search. The line search is shared by the
+  batch (one step length for all deciding episodes), so results depend on who decides together.
+* ``cem``: the cross-entropy method: ``population`` plans sampled around the current one, the
+  ``elites`` best refit its mean and spread, ``iterations`` times; no gradients.
+
+With a kinematic ego model whose traffic does not read the ego (``ego_conditioning="none"``),
+the futures do not depend on the plan: they are imagined once per decision, and every iteration
+only moves the ego through them (the kinematic model and the pose-aware costs): an MPC that runs
+on a CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor
+
+from ppuu.planner.imagination import CostModel, imagine
+from ppuu.planner.objective import CostWeights, action_terms, discounts
+from ppuu.planner.uncertainty import UncertaintyStats, variances
+from ppuu.simulator.dynamics import ActionBounds
+from ppuu.world_model.interface import physical_actions
+from ppuu.world_model.kinematics import kinematic_step
+from ppuu.world_model.models import slide
+from ppuu.world_model.train import LoadedModel
+
+OPTIMIZERS = ("adam", "lbfgs", "cem")
+AGGREGATES = ("mean", "worst")
+
+
+@dataclass
+class MPCConfig:
+    """Settings of the planner (module docstring).
+
+    Attributes:
+        horizon: H, planned steps (0.1 s each).
+        futures: F, imagined futures per plan (latents from the prior, dropout masks).
+        iterations: optimiser iterations per decision.
+        lr: Adam's learning rate (normalised action units).
+        optimizer: "adam", "lbfgs" or "cem".
+        aggregate: "mean" or "worst" over the futures.
+        replan_every: steps between decisions (1 = every step).
+        population, elites: CEM's samples per iteration and the best kept.
+        cem_std: CEM's initial spread (normalised units).
+        weights: the cost weights (uncertainty included: 0 turns it off).
+    """
+
+    horizon: int = 30
+    futures: int = 10
+    iterations: int = 5
+    lr: float = 0.1
+    optimizer: str = "adam"
+    aggregate: str = "mean"
+    replan_every: int = 1
+    population: int = 32
+    elites: int = 6
+    cem_std: float = 0.5
+    weights: CostWeights = field(default_factory=CostWeights)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, dict):
+            self.weights = CostWeights(**self.weights)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"MPCConfig.optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"MPCConfig.aggregate {self.aggregate!r}: expected one of {AGGREGATES}")
+        for name in ("horizon", "futures", "iterations", "replan_every", "population", "elites"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"MPCConfig.{name} = {getattr(self, name)}: expected >= 1")
+        if self.elites > self.population:
+            raise ValueError(f"MPCConfig: {self.elites} elites out of a population of {self.population}")
+        if self.replan_every > self.horizon:
+            raise ValueError(f"MPCConfig.replan_every {self.replan_every} > horizon {self.horizon}")
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["weights"] = self.weights.to_json()
+        return out
+
+
+@dataclass
+class Decision:
+    """What one decision saw and did (for figures and tests).
+
+    Attributes:
+        plan: (S, H, 2) the optimised plan, normalised.
+        costs: (n, S) the objective at every evaluation, the first before any update and the last of
+            the final plan (n = iterations + 1 for Adam and CEM; more for L-BFGS's line search).
+        images: (F, S, H, C, H_img, W) the futures imagined under the final plan (CPU).
+        states: (S, H, 4) the plan's predicted normalised ego states (future 0).
+        seconds: wall time of the decision.
+    """
+
+    plan: Tensor
+    costs: Tensor
+    images: Tensor
+    states: Tensor
+    seconds: float
+
+
+class Planner:
+    """Plans for a batch of contexts against a frozen world model (no simulator involved).
+
+    Args:
+        world: the loaded world model.
+        cost_model: how predictions are scored (:mod:`ppuu.planner.costs`).
+        config: the :class:`MPCConfig`.
+        uncertainty: statistics for the uncertainty cost (None: that term is 0).
+        bounds: the simulator's action bounds (physical).
+    """
+
+    def __init__(self, world: LoadedModel, cost_model: CostModel, config: MPCConfig,
+                 uncertainty: UncertaintyStats | None = None, bounds: ActionBounds = ActionBounds()):
+        self.world, self.cost_model, self.config, self.uncertainty = world, cost_model, config, uncertainty
+        for p in world.model.parameters():
+            p.requires_grad_(False)
+        norm = world.normaliser
+        low = norm.normalise_actions(bounds.low(norm.action_mean))
+        high = norm.normalise_actions(bounds.high(norm.action_mean))
+        self.low, self.high = torch.minimum(low, high), torch.maximum(low, high)
+        mc = world.model_config
+        self.plan_free_traffic = mc.ego_model == "kinematic" and mc.ego_conditioning == "none"
+
+    # ------------------------------------------------------------------ the objective
+    def _aggregate(self, per_future: Tensor) -> Tensor:
+        """(F, S) -> (S,)."""
+        return per_future.max(dim=0).values if self.config.aggregate == "worst" else per_future.mean(dim=0)
+
+    def _score(self, plan: Tensor, copy_costs: Tensor, var: Tensor) -> Tensor:
+        """Objective (S,) of plans (S, H, 2) from per-future task costs (F, S, H, 3) and variances (S, H, 3)."""
+        w = self.config.weights
+        gamma = discounts(plan.shape[1], w.discount, plan)                                    # (H,)
+        task = copy_costs @ copy_costs.new_tensor([w.proximity, w.lane, w.offroad])          # (F, S, H)
+        magnitude, jerk = action_terms(plan)
+        shared = w.action * magnitude + w.jerk * jerk                                         # (S, H)
+        if self.uncertainty is not None and w.uncertainty > 0 and copy_costs.shape[0] > 1:
+            shared = shared + w.uncertainty * self.uncertainty.cost(var)
+        per_future = ((task + shared[None]) * gamma).sum(-1)                                  # (F, S)
+        return self._aggregate(per_future)
+
+    def objective(self, plan: Tensor, images: Tensor, states: Tensor, size: Tensor, z: Tensor | None,
+                  fixed: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(objective (S,), future images (F, S, H, C, h, w) or None, states (S, H, 4)) of plans (S, H, 2)."""
+        c, F = self.config, self.config.futures
+        if fixed is not None:                                   # futures that do not depend on the plan
+            traffic, image_var = fixed                          # (F * S, H, C, h, w), (S, H)
+            ego = self._kinematic_states(states[:, -1], plan)                                    # (S, H, 4)
+            S, H = plan.shape[:2]
+            costs = self.cost_model(traffic.flatten(0, 1), ego.repeat(F, 1, 1).flatten(0, 1),
+                                    size.repeat_interleave(H, 0).repeat(F, 1)).view(F, S, H, 3)
+            total = costs @ costs.new_tensor([c.weights.proximity, c.weights.lane, c.weights.offroad])
+            var = torch.stack([image_var, torch.zeros_like(image_var),
+                               total.var(0, unbiased=False) if F > 1 else torch.zeros_like(image_var)], -1)
+            return self._score(plan, costs, var), traffic.view(F, S, *traffic.shape[1:]), ego
+        rollout = imagine(self.world.model, images, states, size, lambda i, s, t: plan[:, t], plan.shape[1],
+                          self.cost_model, c.weights, copies=F, z=z, stats=self.world.normaliser)
+        return self._score(plan, rollout.copy_costs, rollout.variances), None, rollout.states
+
+    def _kinematic_states(self, last: Tensor, plan: Tensor) -> Tensor:
+        """Normalised states (S, H, 4) of the ego driven by a plan from normalised state ``last`` (S, 4)."""
+        norm = self.world.normaliser
+        state = norm.denormalise_states(last)
+        actions = norm.denormalise_actions(plan)
+        out = []
+        for t in range(plan.shape[1]):
+            state = kinematic_step(state, actions[:, t], self.world.model_config.dt)
+            out.append(state)
+        return norm.normalise_states(torch.stack(out, 1))
+
+    def _futures(self, images: Tensor, states: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Plan-independent traffic: (F * S, H, C, h, w) futures and their per-step image variance (S, H)."""
+        model, F, H = self.world.model, self.config.futures, self.config.horizon
+        was = model.training
+        model.train(F > 1)
+        S = images.shape[0]
+        window_i = images.repeat(F, 1, 1, 1, 1)
+        window_s = states.repeat(F, 1, 1)
+        action = window_s.new_zeros(F * S, 2)
+        out = []
+        try:
+            with torch.no_grad():
+                for t in range(H):
+                    step = model.step(window_i, window_s, action, "given" if z is not None else "prior",
+                                      None if z is None else z[:, t], stats=self.world.normaliser)
+                    out.append(step.image)
+                    window_i, window_s = slide(window_i, step.image), slide(window_s, step.state)
+        finally:
+            model.train(was)
+        traffic = torch.stack(out, 1)                                                # (F * S, H, C, h, w)
+        image_var = traffic.view(F, S, H, -1).var(0, unbiased=False).mean(-1) if F > 1 else traffic.new_zeros(S, H)
+        return traffic, image_var
+
+    # ------------------------------------------------------------------ one decision
+    def plan(self, images: Tensor, states: Tensor, size: Tensor, init: Tensor) -> Decision:
+        """Optimise plans for S contexts.
+
+        Args:
+            images: (S, T, C, h, w) model-ready context; states (S, T, 4) normalised; size (S, 2) m.
+            init: (S, H, 2) the starting plans (normalised).
+        """
+        started = time.perf_counter()
+        c = self.config
+        S = images.shape[0]
+        mc = self.world.model_config
+        z = torch.randn(c.futures * S, c.horizon, mc.latent_dim, device=images.device) if mc.stochastic else None
+        fixed = self._futures(images, states, z) if self.plan_free_traffic else None
+        plan = init.detach().clamp(self.low.to(init), self.high.to(init)).clone()
+        history = []
+
+        def evaluate(p: Tensor):
+            return self.objective(p, images, states, size, z, fixed)
+
+        if c.optimizer == "cem":
+            plan, history = self._cem(plan, evaluate)
+        else:
+            plan.requires_grad_(True)
+            optimiser = (torch.optim.Adam([plan], lr=c.lr) if c.optimizer == "adam" else
+                         torch.optim.LBFGS([plan], lr=1.0, max_iter=1, line_search_fn="strong_wolfe"))
+            for _ in range(c.iterations):
+                def closure():
+                    optimiser.zero_grad()
+                    cost = evaluate(plan)[0]
+                    history.append(cost.detach())
+                    cost.sum().backward()
+                    return cost.sum()
+                optimiser.step(closure)
+                with torch.no_grad():
+                    plan.clamp_(self.low.to(plan), self.high.to(plan))
+            plan = plan.detach()
+        with torch.no_grad():
+            final, futures, ego = evaluate(plan)
+        history.append(final)
+        if futures is None:
+            futures = torch.zeros(0)
+        return Decision(plan, torch.stack(history), futures.detach().cpu(), ego.detach(), time.perf_counter() - started)
+
+    def _cem(self, mean: Tensor, evaluate) -> tuple[Tensor, list[Tensor]]:
+        c = self.config
+        S, H, A = mean.shape
+        std = torch.full_like(mean, c.cem_std)
+        history = []
+        with torch.no_grad():
+            history.append(evaluate(mean)[0])
+            for _ in range(c.iterations):
+                samples = mean[:, None] + std[:, None] * torch.randn(S, c.population, H, A, device=mean.device)
+                samples[:, 0] = mean                                            # keep the incumbent
+                samples = samples.clamp(self.low.to(mean), self.high.to(mean))
+                flat = samples.reshape(S * c.population, H, A)
+                cost = self._population_cost(flat, evaluate, S).view(c.population, S).T        # (S, P)
+                elite = cost.topk(c.elites, dim=1, largest=False).indices
+                chosen = samples.gather(1, elite[..., None, None].expand(-1, -1, H, A))
+                mean, std = chosen.mean(1), chosen.std(1, unbiased=False).clamp(min=1e-3)
+                history.append(cost.gather(1, elite[:, :1])[:, 0])
+        return mean, history
+
+    def _population_cost(self, flat: Tensor, evaluate, S: int) -> Tensor:
+        """Costs (P * S,) of population-major plans (P * S, H, A), each against its own episode's context."""
+        P = flat.shape[0] // S
+        plans = flat.view(S, P, *flat.shape[1:]).transpose(0, 1).reshape(P * S, *flat.shape[1:])
+        costs = []
+        for p in range(P):                     # a chunk per member keeps memory at one plan per episode
+            costs.append(evaluate(plans[p * S:(p + 1) * S])[0])
+        return torch.stack(costs, 0).reshape(-1)
+
+
+class MPCController:
+    """The planner at the wheel of the simulator: a closed-loop controller (``ppuu.simulator.evaluate``).
+
+    Args:
+        planner: the :class:`Planner`.
+        context: a callable ``(slots, observation, sim) -> (images, states)`` giving model-ready
+            contexts of the deciding slots (:func:`ppuu.planner.controller.context_source`).
+        proposal: optional ``(images, states) -> plan (S, H, 2)``, a trained policy's proposal used as the
+            starting plan of every decision (instead of the shifted previous plan).
+    """
+
+    needs_grad = True
+
+    def __init__(self, planner: Planner, context, proposal=None):
+        self.planner, self.context, self.proposal = planner, context, proposal
+        self.plans: Tensor | None = None
+        self.offset: Tensor | None = None
+        self.decisions: list[float] = []          # seconds per decision call
+        self.deciding: list[int] = []             # episodes per decision call
+        self.last: Decision | None = None
+
+    def on_episode_start(self, slots: Tensor, sim) -> None:
+        c = self.planner.config
+        if self.plans is None or self.plans.shape[0] != sim.batch_size:
+            self.plans = torch.zeros(sim.batch_size, c.horizon, 2, device=sim.device)
+            self.offset = torch.full((sim.batch_size,), c.replan_every, dtype=torch.int64, device=sim.device)
+        self.plans[slots] = 0.0
+        self.offset[slots] = c.replan_every                     # decide at the next call
+
+    def __call__(self, observation, sim) -> Tensor:
+        c = self.planner.config
+        if self.plans is None or self.plans.shape[0] != sim.batch_size:
+            self.on_episode_start(torch.arange(sim.batch_size, device=sim.device), sim)
+        running = ~sim.done
+        deciding = running & (self.offset >= c.replan_every)
+        if bool(deciding.any()):
+            slots = deciding.nonzero().squeeze(1)
+            images, states = self.context(slots, observation, sim)
+            shift = self.offset[slots]
+            index = (torch.arange(c.horizon, device=sim.device)[None] + shift[:, None]).clamp(max=c.horizon - 1)
+            warm = self.plans[slots].gather(1, index[..., None].expand(-1, -1, 2))         # shifted plans
+            if self.proposal is not None:
+                with torch.no_grad():
+                    warm = self.proposal(images, states)
+            decision = self.planner.plan(images, states, sim.size[slots].to(images), warm.to(images))
+            self.plans[slots] = decision.plan.to(self.plans)
+            self.offset[slots] = 0
+            self.decisions.append(decision.seconds)
+            self.deciding.append(len(slots))
+            self.last = decision
+        step = self.offset.clamp(max=c.horizon - 1)
+        action = self.plans.gather(1, step[:, None, None].expand(-1, 1, 2))[:, 0]
+        self.offset += running.long()
+        return physical_actions(action, self.planner.world.normaliser).to(sim.device, sim.dtype)

@@ -1,0 +1,108 @@
+"""MPC by back-propagation: the plan improves, stays in bounds, warm-starts, batches, drives the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.planner.conftest import CONTEXT, cost_model, tiny_world
+from ppuu.planner.mpc import MPCConfig, MPCController, Planner
+from ppuu.simulator.dynamics import ActionBounds
+
+
+def _close_calls(world, data, count=6, horizon=10):
+    """Contexts whose recorded future is close to other vehicles (a proximity cost to lower)."""
+    from ppuu.world_model.dataset import WindowDataset
+
+    long = WindowDataset(data.source, np.unique(data.vehicle_ids), CONTEXT, horizon, world.normaliser)
+    idx = long.fixed_indices(400, seed=3)
+    raw = long.raw(idx)
+    busy = raw.costs[:, CONTEXT:, 0].max(1).values > 0.2
+    chosen = idx[busy.numpy()][:count]
+    assert len(chosen) >= 2, "the small scene should have close calls"
+    return long.batch(chosen)
+
+
+@pytest.fixture(scope="module")
+def kinematic(fixed_recording, train_ids):
+    return tiny_world(fixed_recording, train_ids, "kinematic", "state")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "cem"])
+def test_plan_cost_decreases_and_stays_in_bounds(kinematic, fixed_recording, optimizer):
+    world, data = kinematic
+    batch = _close_calls(world, data)
+    planner = Planner(world, cost_model(world, fixed_recording),
+                      MPCConfig(horizon=10, futures=2, iterations=5, optimizer=optimizer, population=12, elites=3))
+    torch.manual_seed(0)
+    fast = world.normaliser.normalise_actions(torch.tensor([4.0, 0.0])).expand(len(batch), 10, 2)   # full throttle
+    decision = planner.plan(batch.context_images, batch.context_states, batch.size, fast.clone())
+    assert float(decision.costs[-1].sum()) < float(decision.costs[0].sum())
+    physical = world.normaliser.denormalise_actions(decision.plan)
+    bounds = ActionBounds()
+    assert bool((physical[..., 0] >= bounds.acceleration_min - 1e-4).all())
+    assert bool((physical[..., 0] <= bounds.acceleration_max + 1e-4).all())
+    assert bool((physical[..., 1].abs() <= bounds.curvature_max + 1e-6).all())
+
+
+def test_plan_free_traffic_is_imagined_once_and_gives_the_same_objective(fixed_recording, train_ids):
+    world, data = tiny_world(fixed_recording, train_ids, "kinematic", "none", dropout=0.0)
+    batch = _close_calls(world, data, horizon=5)
+    planner = Planner(world, cost_model(world, fixed_recording), MPCConfig(horizon=5, futures=1, iterations=2))
+    assert planner.plan_free_traffic
+    plan = torch.zeros(len(batch), 5, 2)
+    z = torch.randn(len(batch), 5, world.model_config.latent_dim)
+    fast, _, fast_states = planner.objective(plan, batch.context_images, batch.context_states, batch.size, z,
+                                             planner._futures(batch.context_images, batch.context_states, z))
+    slow, _, slow_states = planner.objective(plan, batch.context_images, batch.context_states, batch.size, z)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast_states, slow_states, atol=1e-5, rtol=1e-4)
+
+
+def test_batched_plans_equal_separate_plans(fixed_recording, train_ids):
+    world, data = tiny_world(fixed_recording, train_ids, "kinematic", "state", latent_dim=0, dropout=0.0)
+    batch = _close_calls(world, data, count=4, horizon=6)
+    planner = Planner(world, cost_model(world, fixed_recording), MPCConfig(horizon=6, futures=1, iterations=3))
+    init = torch.zeros(len(batch), 6, 2)
+    together = planner.plan(batch.context_images, batch.context_states, batch.size, init).plan
+    for b in range(len(batch)):
+        alone = planner.plan(batch.context_images[b:b + 1], batch.context_states[b:b + 1], batch.size[b:b + 1],
+                             init[b:b + 1]).plan
+        torch.testing.assert_close(alone[0], together[b], atol=1e-5, rtol=1e-4)
+
+
+def test_controller_warm_starts_shift_and_reset_in_the_closed_loop(small_scene, fixed_recording, train_ids):
+    from ppuu.planner.controller import context_source
+    from ppuu.simulator.evaluate import run_episodes
+    from ppuu.simulator.sim import BatchedSimulator, SimConfig
+
+    world, _ = tiny_world(fixed_recording, train_ids, "kinematic", "none")
+    planner = Planner(world, cost_model(world, fixed_recording),
+                      MPCConfig(horizon=6, futures=2, iterations=2, replan_every=3))
+    settings = fixed_recording.settings()
+    controller = MPCController(planner, context_source(settings, world.normaliser, 3, CONTEXT))
+    grads = []
+    original = planner.plan
+
+    def spy(images, states, size, init):
+        grads.append(torch.is_grad_enabled())
+        spy.inits.append(init.clone())
+        out = original(images, states, size, init)
+        spy.plans.append(out.plan.clone())
+        return out
+
+    spy.inits, spy.plans = [], []
+    planner.plan = spy
+    sim = BatchedSimulator(small_scene, SimConfig(history=CONTEXT, context_steps=CONTEXT, keep_traffic=True),
+                           device="cpu")
+    ids = sim.episode_vehicles(None)[:3]
+    table = run_episodes(sim, ids, controller, progress=False, max_steps=7)
+    assert len(table) == 3 and all(grads)                                  # gradients on inside the loop
+    assert len(spy.plans) == 3                                             # steps 0, 3, 6
+    assert float(spy.inits[0].abs().sum()) == 0                            # a new episode starts from zero
+    # the next decision starts from the previous plan shifted by the 3 steps taken (last action repeated)
+    expected = torch.cat([spy.plans[0][:, 3:], spy.plans[0][:, -1:].expand(-1, 3, -1)], 1)
+    torch.testing.assert_close(spy.inits[1], expected)
+    controller.on_episode_start(torch.tensor([1]), sim)
+    assert float(controller.plans[1].abs().sum()) == 0 and int(controller.offset[1]) == 3
