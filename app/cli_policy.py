@@ -13,6 +13,8 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ppuu.app.cli_data import add_workdir, resolve_scene
 
 
@@ -176,11 +178,77 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--controllers", nargs="*", default=["human", "no_action"], choices=["human", "no_action"],
                    help="reference controllers to run beside the policies (default: %(default)s)")
     p.add_argument("--sample", action="store_true", help="Gaussian policies sample instead of taking their mean")
+    mpc = p.add_argument_group("model-predictive control", "Drive with MPC by back-propagation through a world model "
+                               "(SPEC §6): a plan of actions optimised against sampled futures at every decision.")
+    mpc.add_argument("--mpc", metavar="WORLD_MODEL", help="add MPC rows planning with this world-model checkpoint")
+    mpc.add_argument("--mpc-policy", metavar="RUN", help="also run MPC warm-started by this policy's proposal")
+    mpc.add_argument("--mpc-optimizer", nargs="+", default=["adam"], choices=["adam", "lbfgs", "cem"],
+                     help="optimisers to compare, a row each (default: %(default)s)")
+    mpc.add_argument("--mpc-horizon", type=int, default=30, help="planned steps (default: %(default)s)")
+    mpc.add_argument("--mpc-futures", type=int, default=10, help="sampled futures (default: %(default)s)")
+    mpc.add_argument("--mpc-iterations", type=int, default=5, help="optimiser iterations per decision "
+                                                                  "(default: %(default)s)")
+    mpc.add_argument("--mpc-lr", type=float, default=0.1, help="Adam's learning rate (default: %(default)s)")
+    mpc.add_argument("--mpc-aggregate", default="mean", choices=["mean", "worst"],
+                     help="cost over the futures: their mean or the worst (default: %(default)s)")
+    mpc.add_argument("--mpc-replan-every", type=int, default=1, help="steps between decisions (default: %(default)s)")
+    mpc.add_argument("--mpc-uncertainty-weight", type=float, default=0.05,
+                     help="weight of the uncertainty cost (default: %(default)s; 0 = off)")
     p.add_argument("--reanchor-every", type=int, default=None,
                    help="fixed-frame policies: steps between re-rendering their window around the current pose "
                         "(default: their training horizon)")
     add_closed_loop_arguments(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+def mpc_entries(args, scene, base, device) -> list:
+    """(name, MPCController, SimConfig) rows of the ``--mpc`` flags: one per optimiser, plus the policy-warm-started
+    one with ``--mpc-policy``."""
+    import dataclasses
+
+    from ppuu.planner.controller import context_source
+    from ppuu.planner.imagination import imagine
+    from ppuu.planner.mpc import MPCConfig, MPCController, Planner
+    from ppuu.planner.objective import CostWeights
+    from ppuu.planner.train import load_policy
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import WindowDataset
+    from ppuu.world_model.train import load_model
+
+    world = load_model(resolve_run_file(args.workdir, args.mpc), device)
+    mc = world.model_config
+    source = RecordedObservations.from_settings(scene, world.observation, device=device)
+    cost_model = cost_model_for(world, source.raster, source.cost_config)
+    fixed = world.observation.get("frame", {}).get("kind") == "fixed"
+    config = dataclasses.replace(base, history=max(base.history, mc.context),
+                                 context_steps=max(base.context_steps, mc.context), keep_traffic=fixed)
+    if not fixed:
+        config = dataclasses.replace(config, raster=source.raster)
+    context = context_source(world.observation, world.normaliser, mc.image_channels, mc.context)
+    data = WindowDataset(source, scene.split_vehicle_ids("train"), mc.context, args.mpc_horizon, world.normaliser,
+                         mc.image_channels)
+    rows = []
+    proposal = None
+    if args.mpc_policy:
+        loaded = load_policy(resolve_run_file(args.workdir, args.mpc_policy), device)
+
+        def proposal(images, states, size):
+            rollout = imagine(world.model, images, states, size,
+                              lambda i, s, t: loaded.policy(i, s, sample=False), args.mpc_horizon,
+                              cost_model, CostWeights(), stats=world.normaliser)
+            return rollout.actions
+    for optimizer in args.mpc_optimizer:
+        mpc_config = MPCConfig(horizon=args.mpc_horizon, futures=args.mpc_futures, iterations=args.mpc_iterations,
+                               lr=args.mpc_lr, optimizer=optimizer, aggregate=args.mpc_aggregate,
+                               replan_every=args.mpc_replan_every,
+                               weights=CostWeights(uncertainty=args.mpc_uncertainty_weight))
+        planner = Planner(world, cost_model, mpc_config)
+        if args.mpc_uncertainty_weight > 0 and args.mpc_futures > 1:
+            planner.fit_uncertainty(data, seed=0)
+        rows.append((f"mpc-{optimizer}", MPCController(planner, context), config))
+        if proposal is not None and optimizer == args.mpc_optimizer[0]:
+            rows.append((f"mpc-{optimizer} + policy", MPCController(planner, context, proposal), config))
+    return rows
 
 
 def cmd_evaluate(args) -> int:
@@ -193,8 +261,8 @@ def cmd_evaluate(args) -> int:
     from ppuu.simulator.evaluate import CONTROLLERS
     from ppuu.world_model.runs import resolve_device
 
-    if not args.policy and not args.controllers:
-        raise ValueError("nothing to evaluate: give --policy RUN... and/or --controllers")
+    if not args.policy and not args.controllers and not args.mpc:
+        raise ValueError("nothing to evaluate: give --policy RUN..., --mpc WORLD_MODEL and/or --controllers")
     scene, course, base = closed_loop_setup(args)
     device = resolve_device(args.device)
     entries = [(name, CONTROLLERS[name], base) for name in args.controllers]
@@ -206,7 +274,15 @@ def cmd_evaluate(args) -> int:
         controller = make_controller(loaded, sample=args.sample, reanchor_every=args.reanchor_every)
         entries.append((name, controller, sim_config_for(loaded, dataclasses.replace(base))))
         runs[name] = path.parent
+    planners = mpc_entries(args, scene, base, device) if args.mpc else []
+    entries += [(name, controller, config) for name, controller, config in planners]
     results = run_and_report(args, scene, course, base, entries, "Policies", "policies")
+    for name, controller, _ in planners:
+        if controller.decisions:
+            per = [s / n for s, n in zip(controller.decisions, controller.deciding)]
+            print(f"{name}: {len(controller.decisions)} decisions, {1e3 * np.mean(controller.decisions):.0f} ms per "
+                  f"batched decision ({np.mean(controller.deciding):.0f} episodes), {1e3 * np.mean(per):.1f} ms per "
+                  "episode-decision")
     out = Path(args.workdir) / "reports" / scene.meta.name
     tag = f"{args.split}-{args.traffic}"
     figures = [outcome_bars(results, out / f"policies-{tag}-outcomes.png", f"outcomes ({course.name})"),

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ppuu.planner.imagination import CostModel, imagine
 from ppuu.planner.objective import CostWeights, action_terms, discounts
+from ppuu.planner.policy import normalised_bounds
 from ppuu.planner.uncertainty import UncertaintyStats, variances
 from ppuu.simulator.dynamics import ActionBounds
 from ppuu.world_model.interface import physical_actions
@@ -134,12 +135,35 @@ class Planner:
         self.world, self.cost_model, self.config, self.uncertainty = world, cost_model, config, uncertainty
         for p in world.model.parameters():
             p.requires_grad_(False)
-        norm = world.normaliser
-        low = norm.normalise_actions(bounds.low(norm.action_mean))
-        high = norm.normalise_actions(bounds.high(norm.action_mean))
-        self.low, self.high = torch.minimum(low, high), torch.maximum(low, high)
+        box = normalised_bounds(world.normaliser, bounds)
+        self.low, self.high = torch.tensor(box["action_low"]), torch.tensor(box["action_high"])
         mc = world.model_config
         self.plan_free_traffic = mc.ego_model == "kinematic" and mc.ego_conditioning == "none"
+
+    def fit_uncertainty(self, data, batches: int = 8, batch_size: int = 8, seed: int = 0) -> UncertaintyStats:
+        """Statistics of the futures' disagreement under the recorded actions (the planner's own
+        configuration: F futures with their own latents), on training windows of ``data`` (a
+        :class:`~ppuu.world_model.dataset.WindowDataset` of at least ``horizon`` predicted steps). Sets and
+        returns :attr:`uncertainty`."""
+        from ppuu.world_model.dataset import sample_indices
+
+        c, mc = self.config, self.world.model_config
+        if c.futures < 2:
+            raise ValueError("the uncertainty of one future is undefined: futures >= 2")
+        samples = []
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(seed)
+            for i in range(batches):
+                batch = data.batch(sample_indices(len(data), seed + 104729, i, batch_size))
+                S = len(batch)
+                z = torch.randn(c.futures * S, c.horizon, mc.latent_dim) if mc.stochastic else None
+                fixed = self._futures(batch.context_images, batch.context_states, z) if self.plan_free_traffic \
+                    else None
+                _, var, _, _ = self.predict(batch.actions[:, :c.horizon], batch.context_images, batch.context_states,
+                                            batch.size, z, fixed)
+                samples.append(var.reshape(-1, 3))
+        self.uncertainty = UncertaintyStats.from_samples(torch.cat(samples))
+        return self.uncertainty
 
     # ------------------------------------------------------------------ the objective
     def _aggregate(self, per_future: Tensor) -> Tensor:
@@ -158,23 +182,30 @@ class Planner:
         per_future = ((task + shared[None]) * gamma).sum(-1)                                  # (F, S)
         return self._aggregate(per_future)
 
-    def objective(self, plan: Tensor, images: Tensor, states: Tensor, size: Tensor, z: Tensor | None,
-                  fixed: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """(objective (S,), future images (F, S, H, C, h, w) or None, states (S, H, 4)) of plans (S, H, 2)."""
+    def predict(self, plan: Tensor, images: Tensor, states: Tensor, size: Tensor, z: Tensor | None,
+                fixed: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """The futures of plans (S, H, 2): per-future task costs (F, S, H, 3), variances (S, H, 3), the future
+        images (F, S, H, C, h, w) when they do not depend on the plan (else None), ego states (S, H, 4)."""
         c, F = self.config, self.config.futures
-        if fixed is not None:                                   # futures that do not depend on the plan
-            traffic, image_var = fixed                          # (F * S, H, C, h, w), (S, H)
-            ego = self._kinematic_states(states[:, -1], plan)                                    # (S, H, 4)
-            S, H = plan.shape[:2]
-            costs = self.cost_model(traffic.flatten(0, 1), ego.repeat(F, 1, 1).flatten(0, 1),
-                                    size.repeat_interleave(H, 0).repeat(F, 1)).view(F, S, H, 3)
-            total = costs @ costs.new_tensor([c.weights.proximity, c.weights.lane, c.weights.offroad])
-            var = torch.stack([image_var, torch.zeros_like(image_var),
-                               total.var(0, unbiased=False) if F > 1 else torch.zeros_like(image_var)], -1)
-            return self._score(plan, costs, var), traffic.view(F, S, *traffic.shape[1:]), ego
-        rollout = imagine(self.world.model, images, states, size, lambda i, s, t: plan[:, t], plan.shape[1],
-                          self.cost_model, c.weights, copies=F, z=z, stats=self.world.normaliser)
-        return self._score(plan, rollout.copy_costs, rollout.variances), None, rollout.states
+        if fixed is None:
+            rollout = imagine(self.world.model, images, states, size, lambda i, s, t: plan[:, t], plan.shape[1],
+                              self.cost_model, c.weights, copies=F, z=z, stats=self.world.normaliser)
+            return rollout.copy_costs, rollout.variances, None, rollout.states
+        traffic, image_var = fixed                              # (F * S, H, C, h, w), (S, H)
+        ego = self._kinematic_states(states[:, -1], plan)      # (S, H, 4)
+        S, H = plan.shape[:2]
+        costs = self.cost_model(traffic.flatten(0, 1), ego.repeat(F, 1, 1).flatten(0, 1),
+                                size.repeat_interleave(H, 0).repeat(F, 1)).view(F, S, H, 3)
+        total = costs @ costs.new_tensor([c.weights.proximity, c.weights.lane, c.weights.offroad])
+        var = torch.stack([image_var, torch.zeros_like(image_var),
+                           total.var(0, unbiased=False) if F > 1 else torch.zeros_like(image_var)], -1)
+        return costs, var, traffic.view(F, S, *traffic.shape[1:]), ego
+
+    def objective(self, plan: Tensor, images: Tensor, states: Tensor, size: Tensor, z: Tensor | None,
+                  fixed: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(objective (S,), future images or None, ego states (S, H, 4)) of plans (S, H, 2) (:meth:`predict`)."""
+        costs, var, futures, ego = self.predict(plan, images, states, size, z, fixed)
+        return self._score(plan, costs, var), futures, ego
 
     def _kinematic_states(self, last: Tensor, plan: Tensor) -> Tensor:
         """Normalised states (S, H, 4) of the ego driven by a plan from normalised state ``last`` (S, 4)."""
@@ -290,7 +321,7 @@ class MPCController:
         planner: the :class:`Planner`.
         context: a callable ``(slots, observation, sim) -> (images, states)`` giving model-ready
             contexts of the deciding slots (:func:`ppuu.planner.controller.context_source`).
-        proposal: optional ``(images, states) -> plan (S, H, 2)``, a trained policy's proposal used as the
+        proposal: optional ``(images, states, size) -> plan (S, H, 2)``, a trained policy's proposal used as the
             starting plan of every decision (instead of the shifted previous plan).
     """
 
@@ -326,7 +357,7 @@ class MPCController:
             warm = self.plans[slots].gather(1, index[..., None].expand(-1, -1, 2))         # shifted plans
             if self.proposal is not None:
                 with torch.no_grad():
-                    warm = self.proposal(images, states)
+                    warm = self.proposal(images, states, sim.size[slots].to(images))
             decision = self.planner.plan(images, states, sim.size[slots].to(images), warm.to(images))
             self.plans[slots] = decision.plan.to(self.plans)
             self.offset[slots] = 0

@@ -11,6 +11,11 @@ statistics, so that 0 is the training data's mean action).
   the action is ``mean + std * noise`` (reparameterised, so costs back-propagate through the
   sample); :meth:`DrivingPolicy.forward` with ``sample=False`` returns the mean.
 
+Actions are squashed smoothly into the simulator's bounds (``action_low`` / ``action_high``,
+normalised): ``mid + half * tanh((a - mid) / half)``, the identity near the box's middle. Without
+it a policy trained through the model learns actions the simulator would clip (braking at -20
+m/s^2 in imagination), an easy way to exploit the model.
+
 Shapes: images (B, K, C, H, W) in [0, 1], states (B, K, 4) normalised -> actions (B, 2)
 normalised.
 """
@@ -24,6 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from ppuu.world_model.layers import MLP, ImageStateEncoder, activation, map_numel
+
+from ppuu.simulator.dynamics import ActionBounds
 
 LOG_STD_BOUNDS = (-5.0, 1.0)
 """Bounds of the Gaussian policy's log standard deviation (normalised action units)."""
@@ -42,6 +49,7 @@ class PolicyConfig:
         dropout: dropout in the encoder and MLP (0 by default: the policy is not where the
             uncertainty is measured).
         gaussian: a Gaussian policy (mean and log standard deviation) instead of a deterministic one.
+        action_low, action_high: (A,) the simulator's action bounds in normalised units (None: unbounded).
     """
 
     context: int = 20
@@ -54,9 +62,20 @@ class PolicyConfig:
     hidden_mlp: int = 256
     dropout: float = 0.0
     gaussian: bool = False
+    action_low: tuple | None = None
+    action_high: tuple | None = None
 
     def __post_init__(self) -> None:
         self.hidden_channels = tuple(int(c) for c in self.hidden_channels)
+        if (self.action_low is None) != (self.action_high is None):
+            raise ValueError("PolicyConfig: give both action_low and action_high, or neither")
+        if self.action_low is not None:
+            self.action_low = tuple(float(v) for v in self.action_low)
+            self.action_high = tuple(float(v) for v in self.action_high)
+            if len(self.action_low) != self.action_dim or len(self.action_high) != self.action_dim or \
+                    any(lo >= hi for lo, hi in zip(self.action_low, self.action_high)):
+                raise ValueError(f"PolicyConfig: action bounds {self.action_low} .. {self.action_high}: expected "
+                                 f"{self.action_dim} increasing pairs")
         for name in ("context", "image_channels", "image_height", "image_width", "state_dim", "action_dim",
                      "hidden_mlp"):
             if int(getattr(self, name)) < 1:
@@ -69,6 +88,8 @@ class PolicyConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["hidden_channels"] = list(self.hidden_channels)
+        for key in ("action_low", "action_high"):
+            d[key] = None if d[key] is None else list(d[key])
         return d
 
     @classmethod
@@ -118,6 +139,23 @@ class DrivingPolicy(nn.Module):
         A Gaussian policy samples (reparameterised) unless ``sample`` is False.
         """
         mean, log_std = self.distribution(images, states)
-        if log_std is None or not sample:
-            return mean
-        return mean + log_std.exp() * torch.randn_like(mean)
+        action = mean if log_std is None or not sample else mean + log_std.exp() * torch.randn_like(mean)
+        return self.squash(action)
+
+    def squash(self, action: Tensor) -> Tensor:
+        """Smoothly into the action bounds (module docstring); unchanged without bounds."""
+        c = self.config
+        if c.action_low is None:
+            return action
+        low, high = action.new_tensor(c.action_low), action.new_tensor(c.action_high)
+        mid, half = (low + high) / 2, (high - low) / 2
+        return mid + half * torch.tanh((action - mid) / half)
+
+
+def normalised_bounds(normaliser, bounds: ActionBounds = ActionBounds()) -> dict[str, tuple]:
+    """The simulator's action bounds in a model's normalised units: ``{"action_low": (A,), "action_high": (A,)}``."""
+    norm = normaliser.to("cpu")
+    low = norm.normalise_actions(bounds.low(norm.action_mean.float()))
+    high = norm.normalise_actions(bounds.high(norm.action_mean.float()))
+    return {"action_low": tuple(torch.minimum(low, high).tolist()),
+            "action_high": tuple(torch.maximum(low, high).tolist())}

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from ppuu.planner.imagination import CostModel, imagine
 from ppuu.planner.objective import TERMS, CostWeights, trajectory_cost
-from ppuu.planner.policy import DrivingPolicy, PolicyConfig
+from ppuu.planner.policy import DrivingPolicy, PolicyConfig, normalised_bounds
 from ppuu.planner.uncertainty import UncertaintyStats
 from ppuu.world_model.dataset import Batch, Prefetcher, WindowDataset, sample_indices, step_seed
 from ppuu.world_model.runs import (Distributed, MetricsLog, atomic_save, autocast, capture_rng_state,
@@ -268,6 +268,8 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
         raise ValueError("vg imagines with a deterministic world model; use svg for a stochastic one")
     if config.method == "svg" and not world.stochastic:
         raise ValueError("svg imagines with a stochastic world model; use vg for a deterministic one")
+    if config.policy.action_low is None:          # the simulator's bounds, in the model's normalised units
+        config.policy = dataclasses.replace(config.policy, **normalised_bounds(world.normaliser))
     world.model.to(device)
     for p in world.model.parameters():
         p.requires_grad_(False)

@@ -9,7 +9,7 @@ import torch
 from tests.planner.conftest import CONTEXT, HORIZON, cost_model, replace, tiny_world
 from ppuu.planner.imagination import imagine
 from ppuu.planner.objective import CostWeights, trajectory_cost
-from ppuu.planner.policy import DrivingPolicy, PolicyConfig
+from ppuu.planner.policy import DrivingPolicy, PolicyConfig, normalised_bounds
 from ppuu.planner.train import PolicyTrainConfig, fit_uncertainty_stats, load_policy, policy_loss, train_policy
 from ppuu.world_model.dataset import sample_indices
 
@@ -126,3 +126,18 @@ def test_configuration_is_checked(setup):
         det, _ = tiny_world(data.source, np.unique(data.vehicle_ids)[:30], world.model_config.ego_model,
                             latent_dim=0)
         train_policy(_config(det, "svg"), det, costs, data, None, "/nonexistent", progress=False)
+
+
+def test_policy_actions_stay_inside_the_simulator_bounds():
+    from ppuu.world_model.normalisation import Normaliser
+
+    norm = Normaliser(torch.zeros(4), torch.ones(4), torch.tensor([0.1, 0.0]), torch.tensor([1.2, 0.004]))
+    config = PolicyConfig(context=2, image_height=20, image_width=8, hidden_channels=(4,), hidden_mlp=8,
+                          **normalised_bounds(norm))
+    policy = DrivingPolicy(config)
+    raw = torch.tensor([[-50.0, 0.0], [50.0, 0.0], [0.0, 0.0]])
+    physical = norm.denormalise_actions(policy.squash(raw))
+    assert -8.0 <= float(physical[0, 0]) < -7.9 and 3.9 < float(physical[1, 0]) <= 4.0
+    assert abs(float(physical[2, 0]) - 0.1) < 0.2                       # near the middle, nearly the identity
+    with pytest.raises(ValueError, match="action bounds"):
+        PolicyConfig(action_low=(1.0, 0.0), action_high=(0.0, 1.0))
