@@ -178,6 +178,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--controllers", nargs="*", default=["human", "no_action"], choices=["human", "no_action"],
                    help="reference controllers to run beside the policies (default: %(default)s)")
     p.add_argument("--sample", action="store_true", help="Gaussian policies sample instead of taking their mean")
+    p.add_argument("--gifs", action=argparse.BooleanOptionalAction, default=True,
+                   help="write GIFs of each policy's best and worst episode (default: on)")
     mpc = p.add_argument_group("model-predictive control", "Drive with MPC by back-propagation through a world model "
                                "(SPEC §6): a plan of actions optimised against sampled futures at every decision.")
     mpc.add_argument("--mpc", metavar="WORLD_MODEL", help="add MPC rows planning with this world-model checkpoint")
@@ -291,4 +293,21 @@ def cmd_evaluate(args) -> int:
     for figure in figures:
         if figure is not None:
             print(f"wrote {figure}")
+    if args.gifs:
+        from ppuu.app.episode_video import record_episode
+
+        by_name = {name: (controller, config) for name, controller, config in entries}
+        for name in runs:
+            table = results[name]
+            table = table[table["seed"] == table["seed"].min()]
+            arrived = table[table["outcome_name"] == "arrived"]
+            best = (arrived.sort_values("proximity_cost").iloc[0] if len(arrived)
+                    else table.sort_values("distance").iloc[-1])
+            for label, row in (("best", best), ("worst", table.sort_values("distance").iloc[0])):
+                controller, config = by_name[name]
+                gif = out / f"policies-{tag}-{runs[name].name}-{label}.gif"
+                record_episode(scene, config, controller, int(row["vehicle_id"]), gif, device=str(device),
+                               title=f"{name} {label}")
+                print(f"wrote {gif} (vehicle {int(row['vehicle_id'])}, {row['outcome_name']}, "
+                      f"{row['distance']:.0f} m)")
     return 0
