@@ -119,6 +119,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--report", default="world-model", help="file-name stem of the report (default: %(default)s)")
     add_workdir(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -259,7 +260,7 @@ def cmd_evaluate(args) -> int:
     data = WindowDataset(source, ids, main.model_config.context, config.horizon)
     out = Path(args.workdir) / "reports" / scene.meta.name
     report = evaluate(models, data, out, config, title=f"{scene.meta.name} ({args.split})",
-                      progress=True, truth=source.render_states)
+                      progress=True, truth=source.render_states, stem=args.report)
     print(report.markdown.split("\nEvaluation settings")[0])
     for path in report.files.values():
         print(f"wrote {path}")

@@ -152,7 +152,7 @@ source would have shown along other ego states from frame ``first`` of the windo
 
 def evaluate(models: dict[str, LoadedModel], data: WindowDataset, out_dir: str | Path,
              config: EvalConfig | None = None, title: str = "", progress: bool = False,
-             truth: Truth | None = None) -> Report:
+             truth: Truth | None = None, stem: str = REPORT_STEM) -> Report:
     """Score ``models`` on ``data`` and write the report.
 
     Args:
@@ -163,6 +163,7 @@ def evaluate(models: dict[str, LoadedModel], data: WindowDataset, out_dir: str |
         config: :class:`EvalConfig`.
         title: heading of the Markdown report (e.g. the scene name).
         progress: show a progress bar.
+        stem: file-name stem of the report files (``STEM.md``, ``STEM.json``, ``STEM-error.png``, ...).
         truth: renders the true future under other actions, for the action-effect table (without it
             only the true ego displacement, from the kinematic model, is reported).
 
@@ -222,9 +223,8 @@ def evaluate(models: dict[str, LoadedModel], data: WindowDataset, out_dir: str |
     spread, effect = _spread_and_action_effect(models, data, config, truth)
     report = Report(errors=errors, spread=spread, action_effect=effect, config=config.to_json())
     report.markdown = _markdown(report, title, n, len(data))
-    files = {"markdown": out / f"{REPORT_STEM}.md", "json": out / f"{REPORT_STEM}.json",
-             "plot": out / f"{REPORT_STEM}-error.png", "figure": out / f"{REPORT_STEM}-futures.png",
-             "gif": out / f"{REPORT_STEM}-futures.gif"}
+    files = {"markdown": out / f"{stem}.md", "json": out / f"{stem}.json", "plot": out / f"{stem}-error.png",
+             "figure": out / f"{stem}-futures.png", "gif": out / f"{stem}-futures.gif"}
     report.files = {k: str(v) for k, v in files.items()}
     _plot_errors(report, files["plot"], title)
     showcase = next((m for m in reversed(list(models.values())) if m.stochastic), first)
@@ -321,13 +321,16 @@ def _markdown(report: Report, title: str, windows: int, available: int) -> str:
     lines = [f"# World model prediction error{': ' + title if title else ''}", "",
              (f"{windows} windows of the {cfg['split']} split (of {available}), {n} predicted steps "
               f"(0.1 s each), recorded actions. Image MSE per pixel (images in [0, 1]); position error in "
-              f"metres (world frame); speed error in m/s. '{BASELINE_COPY}' holds the last context image and "
+              f"metres (world frame); speed error in m/s. 'traffic' is the vehicles channel alone. "
+              f"'{BASELINE_COPY}' holds the last context image and "
               f"state; '{BASELINE_CV}' holds the image and extrapolates the position at the last velocity."), ""]
-    head = (["model"] + [f"image MSE @{h}" for h in hs] + ["image MSE mean"]
+    head = (["model"] + [f"image MSE @{h}" for h in hs] + ["image MSE mean", f"traffic MSE @{hs[-1]}",
+                                                             "traffic MSE mean"]
             + [f"position m @{h}" for h in hs] + [f"speed m/s @{hs[-1]}"])
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for row, e in report.errors.items():
         cells = ([f"{e['image_mse'][h - 1]:.5f}" for h in hs] + [f"{np.mean(e['image_mse']):.5f}"]
+                 + [f"{e['vehicles_mse'][hs[-1] - 1]:.5f}", f"{np.mean(e['vehicles_mse']):.5f}"]
                  + [f"{e['position_error'][h - 1]:.2f}" for h in hs] + [f"{e['speed_error'][hs[-1] - 1]:.2f}"])
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     lines += ["", f"## Spread of the predicted futures ({cfg['samples']} samples, {cfg['spread_windows']} windows)",
