@@ -56,6 +56,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--uncertainty-weight", type=float, help="weight of the uncertainty cost (default 0.05; mpur)")
     p.add_argument("--action-weight", type=float, help="weight of |a|^2, normalised actions (default 0)")
     p.add_argument("--jerk-weight", type=float, help="weight of |a_t - a_t-1|^2, normalised actions (default 0)")
+    p.add_argument("--speed-weight", type=float,
+                   help="weight of speed keeping: the deficit against the speed at the end of the context, "
+                        "max(v0 - v, 0) / max(v0, 1) (default 0, the paper's objective; see planner/objective.py)")
     p.add_argument("--gaussian", action="store_true", help="a Gaussian policy instead of a deterministic one")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -82,7 +85,8 @@ def policy_config(args):
 
     weights = {k: v for k, v in (("proximity", args.proximity_weight), ("lane", args.lane_weight),
                                  ("offroad", args.offroad_weight), ("uncertainty", args.uncertainty_weight),
-                                 ("action", args.action_weight), ("jerk", args.jerk_weight)) if v is not None}
+                                 ("action", args.action_weight), ("jerk", args.jerk_weight),
+                                 ("speed", args.speed_weight)) if v is not None}
     return PolicyTrainConfig.for_profile(
         args.profile, args.method, steps=args.steps, batch_size=args.batch_size, horizon=args.horizon,
         copies=args.copies, lr=args.lr, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
@@ -196,6 +200,8 @@ def add_evaluate_parser(sub) -> None:
     mpc.add_argument("--mpc-replan-every", type=int, default=1, help="steps between decisions (default: %(default)s)")
     mpc.add_argument("--mpc-uncertainty-weight", type=float, default=0.05,
                      help="weight of the uncertainty cost (default: %(default)s; 0 = off)")
+    mpc.add_argument("--mpc-speed-weight", type=float, default=0.0,
+                     help="weight of speed keeping (default: %(default)s; see ppuu train policy --speed-weight)")
     p.add_argument("--reanchor-every", type=int, default=None,
                    help="fixed-frame policies: steps between re-rendering their window around the current pose "
                         "(default: their training horizon)")
@@ -243,7 +249,8 @@ def mpc_entries(args, scene, base, device) -> list:
         mpc_config = MPCConfig(horizon=args.mpc_horizon, futures=args.mpc_futures, iterations=args.mpc_iterations,
                                lr=args.mpc_lr, optimizer=optimizer, aggregate=args.mpc_aggregate,
                                replan_every=args.mpc_replan_every,
-                               weights=CostWeights(uncertainty=args.mpc_uncertainty_weight))
+                               weights=CostWeights(uncertainty=args.mpc_uncertainty_weight,
+                                                  speed=args.mpc_speed_weight))
         planner = Planner(world, cost_model, mpc_config)
         if args.mpc_uncertainty_weight > 0 and args.mpc_futures > 1:
             planner.fit_uncertainty(data, seed=0)

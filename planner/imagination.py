@@ -26,8 +26,9 @@ from typing import Callable, Protocol
 import torch
 from torch import Tensor
 
-from ppuu.planner.objective import CostWeights, action_terms
+from ppuu.planner.objective import CostWeights, action_terms, speed_deficit
 from ppuu.planner.uncertainty import UncertaintyStats, variances
+from ppuu.world_model.interface import speeds
 from ppuu.world_model.models import ForwardModel, slide
 
 Actor = Callable[[Tensor, Tensor, int], Tensor]
@@ -49,8 +50,9 @@ class Rollout:
 
     Attributes:
         actions: (B, N, A) normalised actions taken.
-        terms: (B, N, 6) unweighted per-step costs of copy 0 in the order of
-            :data:`ppuu.planner.objective.TERMS` (proximity, lane, off-road, uncertainty, action, jerk).
+        terms: (B, N, 7) unweighted per-step costs of copy 0 in the order of
+            :data:`ppuu.planner.objective.TERMS` (proximity, lane, off-road, uncertainty, action, jerk,
+            speed).
         variances: (B, N, 3) spread of the K copies (images, states, cost); zeros when K = 1.
         images: (B, N, C, H, W) copy 0's predicted frames.
         states: (B, N, S) copy 0's predicted normalised states.
@@ -83,7 +85,8 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
         z: (B, N, Z) latents shared by the copies, or (K * B, N, Z) one per copy (copy-major: MPC's
             independent futures); None = drawn from the prior here, shared.
         uncertainty: statistics that turn variances into the uncertainty cost; None = that term is 0.
-        stats: the model's :class:`~ppuu.world_model.normalisation.Normaliser` (kinematic ego).
+        stats: the model's :class:`~ppuu.world_model.normalisation.Normaliser` (kinematic ego; the
+            speed term needs it: without it that term is 0).
         previous_action: (B, A) normalised action before the first step (jerk term).
     """
     if copies < 1:
@@ -122,6 +125,10 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
     var = torch.stack(spread, 1) if spread else actions_t.new_zeros(B, steps, 3)
     u = uncertainty.cost(var) if (uncertainty is not None and K > 1) else actions_t.new_zeros(B, steps)
     magnitude, jerk = action_terms(actions_t, previous_action)
-    terms = torch.cat([torch.stack(task, 1), u[..., None], magnitude[..., None], jerk[..., None]], dim=-1)
-    return Rollout(actions_t, terms, var, torch.stack(out_images, 1), torch.stack(out_states, 1),
+    states_t = torch.stack(out_states, 1)
+    deficit = (speed_deficit(speeds(states_t, stats), speeds(states[:, -1], stats)) if stats is not None
+               else actions_t.new_zeros(B, steps))
+    terms = torch.cat([torch.stack(task, 1), u[..., None], magnitude[..., None], jerk[..., None],
+                       deficit[..., None]], dim=-1)
+    return Rollout(actions_t, terms, var, torch.stack(out_images, 1), states_t,
                    torch.stack(every, 2))

@@ -36,11 +36,11 @@ import torch
 from torch import Tensor
 
 from ppuu.planner.imagination import CostModel, imagine
-from ppuu.planner.objective import CostWeights, action_terms, discounts
+from ppuu.planner.objective import CostWeights, action_terms, discounts, speed_deficit
 from ppuu.planner.policy import normalised_bounds
 from ppuu.planner.uncertainty import UncertaintyStats, variances
 from ppuu.simulator.dynamics import ActionBounds
-from ppuu.world_model.interface import physical_actions
+from ppuu.world_model.interface import physical_actions, speeds
 from ppuu.world_model.kinematics import kinematic_step
 from ppuu.world_model.models import slide
 from ppuu.world_model.train import LoadedModel
@@ -170,13 +170,17 @@ class Planner:
         """(F, S) -> (S,)."""
         return per_future.max(dim=0).values if self.config.aggregate == "worst" else per_future.mean(dim=0)
 
-    def _score(self, plan: Tensor, copy_costs: Tensor, var: Tensor) -> Tensor:
-        """Objective (S,) of plans (S, H, 2) from per-future task costs (F, S, H, 3) and variances (S, H, 3)."""
+    def _score(self, plan: Tensor, copy_costs: Tensor, var: Tensor, ego: Tensor, last: Tensor) -> Tensor:
+        """Objective (S,) of plans (S, H, 2) from per-future task costs (F, S, H, 3), variances (S, H, 3),
+        the ego's normalised states under the plan (S, H, 4) and at the end of the context (S, 4)."""
         w = self.config.weights
         gamma = discounts(plan.shape[1], w.discount, plan)                                    # (H,)
         task = copy_costs @ copy_costs.new_tensor([w.proximity, w.lane, w.offroad])          # (F, S, H)
         magnitude, jerk = action_terms(plan)
         shared = w.action * magnitude + w.jerk * jerk                                         # (S, H)
+        if w.speed > 0:
+            norm = self.world.normaliser
+            shared = shared + w.speed * speed_deficit(speeds(ego, norm), speeds(last, norm))
         if self.uncertainty is not None and w.uncertainty > 0 and copy_costs.shape[0] > 1:
             shared = shared + w.uncertainty * self.uncertainty.cost(var)
         per_future = ((task + shared[None]) * gamma).sum(-1)                                  # (F, S)
@@ -205,7 +209,7 @@ class Planner:
                   fixed: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
         """(objective (S,), future images or None, ego states (S, H, 4)) of plans (S, H, 2) (:meth:`predict`)."""
         costs, var, futures, ego = self.predict(plan, images, states, size, z, fixed)
-        return self._score(plan, costs, var), futures, ego
+        return self._score(plan, costs, var, ego, states[:, -1]), futures, ego
 
     def _kinematic_states(self, last: Tensor, plan: Tensor) -> Tensor:
         """Normalised states (S, H, 4) of the ego driven by a plan from normalised state ``last`` (S, 4)."""

@@ -141,3 +141,35 @@ def test_policy_actions_stay_inside_the_simulator_bounds():
     assert abs(float(physical[2, 0]) - 0.1) < 0.2                       # near the middle, nearly the identity
     with pytest.raises(ValueError, match="action bounds"):
         PolicyConfig(action_low=(1.0, 0.0), action_high=(0.0, 1.0))
+
+
+def test_speed_deficit_charges_slowing_down_only():
+    from ppuu.planner.objective import speed_deficit
+
+    v0 = torch.tensor([10.0, 0.5])
+    speed = torch.tensor([[12.0, 10.0, 5.0, 0.0], [0.5, 0.0, 2.0, 0.25]])
+    expected = torch.tensor([[0.0, 0.0, 0.5, 1.0], [0.0, 0.5, 0.0, 0.25]])       # / max(v0, 1 m/s)
+    assert torch.allclose(speed_deficit(speed, v0), expected)
+
+
+def test_the_speed_term_grows_when_the_plan_brakes_and_pulls_its_gradient_up(setup):
+    world, data, costs = setup
+    batch = data.batch(sample_indices(len(data), 3, 0, 4))
+    norm = world.normaliser
+    weights = CostWeights(proximity=0, lane=0, offroad=0, uncertainty=0, speed=1.0)
+
+    def rollout(acceleration):
+        plan = norm.normalise_actions(torch.tensor([acceleration, 0.0])).expand(4, HORIZON, 2).clone()
+        plan.requires_grad_(True)
+        out = imagine(world.model, batch.context_images, batch.context_states, batch.size,
+                      lambda i, s, t: plan[:, t], HORIZON, costs, weights, stats=norm)
+        return out, plan
+
+    keep, _ = rollout(0.0)
+    brake, plan = rollout(-3.0)
+    speed_term = brake.terms[..., 6].detach()
+    if world.model_config.ego_kinematics:                 # exact ego states: no deficit at constant speed
+        assert float(keep.terms[..., 6].detach().abs().max()) < 1e-4
+    assert float(speed_term.mean()) > float(keep.terms[..., 6].detach().mean()) + 0.05
+    trajectory_cost(brake.terms, weights)[0].sum().backward()
+    assert float(plan.grad[..., 0].sum()) < 0          # descending the cost means braking less
