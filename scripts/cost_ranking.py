@@ -1,0 +1,111 @@
+"""Which plans do the planner's costs prefer? Constant-acceleration plans against the recorded one.
+
+    python scripts/cost_ranking.py --workdir ppuu-work --scene i80-sumo-15min-s0 --world-model kin-none \
+        --windows 64 --horizon 30 --speed-weights 0 0.3 0.5 --threads 1
+
+For a world model with the kinematic ego in a fixed frame, the ego's states under any plan are
+exact (the kinematic model) and, in replay, so is the future traffic: the recorded frames of
+the window. So each plan can be scored twice with the simulator's own costs: on the **true**
+future traffic and on the model's **predicted** traffic (z from the prior). A cost that can
+teach driving must rank the recorded human's plan at or near the top on the true traffic;
+this script shows whether it does, and how the speed-keeping weight
+(:func:`ppuu.planner.objective.speed_deficit`) changes the ranking. Prints a Markdown table:
+mean per-step proximity and lane costs (true and predicted), the mean speed deficit, metres
+driven, and the total ``proximity + 0.2 lane + w_s deficit`` for each weight, true traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="ppuu-work")
+    parser.add_argument("--scene", default="i80-sumo-15min-s0")
+    parser.add_argument("--world-model", default="kin-none", help="run name or checkpoint (kinematic ego model)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--windows", type=int, default=64)
+    parser.add_argument("--horizon", type=int, default=30)
+    parser.add_argument("--accelerations", type=float, nargs="+", default=[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0])
+    parser.add_argument("--speed-weights", type=float, nargs="+", default=[0.0, 0.3, 0.5])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
+    from ppuu.data.scene import Scene
+    from ppuu.planner.objective import speed_deficit
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import WindowDataset, sample_indices
+    from ppuu.world_model.interface import speeds
+    from ppuu.world_model.kinematics import kinematic_step
+    from ppuu.world_model.models import slide
+    from ppuu.world_model.train import load_model
+
+    workdir = Path(args.workdir)
+    scene = Scene.load(workdir / "scenes" / args.scene)
+    world = load_model(resolve_run_file(workdir, args.world_model), "cpu")
+    mc, norm = world.model_config, world.normaliser
+    if mc.ego_model != "kinematic":
+        raise SystemExit(f"{args.world_model}: a kinematic-ego (fixed-frame) world model is needed: only there do "
+                         "the true future frames not depend on the plan")
+    source = RecordedObservations.from_settings(scene, world.observation, device="cpu")
+    costs = cost_model_for(world, source.raster, source.cost_config)
+    data = WindowDataset(source, scene.split_vehicle_ids(args.split), mc.context, args.horizon, norm,
+                         mc.image_channels)
+    B, N = args.windows, args.horizon
+    batch = data.batch(sample_indices(len(data), args.seed, 0, B))
+    torch.manual_seed(args.seed)
+    with torch.no_grad():
+        images, states, predicted = batch.context_images, batch.context_states, []
+        for t in range(N):
+            out = world.model.step(images, states, batch.actions[:, t], z_source="prior", stats=norm)
+            predicted.append(out.image)
+            images, states = slide(images, out.image), slide(states, out.state)
+        predicted = torch.stack(predicted, 1)
+        last = norm.denormalise_states(batch.context_states[:, -1])
+        v0 = speeds(batch.context_states[:, -1], norm)
+
+        def drive(actions):                                   # (B, N, 2) physical -> (B, N, 4) physical
+            state, out = last, []
+            for t in range(N):
+                state = kinematic_step(state, actions[:, t], mc.dt)
+                out.append(state)
+            return torch.stack(out, 1)
+
+        def score(frames, physical):
+            flat = norm.normalise_states(physical.reshape(-1, 4))
+            return costs(frames.flatten(0, 1), flat, batch.size.repeat_interleave(N, 0)).view(B, N, 3)
+
+        plans = {f"constant {a:+.1f} m/s^2": torch.tensor([a, 0.0]).expand(B, N, 2) for a in args.accelerations}
+        plans["recorded (human)"] = norm.denormalise_actions(batch.actions)
+        rows = []
+        for name, actions in plans.items():
+            physical = drive(actions)
+            true, pred = score(batch.target_images, physical), score(predicted, physical)
+            deficit = speed_deficit(physical[..., 2:4].norm(dim=-1), v0).mean()
+            base = true[..., 0].mean() + 0.2 * true[..., 1].mean()
+            rows.append((name, true[..., 0].mean(), pred[..., 0].mean(), true[..., 1].mean(), pred[..., 1].mean(),
+                         deficit, (physical[:, -1, 0] - last[:, 0]).mean(),
+                         [base + w * deficit for w in args.speed_weights]))
+    print(f"{args.scene}, {B} {args.split} windows, {N} steps of 0.1 s, world model {args.world_model} "
+          f"(predicted traffic: z from the prior)\n")
+    totals = " | ".join(f"total, w_s = {w:g}" for w in args.speed_weights)
+    print(f"| plan | proximity (true) | proximity (predicted) | lane (true) | lane (predicted) | speed deficit "
+          f"| metres | {totals} |")
+    print("| --- |" + " ---: |" * (6 + len(args.speed_weights)))
+    best = [min(range(len(rows)), key=lambda i: float(rows[i][7][k])) for k in range(len(args.speed_weights))]
+    for i, (name, tp, pp, tl, pl, d, m, tot) in enumerate(rows):
+        cells = " | ".join(f"**{float(v):.3f}**" if best[k] == i else f"{float(v):.3f}" for k, v in enumerate(tot))
+        print(f"| {name} | {tp:.3f} | {pp:.3f} | {tl:.3f} | {pl:.3f} | {d:.3f} | {m:.1f} | {cells} |")
+    print("\nbold: the cheapest plan for that weight, on the true traffic")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
