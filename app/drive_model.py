@@ -26,7 +26,6 @@ from torch import Tensor
 
 from ppuu.planner.controller import context_source
 from ppuu.planner.objective import CostWeights
-from ppuu.planner.uncertainty import variances
 from ppuu.simulator.raster import VEHICLES, RasterConfig
 from ppuu.world_model.interface import normalised_actions, world_states
 from ppuu.world_model.models import unroll_policy
@@ -158,7 +157,7 @@ class ModelFutures:
             if K > 1:
                 w = CostWeights()
                 total = costs @ costs.new_tensor([w.proximity, w.lane, w.offroad])
-                var = variances(images, prediction.states, total)            # (N, 3)
+                var = _variances(images, prediction.states, total)           # (N, 3)
                 uncertainty = (float(self.uncertainty_stats.cost(var).mean()) if self.uncertainty_stats is not None
                                else float(var[:, 0].mean()))
             else:
@@ -170,6 +169,16 @@ class ModelFutures:
                        centre=centre.numpy().astype(np.float64), unit=unit.numpy().astype(np.float64),
                        pixels_per_metre=self.raster.pixels_per_metre, costs=costs.cpu().numpy(),
                        uncertainty=uncertainty)
+
+
+def _variances(images: Tensor, states: Tensor, cost: Tensor) -> Tensor:
+    """:func:`ppuu.planner.uncertainty.variances` of K futures (K, N, ...) as (N, 3), written out: torch's
+    ``var(dim=0)`` on (K, N, C, h, w) images took 10x longer (39 ms against 4 for K = 4, N = 20 at 156 x 24)."""
+    def var0(x: Tensor) -> Tensor:
+        x = x.float()
+        return (x - x.mean(0)).square().mean(0)
+
+    return torch.stack([var0(images).flatten(1).mean(1), var0(states).mean(1), var0(cost)], -1)
 
 
 @dataclass

@@ -77,6 +77,34 @@ class Camera(TopDownRenderer):
         self.width_px, self.height_px = width_px, height_px
         self.pan = np.zeros(2)
 
+    MAX_LAYER_PIXELS = 24_000_000
+    """The largest road layer kept (px); beyond it (strong zoom) the road is drawn every frame instead."""
+
+    def draw_road(self, surface: pygame.Surface, centre: tuple[float, float]) -> None:
+        """The road around ``centre``: one blit from a layer of the whole road drawn once per zoom (the camera
+        only translates), or drawn afresh when that layer would be too large."""
+        x_min, y_min, x_max, y_max = self.road.bounds
+        margin_x, margin_y = self.view_length_m, self.view_width_m
+        left, top = x_min - margin_x, y_max + margin_y                       # world corner of the layer, m
+        size = (math.ceil((x_max - x_min + 2 * margin_x) * self.ppm),
+                math.ceil((y_max - y_min + 2 * margin_y) * self.ppm))
+        if size[0] * size[1] > self.MAX_LAYER_PIXELS:
+            self._draw_road(surface, centre)
+            return
+        key = (self.ppm, size)
+        if getattr(self, "_layer_key", None) != key:
+            whole = TopDownRenderer(self.road, self.ppm, view_length_m=size[0] / self.ppm,
+                                    view_width_m=size[1] / self.ppm, dash=self.dash)
+            whole.width_px, whole.height_px = size
+            self._layer = pygame.Surface(size)
+            whole._draw_road(self._layer, (left + size[0] / self.ppm / 2, top - size[1] / self.ppm / 2))
+            self._layer_key = key
+        view_left = centre[0] - self.width_px / self.ppm / 2
+        view_top = centre[1] + self.height_px / self.ppm / 2
+        at = (round((view_left - left) * self.ppm), round((top - view_top) * self.ppm))
+        surface.fill(self.OFFROAD)
+        surface.blit(self._layer, (0, 0), pygame.Rect(at[0], at[1], self.width_px, self.height_px))
+
     def zoom(self, factor: float) -> None:
         """Scale the view by ``factor`` (> 1 zooms in), within 2-40 px/m."""
         self.ppm = float(np.clip(self.ppm * factor, 2.0, 40.0))
@@ -179,14 +207,15 @@ class DriveView:
 
     def frame(self) -> np.ndarray:
         """The last drawn frame as (H, W, 3) uint8 RGB."""
-        return np.ascontiguousarray(pygame.surfarray.array3d(self.surface).transpose(1, 0, 2))
+        w, h = self.size
+        return np.frombuffer(pygame.image.tobytes(self.surface, "RGB"), np.uint8).reshape(h, w, 3)
 
     # ------------------------------------------------------------------ camera and minimap
     def _draw_camera(self, surface: pygame.Surface) -> None:
         s, cam = self.session, self.camera
         ego_centre, ego_heading, ego_size = s.ego()
         centre = cam.view_centre(ego_centre)
-        cam._draw_road(surface, centre)
+        cam.draw_road(surface, centre)
         v = s.vehicles()
         cam.draw_boxes(surface, centre, v.centre, v.heading, v.size, COLOUR_TABLE[v.kind, np.clip(v.vclass, 0, 3)])
         if s.futures is not None:
@@ -351,7 +380,8 @@ class DriveView:
     @staticmethod
     def _blit_array(surface: pygame.Surface, rgb: np.ndarray, at: tuple[int, int], scale: float) -> None:
         """Blit an (H, W, 3) uint8 image scaled by ``scale`` (nearest pixels)."""
-        image = pygame.surfarray.make_surface(np.ascontiguousarray(rgb.transpose(1, 0, 2)))
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        image = pygame.image.frombuffer(rgb.tobytes(), (rgb.shape[1], rgb.shape[0]), "RGB")
         size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
         surface.blit(pygame.transform.scale(image, size), at)
 

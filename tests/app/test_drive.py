@@ -281,3 +281,30 @@ def test_vehicles_are_coloured_by_kind_and_class(session):
         assert not np.array_equal(COLOUR_TABLE[0, TRUCK], COLOUR_TABLE[0, 2])
     finally:
         session.set_traffic("replay")
+
+
+def test_the_futures_disagreement_is_the_planners_variance():
+    from ppuu.app.drive_model import _variances
+    from ppuu.planner.uncertainty import variances
+
+    g = torch.Generator().manual_seed(0)
+    images, states, cost = torch.rand(4, 6, 3, 10, 5, generator=g), torch.rand(4, 6, 4, generator=g), \
+        torch.rand(4, 6, generator=g)
+    torch.testing.assert_close(_variances(images, states, cost), variances(images, states, cost))
+
+
+def test_the_cached_road_layer_matches_the_road_drawn_directly(session):
+    session.set_mode("replay")
+    session.restart()
+    for _ in range(5):
+        session.step()
+    camera = DriveView(session).camera
+    for zoom in (1.0, 1.25):
+        camera.zoom(zoom)
+        centre = camera.view_centre(session.ego()[0])
+        cached, direct = pygame.Surface((camera.width_px, camera.height_px)), pygame.Surface((camera.width_px,
+                                                                                             camera.height_px))
+        camera.draw_road(cached, centre)
+        camera._draw_road(direct, centre)
+        a, b = pygame.surfarray.array3d(cached), pygame.surfarray.array3d(direct)
+        assert (a == b).all(-1).mean() > 0.99            # the same up to a pixel's rounding at the edges
