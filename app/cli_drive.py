@@ -163,6 +163,8 @@ def cmd_drive(args) -> int:
         written = recorder.close() if recorder is not None else None
     h = session.hud()
     print(f"{frames} frames; vehicle {h['vehicle']}: {h['outcome']} after {h['time']:.1f} s, {h['distance']:.0f} m")
+    if frames and not args.headless and app.wall_seconds > 0:
+        print(f"{frames / app.wall_seconds:.1f} frames per second shown (target {args.fps:g})")
     if frames and app.draw_seconds + app.step_seconds > 0:
         print(f"{frames / (app.draw_seconds + app.step_seconds):.1f} frames per second of work "
               f"(simulation {1e3 * app.step_seconds / frames:.1f} ms, drawing {1e3 * app.draw_seconds / frames:.1f} ms "

@@ -47,7 +47,7 @@ class DriveApp:
         self.frames = 0
         self.window: pygame.Surface | None = None
         self.clock = pygame.time.Clock()
-        self.draw_seconds = self.step_seconds = 0.0
+        self.draw_seconds = self.step_seconds = self.wall_seconds = 0.0
 
     # ------------------------------------------------------------------ input
     def open_window(self) -> None:
@@ -160,14 +160,16 @@ class DriveApp:
         """Run until quit (window), the episode's end (headless) or ``max_frames``; returns the frames drawn."""
         if not self.headless and self.window is None:
             self.open_window()
+        started, frames = time.perf_counter(), self.frames
         try:
             while self.running and (max_frames is None or self.frames < max_frames):
                 self.tick()
                 if self.headless and self.session.done:
                     break
         finally:
+            self.wall_seconds += time.perf_counter() - started
             self.session.close()
             if self.window is not None:
                 pygame.display.quit()
                 self.window = None
-        return self.frames
+        return self.frames - frames

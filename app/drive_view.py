@@ -173,6 +173,7 @@ class DriveView:
         self.big_font = pygame.font.Font(None, 26)
         self.show_ghost, self.show_help = False, False
         self._minimap_road: pygame.Surface | None = None
+        self._model_images: tuple = (None, None, {})         # (futures, context RGB, step -> predicted RGB)
 
     # ------------------------------------------------------------------ geometry (for tests and clicks)
     def camera_pixels(self, points: np.ndarray) -> np.ndarray:
@@ -289,9 +290,13 @@ class DriveView:
         k = int(np.clip(int(s.sim.steps[0]) - f.step, 0, len(f.images) - 1))
         C, H, W = f.context.shape
         scale = min(2.5, (surface.get_width() - 14) / H)
-        rows = [(f"the model's context (now), {len(f.positions)} futures", composite(f.context)),
-                (f"future 0 at +{(k + 1) * s.sim.dt:.1f} s; where the futures differ", disagreement(f.images[k],
-                                                                                               f.spread[k]))]
+        if self._model_images[0] is not f:                 # composed once per sampling, not per frame
+            self._model_images = (f, composite(f.context), {})
+        cache = self._model_images[2]
+        if k not in cache:
+            cache[k] = disagreement(f.images[k], f.spread[k])
+        rows = [(f"the model's context (now), {len(f.positions)} futures", self._model_images[1]),
+                (f"future 0 at +{(k + 1) * s.sim.dt:.1f} s; where the futures differ", cache[k])]
         ego_centre, ego_heading, ego_size = s.ego()
         ego_world = corners(ego_centre[None], np.array([ego_heading]), ego_size[None])[0]        # (4, 2) m
         y = 4
@@ -362,10 +367,12 @@ class DriveView:
 
     def _draw_help(self, surface: pygame.Surface) -> None:
         lines = HELP.splitlines()
-        box = pygame.Surface((360, 22 * len(lines) + 12), pygame.SRCALPHA)
+        rendered = [self.big_font.size(line) for line in lines]
+        width, height = max(w for w, _ in rendered) + 20, sum(h + 2 for _, h in rendered) + 12
+        box = pygame.Surface((width, height), pygame.SRCALPHA)
         box.fill((0, 0, 0, 190))
-        surface.blit(box, (surface.get_width() - 372, 8))
-        self._text(surface, lines, (surface.get_width() - 362, 14), self.big_font)
+        surface.blit(box, (surface.get_width() - width - 8, 8))
+        self._text(surface, lines, (surface.get_width() - width + 2, 14), self.big_font)
 
     # ------------------------------------------------------------------ helpers
     def _text(self, surface: pygame.Surface, lines: list[str], at: tuple[int, int], font=None,
