@@ -109,7 +109,8 @@ def build_session(args):
         world = load_model(resolve_run_file(args.workdir, world_path), args.device)
         source = RecordedObservations.from_settings(scene, world.observation, device=args.device)
         futures = ModelFutures(world, cost_model_for(world, source.raster, source.cost_config), policy,
-                               futures=args.futures, horizon=args.futures_horizon)
+                               futures=args.futures, horizon=args.futures_horizon,
+                               seed=0 if args.headless else None)       # a window samples on a worker thread
         history, keep = futures.needs()
         configs.append(dataclasses.replace(base, history=history, context_steps=max(base.context_steps, history),
                                            keep_traffic=keep,

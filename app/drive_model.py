@@ -70,10 +70,13 @@ class ModelFutures:
         policy: a :class:`~ppuu.planner.train.LoadedPolicy` trained on this model (its actor), or None.
         futures: K.
         horizon: N steps (0.1 s each).
-        seed: of the latents and dropout masks (the same seed and context give the same futures).
+        seed: of the latents and dropout masks (the same seed and context give the same futures); None draws
+            them from the global generator without reseeding it (a worker thread must not reseed the generator
+            the main thread's controllers draw from).
     """
 
-    def __init__(self, world, cost_model, policy=None, futures: int = 4, horizon: int = 20, seed: int = 0):
+    def __init__(self, world, cost_model, policy=None, futures: int = 4, horizon: int = 20,
+                 seed: int | None = 0):
         if futures < 1 or horizon < 1:
             raise ValueError(f"futures = {futures}, horizon = {horizon}: expected >= 1")
         self.world, self.cost_model, self.futures, self.horizon, self.seed = world, cost_model, futures, horizon, seed
@@ -144,10 +147,14 @@ class ModelFutures:
             was = model.training
             model.train(K > 1)                        # dropout on: each row its own future
             try:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(self.seed + ctx.step)
+                if self.seed is None:
                     prediction, _ = unroll_policy(model, ctx_images, ctx_states, actor, N, "prior",
                                                   stats=self.world.normaliser)
+                else:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(self.seed + ctx.step)
+                        prediction, _ = unroll_policy(model, ctx_images, ctx_states, actor, N, "prior",
+                                                      stats=self.world.normaliser)
             finally:
                 model.train(was)
             images = prediction.images.contiguous()

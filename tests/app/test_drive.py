@@ -308,3 +308,25 @@ def test_the_cached_road_layer_matches_the_road_drawn_directly(session):
         camera._draw_road(direct, centre)
         a, b = pygame.surfarray.array3d(cached), pygame.surfarray.array3d(direct)
         assert (a == b).all(-1).mean() > 0.99            # the same up to a pixel's rounding at the edges
+
+
+def test_futures_are_reproducible_headless_and_sampled_on_a_worker_in_a_window(runs, session):
+    session.set_mode("policy")
+    session.restart()
+    first = session.futures.positions.copy(), session.futures.spread.copy()
+    session.restart()
+    np.testing.assert_array_equal(session.futures.positions, first[0])
+    np.testing.assert_array_equal(session.futures.spread, first[1])
+    args = _args(runs, "--policy", "tiny-policy")
+    args.headless = False
+    windowed = build_session(args)
+    try:
+        assert windowed._executor is not None and windowed.futures_model.seed is None
+        for _ in range(6):
+            windowed.step()
+        if windowed._pending is not None:                     # wait for the worker's sampling in flight
+            windowed._pending[1].result(timeout=30)
+        windowed.poll_futures()
+        assert windowed.futures is not None and windowed.futures.positions.shape == (3, 4, 2)
+    finally:
+        windowed.close()
