@@ -219,10 +219,10 @@ class DriveView:
         cam.draw_road(surface, centre)
         v = s.vehicles()
         cam.draw_boxes(surface, centre, v.centre, v.heading, v.size, COLOUR_TABLE[v.kind, np.clip(v.vclass, 0, 3)])
-        if s.futures is not None:
+        if s.futures is not None:             # from now on: futures sampled a few steps ago start in the past
+            since = max(0, int(s.sim.steps[0]) - s.futures.step - 1)
             for k, path in enumerate(s.futures.positions):
-                cam.draw_path(surface, centre, np.concatenate([ego_centre[None], path]) if k == 0 else path,
-                              FUTURE_COLOURS[k % len(FUTURE_COLOURS)])
+                cam.draw_path(surface, centre, path[since:], FUTURE_COLOURS[k % len(FUTURE_COLOURS)])
         if s.plan is not None:
             cam.draw_path(surface, centre, s.plan, PLAN, 3)
         cam.draw_boxes(surface, centre, ego_centre[None], np.array([ego_heading]), ego_size[None], np.array([EGO]))
