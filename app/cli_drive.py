@@ -147,6 +147,13 @@ def cmd_drive(args) -> int:
     from ppuu.app.drive_record import VideoRecorder
     from ppuu.app.drive_view import DriveView
 
+    for flag, value in (("--speed", args.speed), ("--fps", args.fps), ("--zoom", args.zoom),
+                        ("--futures", args.futures), ("--futures-horizon", args.futures_horizon),
+                        ("--futures-every", args.futures_every)):
+        if not value > 0:
+            raise ValueError(f"{flag} {value}: expected a positive number")
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames {args.frames}: expected at least 1")
     if args.record is not None:
         VideoRecorder.check(args.record)                  # a bad file name fails before any loading
     session = build_session(args)

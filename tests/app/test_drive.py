@@ -226,6 +226,8 @@ def test_a_headless_recording_has_the_expected_frames_and_size(runs, tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drive.gif"]         # no temporary files left
     assert main(["drive", "--workdir", str(runs), "--headless", "--record", str(tmp_path / "x.avi")]) == 2
     assert "expected a .gif or .mp4" in capsys.readouterr().err
+    assert main(["drive", "--workdir", str(runs), "--headless", "--speed", "0"]) == 2
+    assert "--speed 0.0: expected a positive number" in capsys.readouterr().err
 
 
 def test_an_mp4_recording_has_the_expected_frames_and_size(runs, tmp_path):
