@@ -172,8 +172,12 @@ class DriveSession:
         self.mode = "replay"
         self.history: collections.deque = collections.deque(maxlen=max(1, round(plot_seconds / self.sim.dt)))
         self.result: StepResult | None = None
-        self.restart()
-        self.set_mode(mode)
+        try:
+            self.restart()
+            self.set_mode(mode)
+        except BaseException:
+            self.close()                # no worker thread left behind a session that failed to start
+            raise
 
     # ------------------------------------------------------------------ simulators and episodes
     @property
