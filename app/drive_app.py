@@ -44,7 +44,10 @@ class DriveApp:
         self.message, self._message_until = "", 0.0
         self._due = 0.0                 # simulator steps owed to the clock
         self._held = 0.0                # s the finished episode has been shown
-        self.frames = 0
+        self.frames = 0                 # frames shown (each tick)
+        self.draws = 0                  # frames drawn (a window skips those where nothing changed)
+        self._shown: tuple | None = None
+        self._deadline = 0.0            # perf_counter time of the last frame's slot
         self.window: pygame.Surface | None = None
         self.clock = pygame.time.Clock()
         self.draw_seconds = self.step_seconds = self.wall_seconds = 0.0
@@ -114,21 +117,28 @@ class DriveApp:
         self.session.step()
         self.step_seconds += time.perf_counter() - start
 
-    def status(self) -> str:
+    def status(self, fps: bool = True) -> str:
+        """The status line (with the frame rate shown, unless ``fps`` is False)."""
         s = self.session
-        fps = self.clock.get_fps() if not self.headless else 0.0
+        rate = self.clock.get_fps() if fps and not self.headless else 0.0
         line = (f"{s.mode} | {s.traffic} traffic | x{self.speed:g}{' | PAUSED' if self.paused else ''}"
-                f"{f' | {fps:.0f} fps' if fps else ''} | h: help")
+                f"{f' | {rate:.0f} fps' if rate else ''} | h: help")
         if self.message and time.monotonic() < self._message_until:
             line += f" | {self.message}"
         return line
 
+    def _signature(self) -> tuple:
+        """Everything a frame shows, short of the frame rate: a window redraws only when it changes."""
+        s, camera = self.session, self.view.camera
+        return (s.traffic, s.vehicle_id, s._starts, int(s.sim.steps[0]), s.mode, id(s.futures), id(s.plan),
+                self.status(fps=False), camera.ppm, tuple(camera.pan), self.view.show_ghost, self.view.show_help)
+
     def tick(self) -> None:
         """One frame: events, the steps due, drawing, showing and recording."""
         s = self.session
-        if self.window is not None:
-            for event in pygame.event.get():
-                self.handle(event)
+        events = pygame.event.get() if self.window is not None else []
+        for event in events:
+            self.handle(event)
         if self.headless:
             if not self.paused:
                 self._step()
@@ -145,22 +155,38 @@ class DriveApp:
                     self._step()
         s.poll_futures()
         start = time.perf_counter()
-        self.view.draw(self.status())
+        signature = self._signature()
+        # A window at speed 1 steps every third frame: in between nothing moves, and the frame on screen
+        # (and in the recording) stays as it is instead of being drawn and shown again.
+        if self.window is None or signature != self._shown:
+            self.view.draw(self.status())
+            self.draws += 1
+            if self.window is not None:
+                self.window.blit(self.view.surface, (0, 0))
+                pygame.display.flip()
+            self._shown = signature
         if self.recorder is not None:
             self.recorder.add(self.view.frame())
-        if self.window is not None:
-            self.window.blit(self.view.surface, (0, 0))
-            pygame.display.flip()
         self.draw_seconds += time.perf_counter() - start
         self.frames += 1
         if not self.headless:
-            self.clock.tick(self.fps)
+            self._pace()
+
+    def _pace(self) -> None:
+        """Sleep until the next frame's time on an absolute schedule (a late wake-up shortens the next wait, so
+        the rate averages ``fps`` whenever the work fits; after a long stall the schedule restarts from now)."""
+        self.clock.tick()                                  # measures the rate shown on the status line
+        now = time.perf_counter()
+        self._deadline = max(self._deadline, now - 0.25) + 1.0 / self.fps
+        if self._deadline > now:
+            time.sleep(self._deadline - now)
 
     def run(self, max_frames: int | None = None) -> int:
         """Run until quit (window), the episode's end (headless) or ``max_frames``; returns the frames drawn."""
         if not self.headless and self.window is None:
             self.open_window()
         started, frames = time.perf_counter(), self.frames
+        self._deadline = started
         try:
             while self.running and (max_frames is None or self.frames < max_frames):
                 self.tick()

@@ -149,6 +149,9 @@ def test_posted_keyboard_events_change_the_egos_actions(session):
         steps = int(session.sim.steps[0])
         app.tick()
         assert int(session.sim.steps[0]) == steps and app.paused
+        draws = app.draws
+        app.tick()                                          # nothing changed: the frame is not drawn again
+        assert app.draws == draws and app.frames > draws
         press(pygame.K_PERIOD)                              # single step
         app.tick()
         assert int(session.sim.steps[0]) == steps + 1
