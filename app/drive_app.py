@@ -158,7 +158,8 @@ class DriveApp:
         signature = self._signature()
         # A window at speed 1 steps every third frame: in between nothing moves, and the frame on screen
         # (and in the recording) stays as it is instead of being drawn and shown again.
-        if self.window is None or signature != self._shown:
+        redraw = self.window is None or signature != self._shown
+        if redraw:
             self.view.draw(self.status())
             self.draws += 1
             if self.window is not None:
@@ -166,7 +167,7 @@ class DriveApp:
                 pygame.display.flip()
             self._shown = signature
         if self.recorder is not None:
-            self.recorder.add(self.view.frame())
+            self.recorder.add(self.view.frame(), repeat=not redraw)
         self.draw_seconds += time.perf_counter() - start
         self.frames += 1
         if not self.headless:

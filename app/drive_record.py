@@ -40,6 +40,7 @@ class VideoRecorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         self._writer = None
+        self._durations: list[int] = []     # GIF: frames each stored image lasts
 
     @staticmethod
     def check(path: str | Path) -> str:
@@ -56,8 +57,15 @@ class VideoRecorder:
                                  "(pip install 'ppuu[video]'); or record a .gif") from exc
         return suffix
 
-    def add(self, frame: np.ndarray) -> None:
-        """Append one (H, W, 3) uint8 frame (every frame the same size)."""
+    def add(self, frame: np.ndarray, repeat: bool = False) -> None:
+        """Append one (H, W, 3) uint8 frame (every frame the same size). ``repeat``: the frame is the previous one
+        again (a window's frame where nothing moved): a GIF shows the previous frame one frame longer instead of
+        storing it twice (its frame count is then that of distinct frames; its timing is the same); an MP4 gets
+        it again."""
+        if repeat and self.frames and self.suffix == ".gif":
+            self._durations[-1] += 1
+            self.frames += 1
+            return
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame of shape {frame.shape} and dtype {frame.dtype}: expected (H, W, 3) uint8")
@@ -69,6 +77,7 @@ class VideoRecorder:
             from PIL import Image
 
             Image.fromarray(frame).save(self._tmp / f"{self.frames:06d}.png", compress_level=1)
+            self._durations.append(1)
         else:
             if self._writer is None:
                 import imageio_ffmpeg
@@ -98,7 +107,8 @@ class VideoRecorder:
 
                 with Image.open(files[0]) as first:
                     first.convert("RGB").save(target, save_all=True, append_images=rest(),
-                                              duration=round(1000 / self.fps), loop=0)
+                                              duration=[round(1000 * n / self.fps) for n in self._durations],
+                                              loop=0)
             else:
                 self._writer.close()
                 self._writer = None

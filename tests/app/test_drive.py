@@ -233,6 +233,23 @@ def test_a_headless_recording_has_the_expected_frames_and_size(runs, tmp_path, c
     assert "--speed 0.0: expected a positive number" in capsys.readouterr().err
 
 
+def test_a_gif_stores_a_repeated_frame_once_with_its_time(tmp_path):
+    from PIL import Image
+
+    from ppuu.app.drive_record import VideoRecorder
+
+    recorder = VideoRecorder(tmp_path / "r.gif", fps=10)
+    a, b = np.zeros((8, 12, 3), np.uint8), np.full((8, 12, 3), 200, np.uint8)
+    for frame, repeat in ((a, False), (a, True), (a, True), (b, False)):
+        recorder.add(frame, repeat=repeat)
+    assert recorder.close() == tmp_path / "r.gif" and recorder.frames == 4
+    with Image.open(tmp_path / "r.gif") as gif:
+        assert gif.n_frames == 2 and gif.size == (12, 8)
+        assert gif.info["duration"] == 300                    # the first image lasts three frames of 0.1 s
+        gif.seek(1)
+        assert gif.info["duration"] == 100
+
+
 def test_an_mp4_recording_has_the_expected_frames_and_size(runs, tmp_path):
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
     out = tmp_path / "drive.mp4"
