@@ -74,7 +74,7 @@ def add_parser(groups) -> None:
 
 
 def build_session(args):
-    """(DriveSession, starting mode) from the flags: the scene, the drivers, the world model's futures."""
+    """The DriveSession of the flags: the scene, the drivers (policy, MPC), the world model's futures, the mode."""
     import dataclasses
 
     from ppuu.app.cli_policy import cost_model_for, mpc_entries, resolve_run_file
