@@ -4,6 +4,7 @@
     ppuu train world-model                  train the forward model (deterministic or VAE)
     ppuu evaluate baselines                 closed-loop evaluation in the simulator
     ppuu evaluate world-model               prediction error of forward models, pictures of futures
+    ppuu drive                              the interactive driving view (window or headless recording)
 
 Every command takes ``--workdir`` (default ``./ppuu-work``) and ``--threads`` (torch CPU threads;
 default ``PPUU_THREADS``, else half the cores) and prints what it wrote.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ppuu.app import cli_data, cli_evaluate, cli_policy, cli_world_model
+from ppuu.app import cli_data, cli_drive, cli_evaluate, cli_policy, cli_world_model
 from ppuu.data.errors import DataFormatError
 
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_data.add_parser(groups)
     cli_world_model.add_parser(groups)
     cli_evaluate.add_parser(groups)
+    cli_drive.add_parser(groups)
     return parser
 
 
