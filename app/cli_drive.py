@@ -57,6 +57,8 @@ def add_parser(groups) -> None:
     mpc.add_argument("--mpc-replan-every", type=int, default=3, help="steps between decisions (default: %(default)s)")
     mpc.add_argument("--mpc-uncertainty-weight", type=float, default=0.0,
                      help="weight of the uncertainty cost (default: %(default)s: off, no start-up fit)")
+    mpc.add_argument("--mpc-speed-weight", type=float, default=0.5,
+                     help="weight of speed keeping (default: %(default)s; see ppuu train policy --speed-weight)")
     view = p.add_argument_group("the view")
     view.add_argument("--ghost", action="store_true", help="show the ghost of the recorded vehicle (key g)")
     view.add_argument("--speed", type=float, default=1.0, help="simulated s per real s (default: 1; keys + -)")
