@@ -1,0 +1,83 @@
+"""MPC decision latency and batched throughput (issue 10's targets).
+
+    python scripts/bench_mpc.py --workdir ppuu-work --scene i80-sumo-15min-s0 \
+        --world-models kin-none kin-det --batches 1 16 141 --threads 1 [--device cuda]
+
+One decision = optimising B plans of ``--horizon`` steps against ``--futures`` sampled futures
+for ``--iterations`` Adam iterations (the issue's setting: 30 / 10 / 5), on real contexts of
+the test split, from a zero plan. Each configuration runs ``--repeats`` decisions after one
+warm-up; the table gives the median seconds per decision and decisions per second (B / s).
+A world model with the kinematic ego and ``--ego-conditioning none`` takes the plan-free
+fast path (the traffic is predicted once per decision, only the ego's pose is optimised);
+others back-propagate through the model at every iteration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="ppuu-work")
+    parser.add_argument("--scene", default="i80-sumo-15min-s0")
+    parser.add_argument("--world-models", nargs="+", default=["kin-none"])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 141])
+    parser.add_argument("--horizon", type=int, default=30)
+    parser.add_argument("--futures", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
+    from ppuu.data.scene import Scene
+    from ppuu.planner.mpc import MPCConfig, Planner
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import WindowDataset, sample_indices
+    from ppuu.world_model.train import load_model
+
+    workdir = Path(args.workdir)
+    scene = Scene.load(workdir / "scenes" / args.scene)
+    device = torch.device(args.device)
+    print(f"{args.scene}; one decision = H {args.horizon} steps x F {args.futures} futures x {args.iterations} "
+          f"Adam iterations; {args.device}, {args.threads} thread(s); median of {args.repeats}\n")
+    print("| world model | path | B | s per decision | decisions/s |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for name in args.world_models:
+        world = load_model(resolve_run_file(workdir, name), device)
+        mc = world.model_config
+        source = RecordedObservations.from_settings(scene, world.observation, device=device)
+        costs = cost_model_for(world, source.raster, source.cost_config)
+        data = WindowDataset(source, scene.split_vehicle_ids("test"), mc.context, 1, world.normaliser,
+                             mc.image_channels)
+        planner = Planner(world, costs, MPCConfig(horizon=args.horizon, futures=args.futures,
+                                                  iterations=args.iterations))
+        path = "plan-free traffic" if planner.plan_free_traffic else "through the model"
+        for B in args.batches:
+            batch = data.batch(sample_indices(len(data), 0, 0, B)).to(device)
+            init = torch.zeros(B, args.horizon, 2, device=device)
+            times = []
+            for r in range(args.repeats + 1):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                planner.plan(batch.context_images, batch.context_states, batch.size, init)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if r:
+                    times.append(time.perf_counter() - start)
+            seconds = statistics.median(times)
+            print(f"| {name} | {path} | {B} | {seconds:.3f} | {B / seconds:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
