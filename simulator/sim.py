@@ -146,10 +146,12 @@ class BatchedSimulator:
         config: :class:`SimConfig`.
         device: torch device for every tensor (default: CUDA when available, else CPU).
         dtype: float dtype of positions and images.
+        log: the scene's :class:`~ppuu.simulator.traffic.TrafficLog` on ``device`` and ``dtype``, to share
+            one between simulators of the same scene (read only here); None builds one.
     """
 
     def __init__(self, scene: Scene, config: SimConfig | None = None, device: torch.device | str | None = None,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, log: TrafficLog | None = None):
         self.config = config or SimConfig()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = dtype
@@ -158,7 +160,10 @@ class BatchedSimulator:
         self.course = get_course(self.config.course, scene.meta)
         self.road = Road.from_meta(scene.meta, arrival_x=self.course.arrival_x, start_x=self.course.start_x)
         self.cost_config = self.config.costs.for_road(self.road)     # the scene's lane width
-        self.log = TrafficLog(scene, self.device, dtype)
+        if log is not None and (log.device != self.device or log.centre.dtype != dtype):
+            raise ValueError(f"a shared TrafficLog on {log.device} ({log.centre.dtype}) for a simulator on "
+                             f"{self.device} ({dtype})")
+        self.log = log if log is not None else TrafficLog(scene, self.device, dtype)
         self.reactive = ReactiveTraffic(self.log, self.config.idm, self.dt,
                                         scene.meta) if self.config.traffic == "reactive" else None
         self.episodes = course_table(scene, self.course, self.config.context_steps)

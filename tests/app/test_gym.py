@@ -23,7 +23,6 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 import ppuu  # noqa: E402  (registers the envs)
 from ppuu.app.gym_env import HighwayEnv, HighwayVectorEnv, load_scene  # noqa: E402
 from ppuu.app.render import TopDownRenderer  # noqa: E402
-from ppuu.simulator.sim import SimConfig  # noqa: E402
 
 ENV_ID = "ppuu/Highway-v0"
 PPUU_IDS = sorted(i for i in gymnasium.registry if i.startswith("ppuu/"))
@@ -62,14 +61,14 @@ def test_check_env_passes(env_id, scene_dir):
 
 
 def test_spaces_and_dtypes(scene):
-    env = HighwayEnv(scene=scene, history=3)
-    raster, bounds = env.sim.config.raster, env.sim.config.bounds
+    env = HighwayEnv(scene=scene, history=3, config={"reward": "cost"})
+    raster = env.sim.config.raster
     image_space, state_space = env.observation_space["image"], env.observation_space["state"]
     assert image_space.shape == (12, raster.length_px, raster.width_px) and image_space.dtype == np.uint8
-    assert state_space.shape == (12,) and state_space.dtype == np.float32
+    assert state_space.shape == (8,) and state_space.dtype == np.float32
     assert env.action_space.dtype == np.float32
-    np.testing.assert_array_equal(env.action_space.low, np.float32([bounds.acceleration_min, bounds.curvature_min]))
-    np.testing.assert_array_equal(env.action_space.high, np.float32([bounds.acceleration_max, bounds.curvature_max]))
+    np.testing.assert_array_equal(env.action_space.low, np.float32([-1, -1]))
+    np.testing.assert_array_equal(env.action_space.high, np.float32([1, 1]))
     obs, info = env.reset(seed=1)
     assert env.observation_space.contains(obs)
     assert obs["image"].dtype == np.uint8 and obs["state"].dtype == np.float32
@@ -90,8 +89,7 @@ def test_reset_is_deterministic_with_seed(env):
     env.step(np.zeros(2))
     second, info2 = env.reset(seed=7)
     assert info1 == info2
-    np.testing.assert_array_equal(first["image"], second["image"])
-    np.testing.assert_array_equal(first["state"], second["state"])
+    np.testing.assert_array_equal(first, second)
     chosen = {env.reset(seed=s)[1]["vehicle_id"] for s in range(8)}
     assert len(chosen) > 1                           # the seed does pick the episode
     assert env.reset(options={"vehicle_id": int(env.episode_ids[0])})[1]["vehicle_id"] == env.episode_ids[0]
@@ -99,14 +97,15 @@ def test_reset_is_deterministic_with_seed(env):
         env.reset(options={"vehicle_id": -5})
 
 
-def test_human_actions_arrive(env):
+def test_human_actions_arrive(scene):
     """The recorded driver's actions bring the ego to the arrival line (for most vehicles: a few
     recorded drivers are bumped into by replayed traffic once the ego drifts a little)."""
+    env = HighwayEnv(scene=scene, config={"action": {"curvature_range": (-0.2, 0.2)}})
     outcomes = []
     for vehicle in env.episode_ids[:6]:
         env.reset(options={"vehicle_id": int(vehicle)})
         for _ in range(2000):
-            action = env.sim.recorded_actions()[0].numpy()
+            action = env._core.action.from_physical(env.sim.recorded_actions())[0].numpy()
             obs, reward, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 break
@@ -135,14 +134,15 @@ def test_bad_actions_raise(env):
 def test_out_of_bound_actions_are_clipped(env):
     bounds, dt = env.sim.config.bounds, env.sim.dt
     _, info = env.reset(seed=0)
-    _, _, _, _, after = env.step(np.array([100.0, 0.0]))
+    _, _, _, _, after = env.step(np.array([100.0, 0.0]))          # normalised: clipped to 1 = the largest
     assert after["speed"] - info["speed"] == pytest.approx(bounds.acceleration_max * dt, abs=1e-4)
     speed, heading = env.sim.ego.speed[0].item(), env.sim.ego.heading[0].clone()
     env.step(np.array([-100.0, 50.0]))
     assert env.sim.ego.speed[0].item() - speed == pytest.approx(max(bounds.acceleration_min * dt, -speed), abs=1e-4)
+    curvature = env.config["action"]["curvature_range"][1]
     turned = math.atan2(float(heading[0] * env.sim.ego.heading[0, 1] - heading[1] * env.sim.ego.heading[0, 0]),
                         float(heading @ env.sim.ego.heading[0]))
-    assert turned == pytest.approx(math.atan(bounds.curvature_max * speed * dt), abs=1e-4)
+    assert turned == pytest.approx(math.atan(curvature * speed * dt), abs=1e-4)
 
 
 def test_rgb_array_render(scene):
@@ -203,21 +203,13 @@ def test_scene_by_name_folder_and_latest(scene_workdir, scene_dir):
         HighwayEnv(scene="no-such-scene", workdir=scene_workdir)
 
 
-def test_default_scene_is_generated_into_an_empty_workdir(tmp_path, scene, monkeypatch, caplog):
+def test_no_scene_raises_with_the_command_instead_of_generating_one(tmp_path, monkeypatch):
     import ppuu.data.pipeline
 
-    calls = []
-
-    def fake_generate(**kwargs):
-        calls.append(kwargs)
-        return scene
-
-    monkeypatch.setattr(ppuu.data.pipeline, "generate_sumo_scene", fake_generate)
-    env = HighwayEnv(scene=None, workdir=tmp_path)
-    assert calls and calls[0]["site"] == "i80" and calls[0]["minutes"] == 1.0 and calls[0]["seed"] == 0
-    assert (tmp_path / "scenes" / scene.meta.name / "scene.json").is_file()
-    assert "generating a default SUMO scene" in caplog.text
-    assert env.scene is scene
+    monkeypatch.setattr(ppuu.data.pipeline, "generate_sumo_scene", lambda **kw: pytest.fail("generated a scene"))
+    with pytest.raises(FileNotFoundError, match="ppuu data generate --site i80"):
+        gymnasium.make(ENV_ID, workdir=tmp_path)
+    assert not (tmp_path / "scenes").exists()
 
 
 def test_max_episode_steps_truncates(scene):
@@ -237,15 +229,15 @@ def test_vector_env_spaces_and_determinism(scene):
     assert isinstance(envs.unwrapped, HighwayVectorEnv)
     assert envs.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.NEXT_STEP
     assert envs.num_envs == 3
-    assert envs.observation_space["image"].shape == (3, 4, 117, 24)
+    assert envs.observation_space.shape == (3, 9, 8)
     assert envs.action_space.shape == (3, 2)
     obs, infos = envs.reset(seed=3)
     assert envs.observation_space.contains(obs)
-    assert obs["image"].dtype == np.uint8 and obs["state"].dtype == np.float32
+    assert obs.dtype == np.float32
     assert len(set(infos["vehicle_id"].tolist())) == 3 and infos["_vehicle_id"].all()
     obs2, infos2 = envs.reset(seed=3)
     np.testing.assert_array_equal(infos["vehicle_id"], infos2["vehicle_id"])
-    np.testing.assert_array_equal(obs["image"], obs2["image"])
+    np.testing.assert_array_equal(obs, obs2)
     obs, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
     assert envs.observation_space.contains(obs)
     assert rewards.shape == (3,) and terminated.dtype == bool and truncated.dtype == bool
@@ -278,11 +270,13 @@ def test_vector_env_autoresets_next_step(scene):
 def test_vector_env_runs_recorded_episodes_to_their_end(scene):
     probe = HighwayEnv(scene=scene)
     ids = probe.episode_ids[:4]
-    envs = HighwayVectorEnv(num_envs=len(ids), scene=scene, device="cpu", render_mode="rgb_array")
+    envs = HighwayVectorEnv(num_envs=len(ids), scene=scene, device="cpu", render_mode="rgb_array",
+                            config={"reward": "cost", "action": {"curvature_range": (-0.2, 0.2)}})
     envs.reset(options={"vehicle_ids": ids})
     finished = np.zeros(len(ids), dtype=bool)
     for _ in range(2000):
-        _, rewards, terminated, truncated, infos = envs.step(envs.sim.recorded_actions())
+        recorded = envs._core.action.from_physical(envs.sim.recorded_actions())
+        _, rewards, terminated, truncated, infos = envs.step(recorded)
         assert (rewards <= 0).all()
         ended = terminated | truncated
         assert set(infos["outcome"][terminated]) <= {"arrived", "collision", "offroad"}
@@ -298,9 +292,11 @@ def test_vector_env_runs_recorded_episodes_to_their_end(scene):
 
 
 def test_vector_env_accepts_torch_actions_on_its_device(scene):
-    envs = HighwayVectorEnv(num_envs=2, scene=scene, device="cpu", sim_config=SimConfig(history=2))
+    envs = HighwayVectorEnv(num_envs=2, scene=scene, device="cpu", config={"observation": {"type": "raster",
+                                                                                           "history": 2}})
     obs, _ = envs.reset(seed=1)
     assert obs["image"].shape == (2, 8, 117, 24) and obs["state"].shape == (2, 8)
+    assert envs.sim.config.history == 2
     obs, *_ = envs.step(torch.zeros(2, 2))
     assert envs.observation_space.contains(obs)
     envs.close()
@@ -326,12 +322,12 @@ def test_make_in_a_fresh_interpreter(scene_dir):
         f"env = gymnasium.make('ppuu:{ENV_ID}', scene={str(scene_dir)!r})\n"
         "obs, info = env.reset(seed=0)\n"
         "obs, reward, terminated, truncated, info = env.step(env.action_space.sample())\n"
-        "print(json.dumps({'image': list(obs['image'].shape), 'outcome': info['outcome']}))\n"
+        "print(json.dumps({'shape': list(obs.shape), 'outcome': info['outcome']}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["image"] == [4, 117, 24] and result["outcome"] in ("running", "collision", "offroad")
+    assert result["shape"] == [9, 8] and result["outcome"] in ("running", "collision", "offroad")
 
 
 def test_envs_train_on_the_training_split_by_default(scene):
