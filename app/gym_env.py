@@ -76,7 +76,6 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from torch import Tensor
 
 from ppuu.app import ENV_IDS, register_envs  # noqa: F401  (register_envs: the `gymnasium.envs` entry point)
 from ppuu.app.gym_config import build_parts, default_config, merge_config, split_of

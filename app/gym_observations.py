@@ -86,7 +86,8 @@ class Kinematics:
 
     def __post_init__(self):
         if int(self.vehicles_count) != self.vehicles_count or self.vehicles_count < 0:
-            raise ValueError(f"kinematics observation: vehicles_count {self.vehicles_count!r}: expected an integer >= 0")
+            raise ValueError(f"kinematics observation: vehicles_count {self.vehicles_count!r}: expected an "
+                             "integer >= 0")
         if not (self.range_m > 0 and self.speed_scale > 0):
             raise ValueError(f"kinematics observation: range_m ({self.range_m}) and speed_scale ({self.speed_scale}) "
                              "must be positive")
@@ -224,7 +225,8 @@ class OccupancyGrid:
         row = torch.floor((self.x_range[1] - relative[..., 0]) / dx).long()
         col = torch.floor((self.y_range[1] - relative[..., 1]) / dy).long()
         inside = others.mask & (row >= 0) & (row < rows) & (col >= 0) & (col < cols)
-        their_velocity = torch.stack([torch.cos(others.heading), torch.sin(others.heading)], -1) * others.speed[..., None]
+        their_unit = torch.stack([torch.cos(others.heading), torch.sin(others.heading)], -1)
+        their_velocity = their_unit * others.speed[..., None]
         velocity = _ego_frame(their_velocity - (unit * speed[:, None])[:, None], unit) / self.speed_scale
         # One scatter for the whole batch: vehicles outside the grid go to a spill cell, dropped after.
         cells = rows * cols

@@ -115,7 +115,8 @@ REWARD_TYPES = {"driving": DrivingReward, "cost": CostReward}
 """``config["reward"]["type"]`` -> class."""
 
 
-def episode_returns(sim: BatchedSimulator, vehicle_ids, controller, reward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def episode_returns(sim: BatchedSimulator, vehicle_ids, controller,
+                    reward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drive the episodes of ``vehicle_ids`` in one batch to their end and sum a reward over each.
 
     Args:

@@ -34,7 +34,8 @@ def main(argv=None) -> int:
 
     scene = Scene.load(resolve_scene(args.workdir, args.scene))
     results = compare_controllers(scene, args.split)
-    print(f"default driving reward on {scene.meta.name}, {args.split} split ({results['human']['episodes']} episodes)\n")
+    episodes = results["human"]["episodes"]
+    print(f"default driving reward on {scene.meta.name}, {args.split} split ({episodes} episodes)\n")
     print("| controller | mean return | success % | mean steps |\n| --- | ---: | ---: | ---: |")
     for name, r in results.items():
         print(f"| {name} | {r['mean_return']:.2f} | {r['success_pct']:.1f} | {r['mean_steps']:.1f} |")

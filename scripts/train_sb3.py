@@ -36,11 +36,15 @@ def parse_args(argv=None):
     p.add_argument("--traffic", choices=["replay", "reactive"], default="replay")
     p.add_argument("--timesteps", type=int, default=200_000)
     p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--n-steps", type=int, default=256, help="PPO: steps per env per rollout")
+    p.add_argument("--n-epochs", type=int, default=10, help="PPO: passes over each rollout")
+    p.add_argument("--gamma", type=float, default=0.99, help="discount per 0.1 s step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--run", default=None, help="run name (default: sb3-ALGO-OBSERVATION-sSEED)")
     p.add_argument("--eval-split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--eval-every", type=int, default=0, help="closed-loop evaluation every N steps (0: only at the end)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="closed-loop evaluation every N steps (0: only at the end)")
     p.add_argument("--log-every", type=int, default=8192)
     p.add_argument("--config", type=json.loads, default=None, help="more env config overrides, as JSON")
     return p.parse_args(argv)
@@ -87,13 +91,14 @@ def main(argv=None) -> int:
         # the normalised range): std 1 brakes and swerves at random and collides in most episodes.
         policy_kwargs["log_std_init"] = -1.0
     if args.algo == "ppo":
-        model = PPO(policy, venv, n_steps=256, batch_size=512, n_epochs=10, learning_rate=3e-4, gamma=0.99,
-                    gae_lambda=0.95, ent_coef=0.0, policy_kwargs=policy_kwargs, seed=args.seed, device="cpu")
+        model = PPO(policy, venv, n_steps=args.n_steps, batch_size=512, n_epochs=args.n_epochs, learning_rate=3e-4,
+                    gamma=args.gamma, gae_lambda=0.95, ent_coef=0.0, policy_kwargs=policy_kwargs, seed=args.seed,
+                    device="cpu")
     else:
         if args.action != "continuous":
             sys.exit("SAC needs --action continuous")
         model = SAC(policy, venv, buffer_size=200_000, batch_size=256, learning_starts=5_000, train_freq=1,
-                    gradient_steps=1, policy_kwargs=policy_kwargs, seed=args.seed, device="cpu")
+                    gamma=args.gamma, gradient_steps=1, policy_kwargs=policy_kwargs, seed=args.seed, device="cpu")
 
     def closed_loop(split: str):
         table = evaluate(scene, AgentController(model, config), split=split, config=sim_config, device="cpu",
