@@ -35,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--action", choices=["continuous", "discrete_meta"], default="continuous")
     p.add_argument("--traffic", choices=["replay", "reactive"], default="replay")
     p.add_argument("--timesteps", type=int, default=200_000)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop training after this much wall-clock time (the evaluation follows)")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--n-steps", type=int, default=256, help="PPO: steps per env per rollout")
     p.add_argument("--n-epochs", type=int, default=10, help="PPO: passes over each rollout")
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 self.returns, self.outcomes = [], []
-            return True
+            return args.max_minutes is None or time.perf_counter() - start < 60 * args.max_minutes
 
     model.learn(args.timesteps, callback=Curve())
     train_seconds = time.perf_counter() - start
@@ -144,7 +146,7 @@ def main(argv=None) -> int:
     curve = pd.DataFrame(rows)
     curve.to_csv(out / "curve.csv", index=False)
     _plot(curve, out / "curve.png", run, args.eval_split)
-    print(f"trained {args.timesteps} steps in {train_seconds / 60:.1f} min -> {out}")
+    print(f"trained {model.num_timesteps} steps in {train_seconds / 60:.1f} min -> {out}")
 
     report_args = argparse.Namespace(split=args.eval_split, traffic=args.traffic, seeds=[args.seed],
                                      workdir=args.workdir, batch_size=None, device="cpu")
@@ -157,6 +159,7 @@ def main(argv=None) -> int:
     summary = {name: summarise(t)["success_pct"] for name, t in results.items()}
     (out / "result.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                  "config": config, "train_seconds": train_seconds,
+                                                 "timesteps": model.num_timesteps,
                                                  "success_pct": summary}, indent=2, default=str))
     return 0
 

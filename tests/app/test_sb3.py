@@ -69,3 +69,23 @@ def test_a_trained_model_drives_the_closed_loop_evaluation(scene):
     table = evaluate(scene, controller, split="test", progress=False, device="cpu")
     assert len(table) > 0 and set(table["outcome_name"]) <= {"arrived", "collision", "offroad", "out_of_data"}
     assert (table["time"] > 0).all()
+
+
+def test_train_script_trains_and_reports_beside_the_baselines(scene_workdir, scene_dir):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "train_sb3.py"
+    spec = importlib.util.spec_from_file_location("train_sb3", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--scene", scene_dir.name, "--workdir", str(scene_workdir), "--timesteps", "128",
+                        "--num-envs", "2", "--n-steps", "32", "--n-epochs", "1", "--log-every", "64",
+                        "--action", "discrete_meta", "--run", "tiny"]) == 0
+    run = scene_workdir / "runs" / "tiny"
+    result = json.loads((run / "result.json").read_text())
+    assert set(result["success_pct"]) == {"human", "no_action", "tiny"} and result["timesteps"] == 128
+    assert (run / "model.zip").is_file() and (run / "curve.csv").read_text().startswith("timesteps,")
+    report = (scene_workdir / "reports" / scene_dir.name / "sb3-tiny-test-replay-i80-reference.md").read_text()
+    assert "| tiny |" in report and "| no_action |" in report
