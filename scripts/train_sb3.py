@@ -93,7 +93,8 @@ def main(argv=None) -> int:
         # the normalised range): std 1 brakes and swerves at random and collides in most episodes.
         policy_kwargs["log_std_init"] = -1.0
     if args.algo == "ppo":
-        model = PPO(policy, venv, n_steps=args.n_steps, batch_size=512, n_epochs=args.n_epochs, learning_rate=3e-4,
+        batch = min(512, args.n_steps * args.num_envs)
+        model = PPO(policy, venv, n_steps=args.n_steps, batch_size=batch, n_epochs=args.n_epochs, learning_rate=3e-4,
                     gamma=args.gamma, gae_lambda=0.95, ent_coef=0.0, policy_kwargs=policy_kwargs, seed=args.seed,
                     device="cpu")
     else:
@@ -179,6 +180,8 @@ def _plot(curve, path: Path, title: str, split: str) -> None:
         points = curve.dropna(subset=[column])
         ax[1].plot(points["timesteps"], points[column], "o-", label=f"{split} split success % (closed loop)")
     ax[1].set(xlabel="timesteps", ylabel="%")
+    for a in ax:
+        a.ticklabel_format(axis="x", style="sci", scilimits=(3, 3))      # 1e3 steps: labels do not overlap
     ax[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
