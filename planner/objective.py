@@ -21,7 +21,7 @@ windows of the default scene, with the true future traffic (replay), braking at 
 a policy trained on that objective brakes until the replayed cars behind run into it (their
 collisions come 4-10 s later, beyond the horizon). With ``w_s`` of 0.3-0.5 the recorded plan
 is the cheapest of the plans compared (``scripts/cost_ranking.py``; BENCHMARKS.md "Policy
-learning"). It charges slowing down, never speeding up, so the proximity cost still decides
+learning and MPC"). It charges slowing down, never speeding up, so the proximity cost still decides
 when to brake.
 """
 
