@@ -134,6 +134,9 @@ def cmd_train(args) -> int:
     train_data = WindowDataset(source, train_ids, mc.context, config.horizon, world.normaliser, mc.image_channels)
     val_data = WindowDataset(source, val_ids, mc.context, config.horizon, world.normaliser,
                              mc.image_channels) if val_ids else None
+    if config.policy.action_low is None:          # the simulator's bounds, as train_policy would set them
+        from ppuu.planner.policy import normalised_bounds
+        config.policy = dataclasses.replace(config.policy, **normalised_bounds(world.normaliser))
     if args.init and not (run_dir / "checkpoint.pt").is_file():
         init = load_policy(resolve_run_file(args.workdir, args.init))
         if init.policy.config != config.policy:
