@@ -106,3 +106,19 @@ def test_controller_warm_starts_shift_and_reset_in_the_closed_loop(small_scene, 
     torch.testing.assert_close(spy.inits[1], expected)
     controller.on_episode_start(torch.tensor([1]), sim)
     assert float(controller.plans[1].abs().sum()) == 0 and int(controller.offset[1]) == 3
+
+
+def test_speed_keeping_lifts_a_braking_plan(fixed_recording, train_ids):
+    from ppuu.planner.objective import CostWeights
+
+    world, data = tiny_world(fixed_recording, train_ids, "kinematic", "none", dropout=0.0)
+    batch = _close_calls(world, data, count=3, horizon=6)
+    only_speed = CostWeights(proximity=0, lane=0, offroad=0, uncertainty=0, speed=1.0)
+    planner = Planner(world, cost_model(world, fixed_recording),
+                      MPCConfig(horizon=6, futures=1, iterations=5, weights=only_speed))
+    braking = world.normaliser.normalise_actions(torch.tensor([-3.0, 0.0])).expand(len(batch), 6, 2).clone()
+    decision = planner.plan(batch.context_images, batch.context_states, batch.size, braking)
+    assert float(decision.costs[-1].sum()) < float(decision.costs[0].sum())
+    before = world.normaliser.denormalise_actions(braking)[..., 0]
+    after = world.normaliser.denormalise_actions(decision.plan)[..., 0]
+    assert bool((after.mean(1) > before.mean(1) + 0.1).all())
