@@ -1,9 +1,11 @@
 """The ``ppuu`` command line: one entry point, one subcommand group per job.
 
+    ppuu demo                               the whole job end to end, one report
     ppuu data {generate,import,info,list}   tracked-vehicle scenes in the workspace
     ppuu train world-model                  train the forward model (deterministic or VAE)
     ppuu evaluate baselines                 closed-loop evaluation in the simulator
     ppuu evaluate world-model               prediction error of forward models, pictures of futures
+    ppuu train policy, evaluate policy      policies learned through the world model, MPC, the results table
     ppuu drive                              the interactive driving view (window or headless recording)
 
 Every command takes ``--workdir`` (default ``./ppuu-work``) and ``--threads`` (torch CPU threads;
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ppuu.app import cli_data, cli_drive, cli_evaluate, cli_policy, cli_world_model
+from ppuu.app import cli_data, cli_demo, cli_drive, cli_evaluate, cli_policy, cli_world_model
 from ppuu.data.errors import DataFormatError
 
 
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `ppuu COMMAND --help` for the flags of each command.",
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    cli_demo.add_parser(groups)
     cli_data.add_parser(groups)
     cli_world_model.add_parser(groups)
     cli_evaluate.add_parser(groups)

@@ -53,6 +53,9 @@ def add_closed_loop_arguments(p) -> None:
     p.add_argument("--course", default=None, metavar="NAME|START:ARRIVAL",
                    help=f"the course: {', '.join(COURSES)} or START:ARRIVAL in metres (default: the scene "
                         "site's, i80-reference on I-80, else full)")
+    p.add_argument("--episodes", type=int, default=None, metavar="N",
+                   help="drive only N episodes, evenly spaced over the split (the same ones for every controller; "
+                        "default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
                    help="run every controller once per seed and report mean ± std (default: %(default)s)")
     p.add_argument("--traffic", default="replay", choices=["replay", "reactive"],
@@ -105,6 +108,8 @@ def run_and_report(args, scene, course, base, entries, what: str, prefix: str) -
         warnings.simplefilter("always", CourseWarning)
         table = course_table(scene, course, base.context_steps)
         episodes = len(episode_vehicles(scene, split, course, base.context_steps, table=table))
+        if args.episodes is not None:
+            episodes = min(episodes, args.episodes)
         for warning in caught:
             print(f"ppuu: warning: {warning.message}", file=sys.stderr)
         print(f"scene {scene.meta.name}, split {args.split}, traffic {args.traffic}, seeds "
@@ -119,7 +124,7 @@ def run_and_report(args, scene, course, base, entries, what: str, prefix: str) -
             for seed in args.seeds:
                 start = time.perf_counter()
                 tables.append(evaluate(scene, controller, split=split, config=config, device=args.device,
-                                       batch_size=args.batch_size, seed=seed))
+                                       batch_size=args.batch_size, seed=seed, episodes=args.episodes))
                 spent += time.perf_counter() - start
                 print(f"{name}, seed {seed}: {len(tables[-1])} episodes in {time.perf_counter() - start:.1f} s")
             results[name], seconds[name], configs[name] = pd.concat(tables, ignore_index=True), spent, config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +178,7 @@ def add_evaluate_parser(sub) -> None:
         description="Drive every episode of a split with each trained policy, and with the recording ('human') and "
                     "no action, in the batched simulator; report the table of SPEC §7 (mean distance in m, success "
                     "%, with the spread over seeds) plus collision, off-road, speed and comfort, on a named course. "
-                    "Writes WORKDIR/reports/SCENE/policies-*.{md,json}, a CSV per controller, and figures: outcome "
+                    "Writes WORKDIR/reports/SCENE/REPORT-*.{md,json} (REPORT: --report, default policies), a CSV per controller, and figures: outcome "
                     "bars, distance distributions, training curves.")
     p.add_argument("scene", nargs="?", help="scene name or folder (default: the most recent scene)")
     p.add_argument("--policy", nargs="+", default=[], metavar="RUN",
@@ -187,6 +188,9 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--sample", action="store_true", help="Gaussian policies sample instead of taking their mean")
     p.add_argument("--gifs", action=argparse.BooleanOptionalAction, default=True,
                    help="write GIFs of each policy's best and worst episode (default: on)")
+    p.add_argument("--report", default="policies", metavar="NAME",
+                   help="file-name prefix of the report and figures under WORKDIR/reports/SCENE (default: "
+                        "%(default)s; give another to keep an earlier report)")
     mpc = p.add_argument_group("model-predictive control", "Drive with MPC by back-propagation through a world model "
                                "(SPEC §6): a plan of actions optimised against sampled futures at every decision.")
     mpc.add_argument("--mpc", metavar="WORLD_MODEL", help="add MPC rows planning with this world-model checkpoint")
@@ -273,6 +277,8 @@ def cmd_evaluate(args) -> int:
     from ppuu.simulator.evaluate import CONTROLLERS
     from ppuu.world_model.runs import resolve_device
 
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.report):
+        raise ValueError(f"--report {args.report!r}: use letters, digits, '_', '.' and '-' only")
     if not args.policy and not args.controllers and not args.mpc:
         raise ValueError("nothing to evaluate: give --policy RUN..., --mpc WORLD_MODEL and/or --controllers")
     scene, course, base = closed_loop_setup(args)
@@ -288,7 +294,7 @@ def cmd_evaluate(args) -> int:
         runs[name] = path.parent
     planners = mpc_entries(args, scene, base, device) if args.mpc else []
     entries += [(name, controller, config) for name, controller, config in planners]
-    results = run_and_report(args, scene, course, base, entries, "Policies", "policies")
+    results = run_and_report(args, scene, course, base, entries, "Policies", args.report)
     for name, controller, _ in planners:
         if controller.decisions:
             per = [s / n for s, n in zip(controller.decisions, controller.deciding)]
@@ -297,9 +303,9 @@ def cmd_evaluate(args) -> int:
                   "episode-decision")
     out = Path(args.workdir) / "reports" / scene.meta.name
     tag = f"{args.split}-{args.traffic}"
-    figures = [outcome_bars(results, out / f"policies-{tag}-outcomes.png", f"outcomes ({course.name})"),
-               distance_histograms(results, out / f"policies-{tag}-distance.png", f"distance ({course.name})"),
-               training_curves(runs, out / f"policies-{tag}-training.png") if runs else None]
+    figures = [outcome_bars(results, out / f"{args.report}-{tag}-outcomes.png", f"outcomes ({course.name})"),
+               distance_histograms(results, out / f"{args.report}-{tag}-distance.png", f"distance ({course.name})"),
+               training_curves(runs, out / f"{args.report}-{tag}-training.png") if runs else None]
     for figure in figures:
         if figure is not None:
             print(f"wrote {figure}")
@@ -315,7 +321,7 @@ def cmd_evaluate(args) -> int:
                     else table.sort_values("distance").iloc[-1])
             for label, row in (("best", best), ("worst", table.sort_values("distance").iloc[0])):
                 controller, config = by_name[name]
-                gif = out / f"policies-{tag}-{runs[name].name}-{label}.gif"
+                gif = out / f"{args.report}-{tag}-{runs[name].name}-{label}.gif"
                 record_episode(scene, config, controller, int(row["vehicle_id"]), gif, device=str(device),
                                title=f"{name} {label}")
                 print(f"wrote {gif} (vehicle {int(row['vehicle_id'])}, {row['outcome_name']}, "

@@ -240,8 +240,9 @@ def seed_everything(seed: int) -> None:
 def evaluate(scene: Scene, controller: Controller | str, split: str | None = "test",
              config: SimConfig | None = None, device: torch.device | str | None = None,
              batch_size: int | None = None, progress: bool = True, seed: int = 0,
-             course: Course | str | None = None, trace: Trace | None = None) -> pd.DataFrame:
-    """Every episode of a split on a course, closed loop.
+             course: Course | str | None = None, trace: Trace | None = None,
+             episodes: int | None = None) -> pd.DataFrame:
+    """Every episode of a split on a course (or an evenly spaced subset of them), closed loop.
 
     Args:
         scene: the scene.
@@ -255,6 +256,8 @@ def evaluate(scene: Scene, controller: Controller | str, split: str | None = "te
         course: overrides ``config.course`` when given (a course name, "START:ARRIVAL" or a
             :class:`~ppuu.simulator.episodes.Course`; default: the site's).
         trace: a :class:`Trace` to record every step into, or None.
+        episodes: drive only this many episodes, evenly spaced over the split's (in the split's
+            order, the same ones for every controller); None = all.
 
     Returns:
         one row per episode: vehicle_id, outcome, outcome_name, distance (m from the end of the
@@ -279,6 +282,8 @@ def evaluate(scene: Scene, controller: Controller | str, split: str | None = "te
         counts = {s: len(sim.episode_vehicles(s)) for s in ("train", "val", "test")}
         raise ValueError(f"no episodes in split {split!r} of scene {scene.meta.name!r} on course {sim.course} "
                          f"(episodes per split: {counts})")
+    if episodes is not None:
+        ids = ids[evenly_spaced(len(ids), episodes)]
     chunk = batch_size or len(ids)
     tables = [run_episodes(sim, ids[i:i + chunk], controller, progress, trace=trace)
               for i in range(0, len(ids), chunk)]
@@ -286,6 +291,15 @@ def evaluate(scene: Scene, controller: Controller | str, split: str | None = "te
     table["course"] = sim.course.name
     table["seed"] = seed
     return table
+
+
+def evenly_spaced(total: int, count: int) -> np.ndarray:
+    """Indices of ``count`` of ``total`` items, evenly spaced and in order (all of them when count >= total)."""
+    if count < 1:
+        raise ValueError(f"episodes = {count}: expected >= 1")
+    if count >= total:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, count).round().astype(np.int64))
 
 
 SUMMARY_METRICS = ("success_pct", "collision_pct", "offroad_pct", "out_of_data_pct", "mean_distance_m",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ppuu.simulator.episodes import COLLISION, OFFROAD, RUNNING
-from ppuu.simulator.evaluate import Trace, evaluate, markdown_summary, run_episodes, summarise
+from ppuu.simulator.evaluate import Trace, evaluate, evenly_spaced, markdown_summary, run_episodes, summarise
 from ppuu.simulator.sim import BatchedSimulator, SimConfig
 
 
@@ -188,3 +188,16 @@ def test_history_ring_gives_the_frames_oldest_first(small_scene):
     fresh = BatchedSimulator(small_scene, SimConfig(history=K), device="cpu").reset(ids[[4]])
     torch.testing.assert_close(ring.observation().image[4], fresh.image[0])
     torch.testing.assert_close(ring.observation().state[4], fresh.state[0])
+
+
+def test_an_episode_subset_is_evenly_spaced_and_the_same_for_every_controller(small_scene):
+    everything = evaluate(small_scene, "human", split=None, progress=False)
+    subset = evaluate(small_scene, "no_action", split=None, progress=False, episodes=3)
+    again = evaluate(small_scene, "human", split=None, progress=False, episodes=3)
+    assert len(everything) > 3 and len(subset) == 3
+    expected = everything["vehicle_id"].to_numpy()[evenly_spaced(len(everything), 3)]
+    assert list(subset["vehicle_id"]) == list(expected) == list(again["vehicle_id"])
+    assert list(expected[[0, -1]]) == list(everything["vehicle_id"].to_numpy()[[0, -1]])
+    assert len(evaluate(small_scene, "human", split=None, progress=False, episodes=10_000)) == len(everything)
+    with pytest.raises(ValueError, match="episodes = 0"):
+        evaluate(small_scene, "human", split=None, progress=False, episodes=0)

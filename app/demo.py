@@ -1,0 +1,319 @@
+"""The whole job end to end: scene, world model, policies, closed-loop evaluation, one report.
+
+``ppuu demo`` runs the project's main recipe as a chain of the ordinary commands (each stage is
+exactly a ``ppuu ...`` command line, listed in the report so that anyone can rerun one):
+
+1. ``scene``: generate the I-80-like scene with SUMO (skipped when it exists).
+2. ``world-model``: train the kinematic-ego world model (Sobal et al. 2022; the traffic step blind
+   to the ego, ``--ego-conditioning none``: the variant MPC and MPUR did best with, BENCHMARKS.md).
+3. ``il``: the imitation baseline (one-step imitation of the recorded actions).
+4. ``mpur``: MPUR from the imitation warm start, with the uncertainty cost and speed keeping.
+5. ``evaluate``: the recording, no action, IL and MPUR on the test split, closed loop.
+6. ``mpc``: MPC through the world model on (a subset of) the same episodes.
+7. ``gif``: the MPUR policy driving one test episode, with the model's futures drawn.
+8. ``report``: one folder with the results table (SPEC §7 form), figures, GIF, commands, configs.
+
+A stage that finished is recorded in ``WORKDIR/demo/RECIPE/stages.json`` and skipped when the demo
+runs again; a training stage that was interrupted resumes from its own checkpoint (the trainers
+resume a run of the same name). Every stage uses the GPU when there is one (the commands' default
+device).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+#: Planner settings that drove best on the default scene (BENCHMARKS.md, "Policy learning and MPC").
+SPEED_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """How big each stage is.
+
+    Attributes:
+        name: the profile's name (``--profile``).
+        description: one line for ``--help`` and the report.
+        minutes: length of the generated scene, min.
+        world_model: extra flags of ``ppuu train world-model``.
+        il, mpur: extra flags of ``ppuu train policy`` for the two policies.
+        evaluate_episodes: test episodes for the policies (None = all).
+        mpc_episodes: test episodes for MPC (evenly spaced; None = all).
+        mpc: extra flags of the MPC evaluation.
+        gif_frames: frames of the GIF (0.1 s each).
+    """
+
+    name: str
+    description: str
+    minutes: float
+    world_model: tuple[str, ...]
+    il: tuple[str, ...]
+    mpur: tuple[str, ...]
+    evaluate_episodes: int | None
+    mpc_episodes: int | None
+    mpc: tuple[str, ...] = field(default=())
+    gif_frames: int = 150
+
+
+_MPC_CPU = ("--mpc-horizon", "15", "--mpc-futures", "2", "--mpc-iterations", "3", "--mpc-replan-every", "3",
+            "--mpc-uncertainty-weight", "0", "--mpc-speed-weight", str(SPEED_WEIGHT))
+
+PROFILES: dict[str, DemoProfile] = {
+    "quick": DemoProfile(
+        name="quick", description="about 15 minutes on 2 CPU cores: small models, short training, MPC on "
+                                  "24 test episodes",
+        minutes=15.0,
+        world_model=("--profile", "cpu", "--steps", "1200"),
+        il=("--batch-size", "64", "--steps", "400"),
+        mpur=("--steps", "150", "--horizon", "30", "--copies", "4", "--speed-weight", str(SPEED_WEIGHT),
+              "--val-every", "0"),
+        evaluate_episodes=None, mpc_episodes=24, mpc=_MPC_CPU),
+    "tiny": DemoProfile(
+        name="tiny", description="a smoke run of every stage in about a minute (tests; results mean nothing)",
+        minutes=1.5,
+        world_model=("--profile", "cpu", "--steps", "6", "--batch-size", "4", "--val-every", "0",
+                     "--stats-windows", "64"),
+        il=("--batch-size", "8", "--steps", "4", "--val-every", "0"),
+        mpur=("--steps", "2", "--horizon", "4", "--copies", "2", "--batch-size", "2", "--speed-weight",
+              str(SPEED_WEIGHT), "--val-every", "0"),
+        evaluate_episodes=6, mpc_episodes=2,
+        mpc=("--mpc-horizon", "4", "--mpc-futures", "2", "--mpc-iterations", "1", "--mpc-replan-every", "4"),
+        gif_frames=5),
+    "paper": DemoProfile(
+        name="paper", description="the reference-scale recipe (SPEC §5-6 sizes and steps): a GPU and hours",
+        minutes=15.0,
+        world_model=("--profile", "reference"),
+        il=("--profile", "reference", "--batch-size", "64", "--steps", "20000"),
+        mpur=("--profile", "reference", "--speed-weight", str(SPEED_WEIGHT)),
+        evaluate_episodes=None, mpc_episodes=None,
+        mpc=("--mpc-horizon", "30", "--mpc-futures", "10", "--mpc-iterations", "5", "--mpc-speed-weight",
+             str(SPEED_WEIGHT))),
+}
+
+class StageFailed(RuntimeError):
+    """A stage's command exited with an error (its own message was printed above)."""
+
+
+STAGE_HELP = {
+    "scene": "generate the I-80-like scene with SUMO (skipped when it exists)",
+    "world-model": "train the kinematic-ego world model (the traffic step blind to the ego)",
+    "il": "train the imitation baseline",
+    "mpur": "train MPUR through the world model, uncertainty cost on, from the imitation warm start",
+    "evaluate": "the recording, no action, IL and MPUR closed loop on the test split",
+    "mpc": "MPC through the world model on the same (or evenly spaced) test episodes",
+    "gif": "MPUR driving one test episode, the model's futures drawn",
+    "report": "results table, figures, GIF, commands and configs in one folder",
+}
+STAGES = tuple(STAGE_HELP)
+
+
+@dataclass
+class Demo:
+    """One demo recipe in a workspace: its run names, commands and finished stages.
+
+    Args:
+        workdir: the workspace (scenes, runs, reports).
+        profile: how big each stage is.
+        seed: seed of the scene, the models and the evaluation.
+        threads: torch CPU threads for every stage (None: the commands' default).
+        scene: an existing scene to use instead of generating one.
+        run: a command-line runner ``argv -> exit code`` (default: :func:`ppuu.app.cli.main`).
+    """
+
+    workdir: Path
+    profile: DemoProfile
+    seed: int = 0
+    threads: int | None = None
+    scene: str | None = None
+    run: Callable[[list[str]], int] | None = None
+    log: Callable[[str], None] = print
+
+    def __post_init__(self):
+        self.workdir = Path(self.workdir)
+        self.recipe = f"{self.profile.name}-s{self.seed}"
+        self.state_dir = self.workdir / "demo" / self.recipe
+        self.scene_name = self.scene or f"i80-sumo-{self.profile.minutes:g}min-s{self.seed}"
+        self.runs = {stage: f"demo-{self.recipe}-{stage}" for stage in ("world-model", "il", "mpur")}
+        self.report_dir = self.workdir / "reports" / f"demo-{self.recipe}"
+        if self.run is None:
+            from ppuu.app.cli import main
+
+            self.run = main
+
+    # ----------------------------------------------------------------------------- bookkeeping
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "stages.json"
+
+    def finished(self) -> dict:
+        """stage -> {"seconds": wall time, "command": argv} of the stages done so far."""
+        if not self.state_file.is_file():
+            return {}
+        return json.loads(self.state_file.read_text())
+
+    def _mark(self, stage: str, seconds: float, command: list[str] | None) -> None:
+        done = self.finished()
+        done[stage] = {"seconds": round(seconds, 1), "command": command}
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done, indent=2))
+        tmp.replace(self.state_file)                  # atomic: a kill never leaves half a file
+
+    def _common(self) -> list[str]:
+        flags = ["--workdir", str(self.workdir)]
+        if self.threads is not None:
+            flags += ["--threads", str(self.threads)]
+        return flags
+
+    # ----------------------------------------------------------------------------- the commands
+    def command(self, stage: str) -> list[str] | None:
+        """The ``ppuu`` argv of a stage (None for the report, which is written here)."""
+        p, common, seed = self.profile, self._common(), ["--seed", str(self.seed)]
+        scene = self.scene_name
+        if stage == "scene":
+            return ["data", "generate", "--site", "i80", "--minutes", f"{p.minutes:g}", "--name", scene, *seed,
+                    *common]
+        if stage == "world-model":
+            return ["train", "world-model", "--scene", scene, "--ego-model", "kinematic", "--ego-conditioning",
+                    "none", "--model", "deterministic", "--run", self.runs["world-model"], *p.world_model, *seed,
+                    *common]
+        if stage == "il":
+            return ["train", "policy", "--scene", scene, "--world-model", self.runs["world-model"], "--method", "il",
+                    "--run", self.runs["il"], *p.il, *seed, *common]
+        if stage == "mpur":
+            return ["train", "policy", "--scene", scene, "--world-model", self.runs["world-model"], "--method",
+                    "mpur", "--init", self.runs["il"], "--run", self.runs["mpur"], *p.mpur, *seed, *common]
+        episodes = lambda n: [] if n is None else ["--episodes", str(n)]  # noqa: E731
+        if stage == "evaluate":
+            return ["evaluate", "policy", scene, "--policy", self.runs["il"], self.runs["mpur"], "--controllers",
+                    "human", "no_action", "--no-gifs", "--report", f"demo-{self.recipe}",
+                    *episodes(p.evaluate_episodes), "--seeds", str(self.seed), *common]
+        if stage == "mpc":
+            return ["evaluate", "policy", scene, "--mpc", self.runs["world-model"], "--controllers", "--no-gifs",
+                    "--report", f"demo-{self.recipe}-mpc", *p.mpc, *episodes(p.mpc_episodes), "--seeds",
+                    str(self.seed), *common]
+        if stage == "gif":
+            return ["drive", scene, "--headless", "--mode", "policy", "--policy", self.runs["mpur"],
+                    "--world-model", self.runs["world-model"], "--record", str(self.report_dir / "mpur-driving.gif"),
+                    "--frames", str(p.gif_frames), *common]
+        if stage == "report":
+            return None
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+
+    # ----------------------------------------------------------------------------- running
+    def stages_to_run(self) -> list[str]:
+        done = self.finished()
+        todo = [s for s in STAGES if s not in done]
+        if "scene" in todo and self._scene_exists():
+            todo.remove("scene")
+            self._mark("scene", 0.0, None)
+            self.log(f"scene {self.scene_name}: already in {self.workdir / 'scenes'}, not generated again")
+        return todo
+
+    def _scene_exists(self) -> bool:
+        from ppuu.data.scene import list_scenes
+
+        return self.scene_name in list_scenes(self.workdir)
+
+    def run_all(self) -> Path:
+        """Run every stage not yet finished; returns the report folder."""
+        if self.scene is not None and not self._scene_exists():
+            raise FileNotFoundError(f"--scene {self.scene}: no such scene in {self.workdir / 'scenes'}")
+        todo = self.stages_to_run()
+        done = [s for s in STAGES if s not in todo]
+        if done:
+            self.log(f"demo {self.recipe}: resuming; finished stages: {', '.join(done)}")
+        for index, stage in enumerate(todo, 1):
+            argv = self.command(stage)
+            shown = "ppuu " + " ".join(argv) if argv else "(written by the demo)"
+            self.log(f"\n== stage {STAGES.index(stage) + 1}/{len(STAGES)}: {stage} ==\n{shown}")
+            start = time.perf_counter()
+            if argv is None:
+                self.write_report()
+            else:
+                code = self.run(argv)
+                if code:
+                    raise StageFailed(f"stage {stage} failed (exit code {code}): ppuu {' '.join(argv)}")
+            self._mark(stage, time.perf_counter() - start, argv)
+        self.write_report()                         # refreshed every run: the walls of every stage
+        return self.report_dir
+
+    # ----------------------------------------------------------------------------- the report
+    def results(self) -> dict:
+        """controller -> its evaluation table, from the CSVs the evaluation stages wrote."""
+        import pandas as pd
+
+        from ppuu.app.cli_evaluate import _filename
+
+        folder = self.workdir / "reports" / self.scene_name
+        names = ["human", "no_action", f"il ({self.runs['il']})", f"mpur ({self.runs['mpur']})", "mpc-adam"]
+        tables = {}
+        for name in names:
+            matches = sorted(folder.glob(f"evaluate-{_filename(name)}-test-replay-*.csv"))
+            if matches:
+                tables[name] = pd.read_csv(matches[-1])
+        return tables
+
+    def write_report(self) -> Path:
+        """The report folder: results table, figures, the GIF, the commands and the runs' configs."""
+        from ppuu.planner.report import distance_histograms, outcome_bars, training_curves
+        from ppuu.simulator.evaluate import markdown_summary
+
+        out = self.report_dir
+        out.mkdir(parents=True, exist_ok=True)
+        tables = self.results()
+        done = self.finished()
+        lines = [f"# ppuu demo: {self.profile.name} profile, seed {self.seed}", "",
+                 f"{self.profile.description}. Scene `{self.scene_name}`, test split, replay traffic.", ""]
+        if tables:
+            course = next(iter(tables.values()))["course"].iloc[0]
+            lines += [f"## Results (course {course})", "", markdown_summary(tables), "",
+                      "MPC drives the evenly spaced subset in its `episodes` column (its decisions cost more); "
+                      "every other row drives every test episode." if self.profile.mpc_episodes else "", ""]
+            outcome_bars(tables, out / "outcomes.png", f"outcomes ({course})")
+            distance_histograms(tables, out / "distance.png", f"distance ({course})")
+            lines += ["![outcomes](outcomes.png)", "", "![distance](distance.png)", ""]
+        runs = {stage: self.workdir / "runs" / name for stage, name in self.runs.items()
+                if (self.workdir / "runs" / name / "metrics.csv").is_file()}
+        policy_runs = {k: v for k, v in runs.items() if k in ("il", "mpur")}
+        if policy_runs:
+            training_curves(policy_runs, out / "training.png")
+            lines += ["![training](training.png)", ""]
+        if (out / "mpur-driving.gif").is_file():
+            lines += ["## MPUR driving", "", "![MPUR driving](mpur-driving.gif)", ""]
+        configs = out / "configs"
+        configs.mkdir(exist_ok=True)
+        for stage, folder in runs.items():
+            if (folder / "config.json").is_file():
+                shutil.copyfile(folder / "config.json", configs / f"{stage}.json")
+        lines += ["## How it was made", "", "| stage | wall s | command |", "| --- | --- | --- |"]
+        for stage in STAGES:
+            if stage in done:
+                argv = done[stage]["command"]
+                shown = f"`ppuu {' '.join(argv)}`" if argv else "-"
+                lines.append(f"| {stage} | {done[stage]['seconds']:.0f} | {shown} |")
+        total = sum(d["seconds"] for d in done.values())
+        lines += ["", f"Total {total / 60:.1f} min of stage wall time. The runs' configs are in `configs/`.", ""]
+        tmp = out / "README.md.tmp"
+        tmp.write_text("\n".join(lines))
+        tmp.replace(out / "README.md")
+        return out
+
+
+def print_summary(demo: Demo, report: Path, stream=None) -> None:
+    """The results table and where the report is (on ``stream``, default standard output)."""
+    stream = stream or sys.stdout
+    from ppuu.simulator.evaluate import markdown_summary
+
+    tables = demo.results()
+    if tables:
+        print("\n" + markdown_summary(tables), file=stream)
+    done = demo.finished()
+    walls = ", ".join(f"{stage} {done[stage]['seconds']:.0f} s" for stage in STAGES if stage in done)
+    print(f"\nstages: {walls}\nreport: {report / 'README.md'}", file=stream)
