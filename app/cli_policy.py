@@ -303,6 +303,16 @@ def cmd_evaluate(args) -> int:
                   "episode-decision")
     out = Path(args.workdir) / "reports" / scene.meta.name
     tag = f"{args.split}-{args.traffic}"
+    for name, controller, _ in planners:
+        if controller.first is not None:
+            from ppuu.app.cli_evaluate import _filename
+            from ppuu.planner.decision_figure import decision_figure
+
+            decision, context = controller.first
+            figure = decision_figure(decision, context, controller.planner.world,
+                                     out / f"{args.report}-{tag}-{_filename(name)}-decision.png",
+                                     title=f"{name}: the first decision of the first test episode")
+            print(f"wrote {figure}")
     figures = [outcome_bars(results, out / f"{args.report}-{tag}-outcomes.png", f"outcomes ({course.name})"),
                distance_histograms(results, out / f"{args.report}-{tag}-distance.png", f"distance ({course.name})"),
                training_curves(runs, out / f"{args.report}-{tag}-training.png") if runs else None]

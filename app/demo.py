@@ -285,6 +285,10 @@ class Demo:
         if policy_runs:
             training_curves(policy_runs, out / "training.png")
             lines += ["![training](training.png)", ""]
+        decision = self.workdir / "reports" / self.scene_name / f"demo-{self.recipe}-mpc-test-replay-mpc-adam-decision.png"
+        if decision.is_file():
+            shutil.copyfile(decision, out / "mpc-decision.png")
+            lines += ["## One MPC decision", "", "![one MPC decision](mpc-decision.png)", ""]
         if (out / "mpur-driving.gif").is_file():
             lines += ["## MPUR driving", "", "![MPUR driving](mpur-driving.gif)", ""]
         configs = out / "configs"

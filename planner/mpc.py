@@ -338,6 +338,7 @@ class MPCController:
         self.decisions: list[float] = []          # seconds per decision call
         self.deciding: list[int] = []             # episodes per decision call
         self.last: Decision | None = None
+        self.first: tuple[Decision, Tensor] | None = None   # the first decision and its contexts (figures)
 
     def on_episode_start(self, slots: Tensor, sim) -> None:
         c = self.planner.config
@@ -368,6 +369,8 @@ class MPCController:
             self.decisions.append(decision.seconds)
             self.deciding.append(len(slots))
             self.last = decision
+            if self.first is None:
+                self.first = (decision, images.detach())
         step = self.offset.clamp(max=c.horizon - 1)
         action = self.plans.gather(1, step[:, None, None].expand(-1, 1, 2))[:, 0]
         self.offset += running.long()

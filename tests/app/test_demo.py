@@ -30,7 +30,7 @@ def test_the_tiny_demo_runs_every_stage_and_writes_the_report(demo_workdir, smal
     for row in ("| human |", "| no_action |", "| il (demo-tiny-s0-il) |", "| mpur (demo-tiny-s0-mpur) |",
                 "| mpc-adam |"):
         assert row in text and row in out
-    for name in ("outcomes.png", "distance.png", "training.png", "mpur-driving.gif", "configs/world-model.json",
+    for name in ("outcomes.png", "distance.png", "training.png", "mpur-driving.gif", "mpc-decision.png", "configs/world-model.json",
                  "configs/il.json", "configs/mpur.json"):
         assert (report / name).stat().st_size > 0, name
     done = json.loads((demo_workdir / "demo" / "tiny-s0" / "stages.json").read_text())

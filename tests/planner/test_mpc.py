@@ -122,3 +122,23 @@ def test_speed_keeping_lifts_a_braking_plan(fixed_recording, train_ids):
     before = world.normaliser.denormalise_actions(braking)[..., 0]
     after = world.normaliser.denormalise_actions(decision.plan)[..., 0]
     assert bool((after.mean(1) > before.mean(1) + 0.1).all())
+
+
+def test_the_decision_figure_draws_the_plan_where_the_raster_puts_the_ego(kinematic, fixed_recording, tmp_path):
+    from ppuu.planner.decision_figure import decision_figure, path_pixels
+
+    world, data = kinematic
+    norm = world.normaliser
+    ahead = float(world.observation["frame"]["centre_ahead"])
+    ppm = float(world.observation["raster"]["pixels_per_metre"])
+    physical = torch.tensor([[ahead, 0.0, 10.0, 0.0], [ahead + 2.0, 1.0, 10.0, 0.0]])
+    px = path_pixels(norm.normalise_states(physical), norm, ahead, ppm, 101, 21)
+    assert px[0] == pytest.approx([10.0, 50.0], abs=1e-4)                 # the image centre
+    assert px[1] == pytest.approx([10.0 - ppm, 50.0 - 2 * ppm], abs=1e-4)  # ahead is up, left is left
+
+    batch = _close_calls(world, data, count=2)
+    planner = Planner(world, cost_model(world, fixed_recording), MPCConfig(horizon=6, futures=3, iterations=2))
+    init = torch.zeros(len(batch), 6, 2)
+    decision = planner.plan(batch.context_images, batch.context_states, batch.size, init)
+    path = decision_figure(decision, batch.context_images, world, tmp_path / "decision.png", episode=1)
+    assert path.stat().st_size > 10_000
