@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     print(f"trained {model.num_timesteps} steps in {train_seconds / 60:.1f} min -> {out}")
 
     report_args = argparse.Namespace(split=args.eval_split, traffic=args.traffic, seeds=[args.seed],
-                                     workdir=args.workdir, batch_size=None, device="cpu")
+                                     workdir=args.workdir, batch_size=None, device="cpu", episodes=None)
     from ppuu.simulator.episodes import get_course
 
     course = get_course(sim_config.course, scene.meta)
