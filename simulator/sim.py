@@ -44,7 +44,7 @@ from ppuu.simulator.costs import CostConfig, Costs, all_costs
 from ppuu.simulator.dynamics import ActionBounds, EgoState
 from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
                                      episode_vehicles, get_course)
-from ppuu.simulator.raster import EGO, RasterConfig, render
+from ppuu.simulator.raster import EGO, RasterConfig, render, render_into
 from ppuu.simulator.reactive import IDMConfig, ReactiveTraffic
 from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog, VehicleSlice
@@ -70,6 +70,8 @@ class SimConfig:
         keep_traffic: also keep the other vehicles of the last ``history`` frames, so that a
             controller can re-render them around any pose (:meth:`BatchedSimulator.render_history`;
             the policies of fixed-frame world models need it).
+        chunk: slots rendered and judged together in a step (large batches go in chunks so that
+            the intermediate images stay in the CPU's cache; the results do not depend on it).
     """
 
     context_steps: int = 20
@@ -83,12 +85,15 @@ class SimConfig:
     bounds: ActionBounds = field(default_factory=ActionBounds)
     idm: IDMConfig = field(default_factory=IDMConfig)
     keep_traffic: bool = False
+    chunk: int = 256
 
     def __post_init__(self):
         if self.traffic not in ("replay", "reactive"):
             raise ValueError(f"traffic {self.traffic!r}: expected 'replay' or 'reactive'")
         if self.context_steps < 1 or self.history < 1 or self.history > self.context_steps:
             raise ValueError(f"context_steps ({self.context_steps}) >= history ({self.history}) >= 1 expected")
+        if self.chunk < 1:
+            raise ValueError(f"chunk {self.chunk}: expected >= 1 slots")
         if not self.time_limit >= 1:
             raise ValueError(f"time_limit {self.time_limit}: expected >= 1 (a multiple of the recorded duration)")
 
@@ -173,6 +178,12 @@ class BatchedSimulator:
         self._start_frame = torch.tensor(self.episodes["start_frame"].to_numpy(), device=self.device)  # (V,)
         self._episode_start_hooks: OrderedDict[int, Callable[[Tensor, BatchedSimulator], None]] = OrderedDict()
         self.batch_size = 0
+        raster = self.config.raster
+        # m along x within which another vehicle can reach an ego's raster (its corners, a half
+        # pixel of coverage support, the other's half diagonal) or its footprint (collision), plus
+        # a margin: the step looks only at these (TrafficLog.near), whatever the scene's size.
+        raster_reach = (np.hypot(raster.length_m, raster.width_m) + np.sqrt(2) * raster.metres_per_pixel) / 2
+        self._reach = float(max(raster_reach, self.log.max_half_diagonal) + self.log.max_half_diagonal + 1.0)
 
     # ------------------------------------------------------------------ episodes
     def episode_vehicles(self, split: str | None = "test") -> np.ndarray:
@@ -346,6 +357,7 @@ class BatchedSimulator:
                                   torch.ones(batch, 2 * cfg.history, N, 2, dtype=f, device=d),
                                   torch.zeros(batch, 2 * cfg.history, N, dtype=torch.bool, device=d))
         self._head = cfg.history - 1
+        self._chunk_buffer: Tensor | None = None
         self.last_costs = Costs(*(torch.zeros(batch, dtype=f, device=d) for _ in range(3)))
 
     def _set_recorded_state(self, slots: Tensor, ids: Tensor, frame: Tensor) -> None:
@@ -423,13 +435,17 @@ class BatchedSimulator:
         # Only the running slots are observed and judged (finished ones keep their last values).
         active = running.nonzero().squeeze(1)                                   # (S,)
         frame = self.frame[active]
-        others = self.others(active, frame)
-        image, state = self._observe(active, frame, others)
         position, unit, speed = (t[active] for t in self.ego)
         size = self.size[active]
-
-        collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
-                                  others.mask).any(dim=-1)
+        if self._looks_near():
+            image, state, costs, collision = self._observe_near(active, frame, position, unit, speed, size)
+            others = None
+        else:
+            others = self.others(active, frame)
+            image, state = self._observe(active, frame, others)
+            collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
+                                      others.mask).any(dim=-1)
+            costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
         offroad = footprint_offroad(self.road, position, unit, size)
         arrived = self.road.arrived(position[:, 0])
         out_of_data = frame >= self.end_frame[active]
@@ -441,7 +457,6 @@ class BatchedSimulator:
         just_done = torch.zeros_like(running)
         just_done[active] = outcome != RUNNING
 
-        costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
         w = self.config.cost_weights
         reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
@@ -454,11 +469,13 @@ class BatchedSimulator:
         for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
             total[active] += cost
             last[active] = cost
-        # The history ring advances for every slot: running slots write their new frame, finished
-        # ones repeat their newest (one frame per slot, never the whole history).
+        # The history ring advances for every slot: running slots write their new frame (the near
+        # path has written it already), finished ones repeat their newest (one frame per slot,
+        # never the whole history).
         previous, self._head = self._head, (self._head + 1) % self.config.history
-        self._write_history(active, self._head, image, state,
-                            self._traffic_record(others) if self.config.keep_traffic else None)
+        if image is not None:
+            self._write_history(active, self._head, image, state,
+                                self._traffic_record(others) if self.config.keep_traffic else None)
         finished = (~running).nonzero().squeeze(1)
         if len(finished):
             kept = tuple(ring[finished, previous] for ring in self._traffic_ring) if self.config.keep_traffic else None
@@ -466,6 +483,53 @@ class BatchedSimulator:
                                 self._state_ring[finished, previous], kept)
         return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
                           reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
+
+    def _looks_near(self) -> bool:
+        """Whether the step may look only at the traffic near the egos (:meth:`_observe_near`):
+        recorded traffic, no kept traffic, and :meth:`others` not replaced on this instance (a
+        controller or test that replaces it gets the general path, which calls it)."""
+        return self.reactive is None and not self.config.keep_traffic and "others" not in vars(self)
+
+    def _observe_near(self, active: Tensor, frame: Tensor, position: Tensor, unit: Tensor, speed: Tensor,
+                      size: Tensor) -> tuple[None, None, Costs, Tensor]:
+        """The step's observation, costs and collision test for the running slots (S,) from the
+        recorded vehicles near each ego (one search and gather, shared by the raster and the
+        collision test), rendered chunk by chunk into a cache-sized buffer and written straight
+        into the history ring at the next head.
+
+        Returns:
+            (None, None, costs (each (S,)), collision (S,) bool); the ring holds the images and states.
+        """
+        S, cfg = len(active), self.config
+        packed, vehicle_id, mask = self.log.near(frame, position[:, 0], self._reach)
+        mask &= vehicle_id != self.vehicle_id[active, None]
+        o_centre, o_unit, o_size = packed[..., 0:2], packed[..., 2:4], packed[..., 4:6]
+        collision = boxes_overlap(position, unit, size, o_centre, o_unit, o_size, mask).any(dim=-1)
+        head, K = (self._head + 1) % cfg.history, cfg.history
+        state = torch.cat([position, unit * speed[:, None]], dim=-1)
+        whole = S == self.batch_size                      # every slot runs: the ring rows are a slice
+        chunk = max(1, min(cfg.chunk, S))
+        if self._chunk_buffer is None or self._chunk_buffer.shape[0] < chunk:
+            self._chunk_buffer = torch.empty(chunk, *cfg.raster.shape, dtype=self.dtype, device=self.device)
+        parts = []
+        for lo in range(0, S, chunk):
+            hi = min(lo + chunk, S)
+            image = render_into(self._chunk_buffer[:hi - lo], self.road, position[lo:hi], unit[lo:hi], size[lo:hi],
+                                o_centre[lo:hi], o_unit[lo:hi], o_size[lo:hi], mask[lo:hi], cfg.raster)
+            parts.append(all_costs(image, speed[lo:hi], size[lo:hi], cfg.raster, self.cost_config))
+            for at in (head, head + K):
+                if whole:
+                    self._image_ring[lo:hi, at] = image
+                else:
+                    self._image_ring[active[lo:hi], at] = image
+        for at in (head, head + K):
+            self._state_ring[active, at] = state
+        if len(parts) == 1:
+            costs = parts[0]
+        else:                                   # several chunks, or none (every slot finished)
+            costs = Costs(*(torch.cat(c) for c in zip(*parts))) if parts else \
+                Costs(*(position.new_zeros(0) for _ in range(3)))
+        return None, None, costs, collision
 
     @property
     def done(self) -> Tensor:
