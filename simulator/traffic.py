@@ -88,23 +88,21 @@ class TrafficLog:
         self._row_by_vehicle = tensor(order, torch.int64)
         self._vehicle_start = tensor(starts, torch.int64)
         # The same rows sorted by (frame, x), packed into one table for the lookup near the egos.
-        by_x = np.lexsort((t["x"].to_numpy(), frames))
-        heading = t["heading"].to_numpy()[by_x]
-        packed = np.stack([t["x"].to_numpy()[by_x], t["y"].to_numpy()[by_x], np.cos(heading), np.sin(heading),
-                           t["length"].to_numpy()[by_x], t["width"].to_numpy()[by_x]], axis=1)
-        self.packed = tensor(packed)                                      # (R, 6) x, y, cos, sin, length, width
+        x = t["x"].to_numpy()
+        by_x = np.lexsort((x, frames))
+        by_x_t = torch.as_tensor(by_x, device=self.device)
         # cos and sin exactly as the rasteriser and collision test compute them from the dtype's heading
         unit = torch.stack([torch.cos(self.heading), torch.sin(self.heading)], dim=-1)
-        self.packed[:, 2:4] = unit[torch.as_tensor(by_x, device=self.device)]
-        self.packed_vehicle_id = tensor(t["vehicle_id"].to_numpy()[by_x], torch.int64)       # (R,)
-        x_sorted = t["x"].to_numpy()[by_x]
+        self.packed = torch.cat([self.centre, unit, self.size], dim=1)[by_x_t]      # (R, 6) x, y, cos, sin, l, w
+        self.packed_vehicle_id = self.vehicle_id[by_x_t]                            # (R,)
+        x_sorted = x[by_x]
         self._x_origin = float(x_sorted.min()) if len(x_sorted) else 0.0
         self._frame_stride = float(x_sorted.max() - self._x_origin) + 1.0 if len(x_sorted) else 1.0
         # Search key, increasing along the packed rows: frame index * stride + x (float64: exact enough).
         self._near_key_np = (frames[by_x] - self.first_frame) * self._frame_stride + (x_sorted - self._x_origin)
         self._near_key = torch.as_tensor(self._near_key_np, dtype=torch.float64, device=self.device)
-        self.max_half_diagonal = float(np.hypot(t["length"].to_numpy(), t["width"].to_numpy()).max() / 2) \
-            if len(t) else 0.0                                           # m, the largest vehicle's
+        lengths, widths = t["length"].to_numpy(), t["width"].to_numpy()
+        self.max_half_diagonal = float(np.hypot(lengths, widths).max() / 2) if len(t) else 0.0   # m
         self._near_width: dict[float, int] = {}
 
     @property
