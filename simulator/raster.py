@@ -289,7 +289,7 @@ _FAR = 1e4  # px: a pixel offset that no vehicle reaches (routes out-of-raster w
 def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor, centre: Tensor,
                      heading: Tensor, size: Tensor, mask: Tensor, out: Tensor) -> None:
     """Write the max-coverage of the other vehicles into channel VEHICLES of ``out`` (B, 4, H, W),
-    contiguous; in pixel units throughout."""
+    each image contiguous; in pixel units throughout."""
     B = ego_centre.shape[0]
     H, W = config.length_px, config.width_px
     ppm = config.pixels_per_metre
@@ -310,7 +310,9 @@ def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor,
     large = (ext_r > (config.large_vehicle_length * ppm + 1) / 2) | (ext_c > (config.large_vehicle_width * ppm + 1) / 2)
     is_large = large[idx_b, idx_n]
     groups = [~is_large, is_large] if bool(is_large.any()) else [None]
-    flat_out = out.view(-1)
+    # one flat view of the storage from the first image to the last: images may be strided apart
+    # (slots of the simulator's history ring), each one contiguous
+    flat_out = out.as_strided(((B - 1) * out.stride(0) + out[0].numel(),), (1,))
     for sel in groups:
         b, n = (idx_b, idx_n) if sel is None else (idx_b[sel], idx_n[sel])
         if b.numel() == 0:
@@ -328,7 +330,7 @@ def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor,
         ax = (dr * c)[:, :, None] + (dc * s)[:, None, :]
         ay = (dc * c)[:, None, :] - (dr * s)[:, :, None]
         cov = _coverage_1d(ax, half_l[b, n, None, None]) * _coverage_1d(ay, half_w[b, n, None, None])
-        ri = rows.clamp(0, H - 1).long() * W + (b[:, None] * len(CHANNELS) + VEHICLES) * (H * W)
+        ri = rows.clamp(0, H - 1).long() * W + (b[:, None] * out.stride(0) + VEHICLES * H * W)
         ci = cols.clamp(0, W - 1).long()
         flat = ri[:, :, None] + ci[:, None, :]
         flat_out.scatter_reduce_(0, flat.reshape(-1), cov.reshape(-1), reduce="amax", include_self=True)
@@ -358,17 +360,18 @@ def render_into(out: Tensor, road: Road, ego_centre: Tensor, ego_unit: Tensor, e
     """:func:`render` without its checks, into a given buffer: the simulator's step.
 
     Args:
-        out: (B, 4, H, W) contiguous, on the device/dtype of ``ego_centre``; every value is written.
+        out: (B, 4, H, W) on the device/dtype of ``ego_centre``, each image contiguous (the images
+            may be strided apart, e.g. slots of a history ring); every value is written.
         ego_unit: (B, 2) unit headings; ``others_unit`` (B, N, 2) likewise.
         others_*: as in :func:`render`, finite everywhere (masked entries too) and of ``out``'s dtype.
 
     Returns:
         ``out``.
     """
-    if not out.is_contiguous():
-        raise ValueError("render_into: the output buffer must be contiguous")
     if out.shape[0] == 0:
         return out
+    if not out[0].is_contiguous():
+        raise ValueError("render_into: each image of the output buffer must be contiguous")
     _render_road(road, config, ego_centre, ego_unit, out)
     _render_vehicles(config, ego_centre, ego_unit, others_centre, others_unit, others_size, others_mask, out)
     _render_ego(config, ego_size, out)

@@ -85,7 +85,7 @@ class SimConfig:
     bounds: ActionBounds = field(default_factory=ActionBounds)
     idm: IDMConfig = field(default_factory=IDMConfig)
     keep_traffic: bool = False
-    chunk: int = 256
+    chunk: int = 512
 
     def __post_init__(self):
         if self.traffic not in ("replay", "reactive"):
@@ -478,9 +478,11 @@ class BatchedSimulator:
                                 self._traffic_record(others) if self.config.keep_traffic else None)
         finished = (~running).nonzero().squeeze(1)
         if len(finished):
-            kept = tuple(ring[finished, previous] for ring in self._traffic_ring) if self.config.keep_traffic else None
-            self._write_history(finished, self._head, self._image_ring[finished, previous],
-                                self._state_ring[finished, previous], kept)
+            # the newest frame's mirror copy (the step may skip the first copy when K = 1)
+            newest = previous + self.config.history
+            kept = tuple(ring[finished, newest] for ring in self._traffic_ring) if self.config.keep_traffic else None
+            self._write_history(finished, self._head, self._image_ring[finished, newest],
+                                self._state_ring[finished, newest], kept)
         return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
                           reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
 
@@ -494,8 +496,8 @@ class BatchedSimulator:
                       size: Tensor) -> tuple[None, None, Costs, Tensor]:
         """The step's observation, costs and collision test for the running slots (S,) from the
         recorded vehicles near each ego (one search and gather, shared by the raster and the
-        collision test), rendered chunk by chunk into a cache-sized buffer and written straight
-        into the history ring at the next head.
+        collision test), rendered chunk by chunk (``SimConfig.chunk``) into the history ring at the
+        next head.
 
         Returns:
             (None, None, costs (each (S,)), collision (S,) bool); the ring holds the images and states.
@@ -509,19 +511,23 @@ class BatchedSimulator:
         state = torch.cat([position, unit * speed[:, None]], dim=-1)
         whole = S == self.batch_size                      # every slot runs: the ring rows are a slice
         chunk = max(1, min(cfg.chunk, S))
-        if self._chunk_buffer is None or self._chunk_buffer.shape[0] < chunk:
+        if not whole and (self._chunk_buffer is None or self._chunk_buffer.shape[0] < chunk):
             self._chunk_buffer = torch.empty(chunk, *cfg.raster.shape, dtype=self.dtype, device=self.device)
+        # Every observation reads the ring's mirror copy of the newest frame (head + K); the first
+        # copy (head) is read only for K > 1. With every slot running, the images are rendered
+        # straight into the ring; otherwise into the buffer, then copied to the running slots.
         parts = []
         for lo in range(0, S, chunk):
             hi = min(lo + chunk, S)
-            image = render_into(self._chunk_buffer[:hi - lo], self.road, position[lo:hi], unit[lo:hi], size[lo:hi],
-                                o_centre[lo:hi], o_unit[lo:hi], o_size[lo:hi], mask[lo:hi], cfg.raster)
+            rows = slice(lo, hi) if whole else active[lo:hi]
+            out = self._image_ring[lo:hi, head + K] if whole else self._chunk_buffer[:hi - lo]
+            image = render_into(out, self.road, position[lo:hi], unit[lo:hi], size[lo:hi], o_centre[lo:hi],
+                                o_unit[lo:hi], o_size[lo:hi], mask[lo:hi], cfg.raster)
             parts.append(all_costs(image, speed[lo:hi], size[lo:hi], cfg.raster, self.cost_config))
-            for at in (head, head + K):
-                if whole:
-                    self._image_ring[lo:hi, at] = image
-                else:
-                    self._image_ring[active[lo:hi], at] = image
+            if not whole:
+                self._image_ring[rows, head + K] = image
+            if K > 1:
+                self._image_ring[rows, head] = image
         for at in (head, head + K):
             self._state_ring[active, at] = state
         if len(parts) == 1:
