@@ -19,6 +19,14 @@ Finished slots (arrived, collision, off-road, out of data) freeze until they
 are reset; their observations repeat their last frame. Nothing here loops over
 vehicles, pixels or batch elements.
 
+How a replay step stays fast (issue 13; ``tests/simulator/test_step_equality.py`` checks it
+against the code before): it looks only at the recorded vehicles near each ego
+(:meth:`~ppuu.simulator.traffic.TrafficLog.near`, shared by the raster and the collision
+test), and renders the running slots chunk by chunk (:attr:`SimConfig.chunk`) straight into
+the history ring (:func:`~ppuu.simulator.raster.render_into`). Reactive traffic, kept traffic
+and a replaced :meth:`BatchedSimulator.others` take the general path (every vehicle of the
+frame, through :meth:`~BatchedSimulator.others` and :func:`~ppuu.simulator.raster.render`).
+
 The K-frame observation history is a ring: a step writes one frame per slot (twice: the
 ring is stored twice over, so that the K frames oldest-first are always one slice of it),
 never copies the history, and the ordered observation is a view. Images stay floating
@@ -239,6 +247,7 @@ class BatchedSimulator:
             raise ValueError(f"vehicles {short[:5]} have no more than {C} frames from the start of course "
                              f"{self.course}: no action after the context")
         self.vehicle_id[slots] = ids
+        self._vehicle_index[slots] = index
         self.first_frame[slots] = first
         self.last_recorded[slots] = last
         duration = (last - first).to(self.dtype)
@@ -328,6 +337,7 @@ class BatchedSimulator:
         H, W = cfg.raster.length_px, cfg.raster.width_px
         self.batch_size = batch
         self.vehicle_id = torch.full((batch,), -1, dtype=torch.int64, device=d)
+        self._vehicle_index = torch.zeros(batch, dtype=torch.int64, device=d)   # into log.vehicle_ids
         self.first_frame = torch.zeros(batch, dtype=torch.int64, device=d)
         self.last_recorded = torch.zeros(batch, dtype=torch.int64, device=d)
         self.frame = torch.zeros(batch, dtype=torch.int64, device=d)
@@ -397,7 +407,7 @@ class BatchedSimulator:
 
     def _recorded_rows(self) -> Tensor:
         """(B,) rows of the replaced vehicles at the slots' frames (their last row once the recording ended)."""
-        return self.log.rows_of(self.vehicle_id, torch.minimum(self.frame, self.last_recorded))
+        return self.log.rows_of_index(self._vehicle_index, torch.minimum(self.frame, self.last_recorded))
 
     def step(self, action: Tensor) -> StepResult:
         """Apply one action per slot and advance the running slots by one frame.
@@ -461,7 +471,8 @@ class BatchedSimulator:
         reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
         self.distance[active] = position[:, 0] - self.context_end_x[active]
-        recorded_rows = self.log.rows_of(self.vehicle_id[active], torch.minimum(frame, self.last_recorded[active]))
+        recorded_rows = self.log.rows_of_index(self._vehicle_index[active],
+                                               torch.minimum(frame, self.last_recorded[active]))
         deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
         deviation = torch.where(frame <= self.last_recorded[active], deviation, torch.zeros_like(deviation))
         self.max_deviation[active] = torch.maximum(self.max_deviation[active], deviation)

@@ -5,6 +5,12 @@ per-frame offsets (compressed rows). Looking up B frames gathers a padded
 (B, N) block, N = the most vehicles ever present at once, with a mask for the
 empty slots. Replay is then exact: recorded vehicles are where the smoothed
 data says they are, at every frame.
+
+The simulator's step needs only the vehicles near each ego (those that can reach its raster or
+its footprint). :meth:`TrafficLog.near` finds them with one search in the rows sorted by
+(frame, x) and one gather of a packed (x, y, cos, sin, length, width) table, into M slots, M
+the most vehicles any frame holds within the search interval: the step's cost follows the
+traffic near the egos, not the length of the road or the number of vehicles in the scene.
 """
 
 from __future__ import annotations
