@@ -252,17 +252,23 @@ def _render_road(road: Road, config: RasterConfig, centre: Tensor, unit: Tensor,
     rhs = torch.cat([torch.eye(2, dtype=cols.dtype, device=cols.device).expand(B, 2, 2).repeat(1, 1, W),
                      cols.reshape(B, 1, 2 * W)], dim=1)                                # (B, 3, 2W)
     grid = torch.bmm(lhs, rhs)                                                         # (B, H, 2W) = (B, H, W, 2)
-    sampled = F.grid_sample(tex.data, grid.view(1, B * H, W, 2), mode="bilinear", padding_mode="border",
-                            align_corners=True)                                          # (1, 2, B*H, W)
-    # both channels, clamped (interpolation may leave an ulp outside [0, 1]); in one pass unless
-    # gradients are asked for (out= does not record them)
-    road_channels = out[:, LANES:OFFROAD + 1:OFFROAD - LANES]
-    if _needs_grad(sampled):
+    road_channels = out[:, LANES:OFFROAD + 1:OFFROAD - LANES]                          # (B, 2, H, W)
+    if _needs_grad(grid, tex.data):
+        sampled = F.grid_sample(tex.data, grid.view(1, B * H, W, 2), mode="bilinear", padding_mode="border",
+                                align_corners=True)                                      # (1, 2, B*H, W)
         sampled = torch.stack([sampled[0, 0], 1.0 - sampled[0, 1]])
         road_channels.copy_(sampled.view(2, B, H, W).transpose(0, 1).clamp(0.0, 1.0))
-    else:
-        sampled[0, 1].neg_().add_(1.0)
-        torch.clamp(sampled.view(2, B, H, W).transpose(0, 1), 0.0, 1.0, out=road_channels)
+        return
+    # grid_sample shares out its batch dimension between threads: the egos go in n groups, n the
+    # threads, reading one texture (expanded, not copied)
+    n = torch.get_num_threads()
+    n = n if n > 1 and B % n == 0 else 1
+    sampled = F.grid_sample(tex.data.expand(n, -1, -1, -1), grid.view(n, B // n * H, W, 2), mode="bilinear",
+                            padding_mode="border", align_corners=True)                  # (n, 2, B/n*H, W)
+    sampled[:, 1].neg_().add_(1.0)                                                     # off-road = 1 - drivable
+    # both channels into the images, clamped (interpolation may leave an ulp outside [0, 1]), in one pass
+    torch.clamp(sampled.view(n, 2, B // n, H, W).transpose(1, 2), 0.0, 1.0,
+                out=road_channels.view(n, B // n, 2, H, W))
 
 
 # ---------------------------------------------------------------------------- vehicles

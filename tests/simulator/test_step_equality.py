@@ -80,3 +80,20 @@ def test_history_and_restarts_match_reference(small_scene, episodes):
 
 def test_reactive_matches_reference(small_scene, episodes):
     run_side_by_side(small_scene, SimConfig(traffic="reactive"), episodes[:16], steps=60)
+
+
+def test_step_is_the_same_on_two_threads(small_scene, episodes):
+    """The road is sampled in one group of egos per thread: the images may not depend on it."""
+    images = []
+    for threads in (1, 2):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            sim = BatchedSimulator(small_scene, SimConfig(), device="cpu")
+            sim.reset(episodes[:8])
+            for _ in range(3):
+                result = sim.step(sim.recorded_actions())
+            images.append(result.observation.image.clone())
+        finally:
+            torch.set_num_threads(previous)
+    assert torch.equal(images[0], images[1])
