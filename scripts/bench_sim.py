@@ -8,6 +8,11 @@ egos drive their recorded actions so that they stay in traffic; a finished slot
 restarts at once with the next episode (its reset, context included, is timed
 too), so every slot runs at every step. Then every test episode of the scene runs closed loop
 with the no-action controller. Prints Markdown tables for BENCHMARKS.md.
+
+``--copies N`` runs on a scene N times as long: the recorded traffic repeated N times along x,
+each copy one section length plus 1 km past the last (new vehicle ids; the episodes stay
+those of the real road). N times the vehicles per frame, the same traffic near every ego: the
+step's cost should not grow with it (issue 13).
 """
 
 from __future__ import annotations
@@ -43,6 +48,31 @@ def steps_per_second(sim, batch: int, steps: int, device) -> float:
     return batch * steps / (time.perf_counter() - start)
 
 
+def repeated_along_x(scene, copies: int):
+    """The scene with its traffic repeated ``copies`` times along x (see the module docstring)."""
+    import dataclasses
+
+    import pandas as pd
+
+    t, v = scene.trajectories, scene.vehicles
+    shift = float(t["x"].max() - t["x"].min()) + 1000.0
+    ids = int(t["vehicle_id"].max()) + 1
+    parts, vehicles = [t], [v]
+    for k in range(1, copies):
+        copy = t.copy()
+        copy["x"] += k * shift
+        copy["x_raw"] += k * shift
+        copy["vehicle_id"] += k * ids
+        parts.append(copy)
+        extra = v.copy()
+        extra["vehicle_id"] += k * ids
+        extra["usable_as_ego"] = False
+        vehicles.append(extra)
+    trajectories = pd.concat(parts, ignore_index=True).sort_values(["vehicle_id", "frame"], kind="stable")
+    return dataclasses.replace(scene, trajectories=trajectories.reset_index(drop=True),
+                               vehicles=pd.concat(vehicles, ignore_index=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scene", required=True, help="scene folder (e.g. from `ppuu data generate`)")
@@ -52,6 +82,7 @@ def main() -> None:
     parser.add_argument("--traffic", default="replay", choices=["replay", "reactive"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--skip-evaluation", action="store_true")
+    parser.add_argument("--copies", type=int, default=1, help="repeat the traffic N times along x (docstring)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -60,10 +91,13 @@ def main() -> None:
     from ppuu.simulator.sim import BatchedSimulator, SimConfig
 
     scene = Scene.load(args.scene)
+    if args.copies > 1:
+        scene = repeated_along_x(scene, args.copies)
     sim = BatchedSimulator(scene, SimConfig(traffic=args.traffic), device=args.device)
     name = torch.cuda.get_device_name() if sim.device.type == "cuda" else (platform.processor() or platform.machine())
     print(f"device: {args.device} ({name}), torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
-          f"scene {scene.meta.name} (up to {sim.log.max_vehicles} vehicles at once), traffic {args.traffic}\n")
+          f"scene {scene.meta.name} (up to {sim.log.max_vehicles} vehicles at once), traffic {args.traffic}, "
+          f"traffic copies {args.copies}\n")
     print("| batch | ego-steps/s | ms per step |\n| ---: | ---: | ---: |")
     for batch in args.batches:
         rate = steps_per_second(sim, batch, args.steps, args.device)

@@ -19,6 +19,14 @@ Finished slots (arrived, collision, off-road, out of data) freeze until they
 are reset; their observations repeat their last frame. Nothing here loops over
 vehicles, pixels or batch elements.
 
+How a replay step stays fast (issue 13; ``tests/simulator/test_step_equality.py`` checks it
+against the code before): it looks only at the recorded vehicles near each ego
+(:meth:`~ppuu.simulator.traffic.TrafficLog.near`, shared by the raster and the collision
+test), and renders the running slots chunk by chunk (:attr:`SimConfig.chunk`) straight into
+the history ring (:func:`~ppuu.simulator.raster.render_into`). Reactive traffic, kept traffic
+and a replaced :meth:`BatchedSimulator.others` take the general path (every vehicle of the
+frame, through :meth:`~BatchedSimulator.others` and :func:`~ppuu.simulator.raster.render`).
+
 The K-frame observation history is a ring: a step writes one frame per slot (twice: the
 ring is stored twice over, so that the K frames oldest-first are always one slice of it),
 never copies the history, and the ordered observation is a view. Images stay floating
@@ -44,7 +52,7 @@ from ppuu.simulator.costs import CostConfig, Costs, all_costs
 from ppuu.simulator.dynamics import ActionBounds, EgoState
 from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
                                      episode_vehicles, get_course)
-from ppuu.simulator.raster import EGO, RasterConfig, render
+from ppuu.simulator.raster import EGO, RasterConfig, render, render_into
 from ppuu.simulator.reactive import IDMConfig, ReactiveTraffic
 from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog, VehicleSlice
@@ -70,6 +78,10 @@ class SimConfig:
         keep_traffic: also keep the other vehicles of the last ``history`` frames, so that a
             controller can re-render them around any pose (:meth:`BatchedSimulator.render_history`;
             the policies of fixed-frame world models need it).
+        chunk: slots rendered and judged together in a step: large batches go in chunks, which
+            bounds the step's temporaries (sampling grid, vehicle windows) to this many slots. The
+            results do not depend on it; the speed barely did (1 thread, B = 1,024: chunks of 256
+            to 1,024 within the machine's noise of each other, 64 about a third slower).
     """
 
     context_steps: int = 20
@@ -83,12 +95,15 @@ class SimConfig:
     bounds: ActionBounds = field(default_factory=ActionBounds)
     idm: IDMConfig = field(default_factory=IDMConfig)
     keep_traffic: bool = False
+    chunk: int = 512
 
     def __post_init__(self):
         if self.traffic not in ("replay", "reactive"):
             raise ValueError(f"traffic {self.traffic!r}: expected 'replay' or 'reactive'")
         if self.context_steps < 1 or self.history < 1 or self.history > self.context_steps:
             raise ValueError(f"context_steps ({self.context_steps}) >= history ({self.history}) >= 1 expected")
+        if self.chunk < 1:
+            raise ValueError(f"chunk {self.chunk}: expected >= 1 slots")
         if not self.time_limit >= 1:
             raise ValueError(f"time_limit {self.time_limit}: expected >= 1 (a multiple of the recorded duration)")
 
@@ -173,6 +188,12 @@ class BatchedSimulator:
         self._start_frame = torch.tensor(self.episodes["start_frame"].to_numpy(), device=self.device)  # (V,)
         self._episode_start_hooks: OrderedDict[int, Callable[[Tensor, BatchedSimulator], None]] = OrderedDict()
         self.batch_size = 0
+        raster = self.config.raster
+        # m along x within which another vehicle can reach an ego's raster (its corners, a half
+        # pixel of coverage support, the other's half diagonal) or its footprint (collision), plus
+        # a margin: the step looks only at these (TrafficLog.near), whatever the scene's size.
+        raster_reach = (np.hypot(raster.length_m, raster.width_m) + np.sqrt(2) * raster.metres_per_pixel) / 2
+        self._reach = float(max(raster_reach, self.log.max_half_diagonal) + self.log.max_half_diagonal + 1.0)
 
     # ------------------------------------------------------------------ episodes
     def episode_vehicles(self, split: str | None = "test") -> np.ndarray:
@@ -228,6 +249,7 @@ class BatchedSimulator:
             raise ValueError(f"vehicles {short[:5]} have no more than {C} frames from the start of course "
                              f"{self.course}: no action after the context")
         self.vehicle_id[slots] = ids
+        self._vehicle_index[slots] = index
         self.first_frame[slots] = first
         self.last_recorded[slots] = last
         duration = (last - first).to(self.dtype)
@@ -317,6 +339,7 @@ class BatchedSimulator:
         H, W = cfg.raster.length_px, cfg.raster.width_px
         self.batch_size = batch
         self.vehicle_id = torch.full((batch,), -1, dtype=torch.int64, device=d)
+        self._vehicle_index = torch.zeros(batch, dtype=torch.int64, device=d)   # into log.vehicle_ids
         self.first_frame = torch.zeros(batch, dtype=torch.int64, device=d)
         self.last_recorded = torch.zeros(batch, dtype=torch.int64, device=d)
         self.frame = torch.zeros(batch, dtype=torch.int64, device=d)
@@ -346,6 +369,7 @@ class BatchedSimulator:
                                   torch.ones(batch, 2 * cfg.history, N, 2, dtype=f, device=d),
                                   torch.zeros(batch, 2 * cfg.history, N, dtype=torch.bool, device=d))
         self._head = cfg.history - 1
+        self._chunk_buffer: Tensor | None = None
         self.last_costs = Costs(*(torch.zeros(batch, dtype=f, device=d) for _ in range(3)))
 
     def _set_recorded_state(self, slots: Tensor, ids: Tensor, frame: Tensor) -> None:
@@ -385,7 +409,7 @@ class BatchedSimulator:
 
     def _recorded_rows(self) -> Tensor:
         """(B,) rows of the replaced vehicles at the slots' frames (their last row once the recording ended)."""
-        return self.log.rows_of(self.vehicle_id, torch.minimum(self.frame, self.last_recorded))
+        return self.log.rows_of_index(self._vehicle_index, torch.minimum(self.frame, self.last_recorded))
 
     def step(self, action: Tensor) -> StepResult:
         """Apply one action per slot and advance the running slots by one frame.
@@ -423,13 +447,17 @@ class BatchedSimulator:
         # Only the running slots are observed and judged (finished ones keep their last values).
         active = running.nonzero().squeeze(1)                                   # (S,)
         frame = self.frame[active]
-        others = self.others(active, frame)
-        image, state = self._observe(active, frame, others)
         position, unit, speed = (t[active] for t in self.ego)
         size = self.size[active]
-
-        collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
-                                  others.mask).any(dim=-1)
+        if self._looks_near():
+            image, state, costs, collision = self._observe_near(active, frame, position, unit, speed, size)
+            others = None
+        else:
+            others = self.others(active, frame)
+            image, state = self._observe(active, frame, others)
+            collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
+                                      others.mask).any(dim=-1)
+            costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
         offroad = footprint_offroad(self.road, position, unit, size)
         arrived = self.road.arrived(position[:, 0])
         out_of_data = frame >= self.end_frame[active]
@@ -441,12 +469,12 @@ class BatchedSimulator:
         just_done = torch.zeros_like(running)
         just_done[active] = outcome != RUNNING
 
-        costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
         w = self.config.cost_weights
         reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
         reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
         self.distance[active] = position[:, 0] - self.context_end_x[active]
-        recorded_rows = self.log.rows_of(self.vehicle_id[active], torch.minimum(frame, self.last_recorded[active]))
+        recorded_rows = self.log.rows_of_index(self._vehicle_index[active],
+                                               torch.minimum(frame, self.last_recorded[active]))
         deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
         deviation = torch.where(frame <= self.last_recorded[active], deviation, torch.zeros_like(deviation))
         self.max_deviation[active] = torch.maximum(self.max_deviation[active], deviation)
@@ -454,18 +482,73 @@ class BatchedSimulator:
         for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
             total[active] += cost
             last[active] = cost
-        # The history ring advances for every slot: running slots write their new frame, finished
-        # ones repeat their newest (one frame per slot, never the whole history).
+        # The history ring advances for every slot: running slots write their new frame (the near
+        # path has written it already), finished ones repeat their newest (one frame per slot,
+        # never the whole history).
         previous, self._head = self._head, (self._head + 1) % self.config.history
-        self._write_history(active, self._head, image, state,
-                            self._traffic_record(others) if self.config.keep_traffic else None)
+        if image is not None:
+            self._write_history(active, self._head, image, state,
+                                self._traffic_record(others) if self.config.keep_traffic else None)
         finished = (~running).nonzero().squeeze(1)
         if len(finished):
-            kept = tuple(ring[finished, previous] for ring in self._traffic_ring) if self.config.keep_traffic else None
-            self._write_history(finished, self._head, self._image_ring[finished, previous],
-                                self._state_ring[finished, previous], kept)
+            # the newest frame's mirror copy (the step may skip the first copy when K = 1)
+            newest = previous + self.config.history
+            kept = tuple(ring[finished, newest] for ring in self._traffic_ring) if self.config.keep_traffic else None
+            self._write_history(finished, self._head, self._image_ring[finished, newest],
+                                self._state_ring[finished, newest], kept)
         return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
                           reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
+
+    def _looks_near(self) -> bool:
+        """Whether the step may look only at the traffic near the egos (:meth:`_observe_near`):
+        recorded traffic, no kept traffic, and :meth:`others` not replaced on this instance (a
+        controller or test that replaces it gets the general path, which calls it)."""
+        return self.reactive is None and not self.config.keep_traffic and "others" not in vars(self)
+
+    def _observe_near(self, active: Tensor, frame: Tensor, position: Tensor, unit: Tensor, speed: Tensor,
+                      size: Tensor) -> tuple[None, None, Costs, Tensor]:
+        """The step's observation, costs and collision test for the running slots (S,) from the
+        recorded vehicles near each ego (one search and gather, shared by the raster and the
+        collision test), rendered chunk by chunk (``SimConfig.chunk``) into the history ring at the
+        next head.
+
+        Returns:
+            (None, None, costs (each (S,)), collision (S,) bool); the ring holds the images and states.
+        """
+        S, cfg = len(active), self.config
+        packed, vehicle_id, mask = self.log.near(frame, position[:, 0], self._reach)
+        mask &= vehicle_id != self.vehicle_id[active, None]
+        o_centre, o_unit, o_size = packed[..., 0:2], packed[..., 2:4], packed[..., 4:6]
+        collision = boxes_overlap(position, unit, size, o_centre, o_unit, o_size, mask).any(dim=-1)
+        head, K = (self._head + 1) % cfg.history, cfg.history
+        state = torch.cat([position, unit * speed[:, None]], dim=-1)
+        whole = S == self.batch_size                      # every slot runs: the ring rows are a slice
+        chunk = max(1, min(cfg.chunk, S))
+        if not whole and (self._chunk_buffer is None or self._chunk_buffer.shape[0] < chunk):
+            self._chunk_buffer = torch.empty(chunk, *cfg.raster.shape, dtype=self.dtype, device=self.device)
+        # Every observation reads the ring's mirror copy of the newest frame (head + K); the first
+        # copy (head) is read only for K > 1. With every slot running, the images are rendered
+        # straight into the ring; otherwise into the buffer, then copied to the running slots.
+        parts = []
+        for lo in range(0, S, chunk):
+            hi = min(lo + chunk, S)
+            rows = slice(lo, hi) if whole else active[lo:hi]
+            out = self._image_ring[lo:hi, head + K] if whole else self._chunk_buffer[:hi - lo]
+            image = render_into(out, self.road, position[lo:hi], unit[lo:hi], size[lo:hi], o_centre[lo:hi],
+                                o_unit[lo:hi], o_size[lo:hi], mask[lo:hi], cfg.raster)
+            parts.append(all_costs(image, speed[lo:hi], size[lo:hi], cfg.raster, self.cost_config))
+            if not whole:
+                self._image_ring[rows, head + K] = image
+            if K > 1:
+                self._image_ring[rows, head] = image
+        for at in (head, head + K):
+            self._state_ring[active, at] = state
+        if len(parts) == 1:
+            costs = parts[0]
+        else:                                   # several chunks, or none (every slot finished)
+            costs = Costs(*(torch.cat(c) for c in zip(*parts))) if parts else \
+                Costs(*(position.new_zeros(0) for _ in range(3)))
+        return None, None, costs, collision
 
     @property
     def done(self) -> Tensor:

@@ -5,6 +5,12 @@ per-frame offsets (compressed rows). Looking up B frames gathers a padded
 (B, N) block, N = the most vehicles ever present at once, with a mask for the
 empty slots. Replay is then exact: recorded vehicles are where the smoothed
 data says they are, at every frame.
+
+The simulator's step needs only the vehicles near each ego (those that can reach its raster or
+its footprint). :meth:`TrafficLog.near` finds them with one search in the rows sorted by
+(frame, x) and one gather of a packed (x, y, cos, sin, length, width) table, into M slots, M
+the most vehicles any frame holds within the search interval: the step's cost follows the
+traffic near the egos, not the length of the road or the number of vehicles in the scene.
 """
 
 from __future__ import annotations
@@ -87,6 +93,23 @@ class TrafficLog:
         order = np.lexsort((frames, t["vehicle_id"].to_numpy()))          # frame-sorted rows in vehicle order
         self._row_by_vehicle = tensor(order, torch.int64)
         self._vehicle_start = tensor(starts, torch.int64)
+        # The same rows sorted by (frame, x), packed into one table for the lookup near the egos.
+        x = t["x"].to_numpy()
+        by_x = np.lexsort((x, frames))
+        by_x_t = torch.as_tensor(by_x, device=self.device)
+        # cos and sin exactly as the rasteriser and collision test compute them from the dtype's heading
+        unit = torch.stack([torch.cos(self.heading), torch.sin(self.heading)], dim=-1)
+        self.packed = torch.cat([self.centre, unit, self.size], dim=1)[by_x_t]      # (R, 6) x, y, cos, sin, l, w
+        self.packed_vehicle_id = self.vehicle_id[by_x_t]                            # (R,)
+        x_sorted = x[by_x]
+        self._x_origin = float(x_sorted.min()) if len(x_sorted) else 0.0
+        self._frame_stride = float(x_sorted.max() - self._x_origin) + 1.0 if len(x_sorted) else 1.0
+        # Search key, increasing along the packed rows: frame index * stride + x (float64: exact enough).
+        self._near_key_np = (frames[by_x] - self.first_frame) * self._frame_stride + (x_sorted - self._x_origin)
+        self._near_key = torch.as_tensor(self._near_key_np, dtype=torch.float64, device=self.device)
+        lengths, widths = t["length"].to_numpy(), t["width"].to_numpy()
+        self.max_half_diagonal = float(np.hypot(lengths, widths).max() / 2) if len(t) else 0.0   # m
+        self._near_width: dict[float, int] = {}
 
     @property
     def num_frames(self) -> int:
@@ -120,6 +143,49 @@ class TrafficLog:
         """
         offset = torch.minimum(frames, self.vehicle_last_frame[index]) - self.vehicle_first_frame[index]
         return self._row_by_vehicle[self._vehicle_start[index] + offset.clamp(min=0)]
+
+    def near_width(self, reach: float) -> int:
+        """The most vehicles of one frame whose centres lie within any x-interval of ``2 * reach`` m
+        (the slots :meth:`near` needs; computed once per reach, from the sorted keys)."""
+        if reach not in self._near_width:
+            key = self._near_key_np
+            # a densest interval starts at some vehicle: count from each one (frames are > 2 reach apart
+            # in the key only when the stride exceeds 2 reach; the frame bound keeps the count inside it)
+            frame_end = np.searchsorted(key, (np.floor(key / self._frame_stride) + 1) * self._frame_stride - 0.5)
+            stop = np.minimum(np.searchsorted(key, key + 2 * reach, side="right"), frame_end)
+            self._near_width[reach] = int((stop - np.arange(len(key))).max()) if len(key) else 0
+        return self._near_width[reach]
+
+    def near(self, frames: torch.Tensor, x: torch.Tensor, reach: float) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                   torch.Tensor]:
+        """The vehicles whose centres are within ``reach`` m along x of each of a batch of points,
+        at their frames: one search and one gather of the packed table, so the work grows with the
+        traffic near the points, not with the scene.
+
+        Args:
+            frames: (B,) int64 absolute frames (outside the recording: no vehicle).
+            x: (B,) m, world x of the points.
+            reach: m, half-width of the x-interval.
+
+        Returns:
+            packed (B, M, 6) = (x, y, cos heading, sin heading, length, width) in m,
+            vehicle_id (B, M) int64 and mask (B, M) bool (True where a vehicle is present; the other
+            slots repeat a valid row), M = :meth:`near_width` (``reach``).
+        """
+        M = self.near_width(reach)
+        f = frames.to(self.device) - self.first_frame
+        inside = (f >= 0) & (f < self.num_frames)
+        base = f.to(torch.float64) * self._frame_stride
+        centre = base + (x.to(torch.float64) - self._x_origin)
+        bounds = torch.stack([torch.maximum(centre - reach, base), torch.minimum(centre + reach,
+                                                                                 base + self._frame_stride - 0.5)])
+        start, stop = torch.searchsorted(self._near_key, bounds).unbind(0)
+        rows = start[:, None] + torch.arange(M, device=self.device)                   # (B, M)
+        mask = (rows < stop[:, None]) & inside[:, None]
+        rows = torch.minimum(rows, (stop[:, None] - 1).clamp(min=0))               # a valid row everywhere
+        B = len(f)
+        packed = self.packed.index_select(0, rows.reshape(-1)).view(B, M, self.packed.shape[1])
+        return packed, self.packed_vehicle_id.index_select(0, rows.reshape(-1)).view(B, M), mask
 
     def at(self, frames: torch.Tensor) -> VehicleSlice:
         """Every vehicle present at each of a batch of frames.

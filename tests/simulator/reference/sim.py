@@ -1,0 +1,390 @@
+"""FROZEN reference copy of ppuu.simulator.sim.BatchedSimulator at commit a054892 (before the speed
+work of issue 13), rendering with the frozen copy of the old rasteriser.
+
+Only tests/simulator/test_step_equality.py uses it, to check that the optimised simulator
+reproduces the old one step by step. Do not edit: it is the yardstick, not code to maintain.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.hooks import RemovableHandle
+
+from ppuu.data.scene import Scene
+from ppuu.simulator import dynamics
+from ppuu.simulator.collision import boxes_overlap, footprint_offroad
+from ppuu.simulator.costs import CostConfig, Costs, all_costs
+from ppuu.simulator.dynamics import ActionBounds, EgoState
+from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
+                                     episode_vehicles, get_course)
+from ppuu.simulator.raster import EGO, RasterConfig
+from ppuu.simulator.sim import Observation, SimConfig, StepResult
+from tests.simulator.reference.raster import render
+from ppuu.simulator.reactive import IDMConfig, ReactiveTraffic
+from ppuu.simulator.road import Road
+from ppuu.simulator.traffic import TrafficLog, VehicleSlice
+
+
+class ReferenceSimulator:
+    """B episodes of one scene on one device.
+
+    Args:
+        scene: the scene (smoothed trajectories, vehicles, metadata).
+        config: :class:`SimConfig`.
+        device: torch device for every tensor (default: CUDA when available, else CPU).
+        dtype: float dtype of positions and images.
+        log: the scene's :class:`~ppuu.simulator.traffic.TrafficLog` on ``device`` and ``dtype``, to share
+            one between simulators of the same scene (read only here); None builds one.
+    """
+
+    def __init__(self, scene: Scene, config: SimConfig | None = None, device: torch.device | str | None = None,
+                 dtype: torch.dtype = torch.float32, log: TrafficLog | None = None):
+        self.config = config or SimConfig()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype
+        self.scene = scene
+        self.dt = scene.meta.dt
+        self.course = get_course(self.config.course, scene.meta)
+        self.road = Road.from_meta(scene.meta, arrival_x=self.course.arrival_x, start_x=self.course.start_x)
+        self.cost_config = self.config.costs.for_road(self.road)     # the scene's lane width
+        if log is not None and (log.device != self.device or log.centre.dtype != dtype):
+            raise ValueError(f"a shared TrafficLog on {log.device} ({log.centre.dtype}) for a simulator on "
+                             f"{self.device} ({dtype})")
+        self.log = log if log is not None else TrafficLog(scene, self.device, dtype)
+        self.reactive = ReactiveTraffic(self.log, self.config.idm, self.dt,
+                                        scene.meta) if self.config.traffic == "reactive" else None
+        self.episodes = course_table(scene, self.course, self.config.context_steps)
+        """Every vehicle against the course (:func:`ppuu.simulator.episodes.course_table`)."""
+        if not np.array_equal(self.episodes.index.to_numpy(), self.log.vehicle_ids):
+            raise ValueError(f"scene {scene.meta.name!r}: trajectories are not sorted by (vehicle_id, frame)")
+        self._start_frame = torch.tensor(self.episodes["start_frame"].to_numpy(), device=self.device)  # (V,)
+        self._episode_start_hooks: OrderedDict[int, Callable[[Tensor, BatchedSimulator], None]] = OrderedDict()
+        self.batch_size = 0
+
+    # ------------------------------------------------------------------ episodes
+    def episode_vehicles(self, split: str | None = "test") -> np.ndarray:
+        """(E,) vehicle ids that make episodes on the course in a split (see
+        :func:`ppuu.simulator.episodes.episode_vehicles`; raises ``CourseError`` when the course
+        does not fit the scene's tracks)."""
+        return episode_vehicles(self.scene, split, self.course, self.config.context_steps, table=self.episodes)
+
+    def add_episode_start_hook(self, hook: Callable[[Tensor, "BatchedSimulator"], None]) -> RemovableHandle:
+        """Call ``hook(slots, sim)`` after every :meth:`reset`, with the (S,) int64 slots that started
+        a new episode (all B on a new batch; the restarted ones otherwise, e.g. autoreset slots of
+        the gym vector env). For controllers that keep per-slot state, e.g. warm-started plans.
+
+        Returns:
+            a handle; ``handle.remove()`` unregisters the hook.
+        """
+        handle = RemovableHandle(self._episode_start_hooks)
+        self._episode_start_hooks[handle.id] = hook
+        return handle
+
+    def reset(self, vehicle_ids: Sequence[int] | Tensor, slots: Tensor | None = None) -> Observation:
+        """Start episodes: the egos replace ``vehicle_ids`` and follow them through the context.
+
+        Each ego starts where its vehicle's recording reaches the course's start line and follows
+        the recording for ``context_steps`` frames; then the episode-start hooks are called.
+
+        Args:
+            vehicle_ids: (B,) recorded vehicles to replace; with ``slots``, one per slot to reset.
+            slots: None to start a new batch of B = len(vehicle_ids) episodes; else (S,) int64
+                indices of the slots to restart (the other slots are untouched).
+
+        Returns:
+            the :class:`Observation` of the whole batch after the context (the restarted slots'
+            costs of their last context frame are in :attr:`last_costs`).
+        """
+        ids = torch.as_tensor(np.array(vehicle_ids, dtype=np.int64), device=self.device).reshape(-1)
+        if slots is None:
+            self._allocate(len(ids))
+            slots = torch.arange(len(ids), device=self.device)
+        else:
+            slots = torch.as_tensor(slots, device=self.device, dtype=torch.int64).reshape(-1)
+            if len(slots) != len(ids):
+                raise ValueError(f"{len(ids)} vehicle ids for {len(slots)} slots")
+        index = self.log.vehicle_index(ids)
+        first, last = self._start_frame[index], self.log.vehicle_last_frame[index]
+        C, K = self.config.context_steps, self.config.history
+        if bool((first < 0).any()):
+            outside = ids[first < 0].tolist()
+            raise ValueError(f"vehicles {outside[:5]} do not start course {self.course}: their recordings begin "
+                             "past its start line or never reach it")
+        if bool((last - first + 1 <= C).any()):
+            short = ids[last - first + 1 <= C].tolist()
+            raise ValueError(f"vehicles {short[:5]} have no more than {C} frames from the start of course "
+                             f"{self.course}: no action after the context")
+        self.vehicle_id[slots] = ids
+        self.first_frame[slots] = first
+        self.last_recorded[slots] = last
+        duration = (last - first).to(self.dtype)
+        limit = first + torch.ceil(duration * self.config.time_limit).long()
+        self.end_frame[slots] = torch.minimum(limit, torch.full_like(limit, self.log.last_frame))
+        self.size[slots] = self.log.size[self.log.rows_of(ids, first)]
+        self.outcome[slots] = RUNNING
+        self.steps[slots] = 0
+        self.distance[slots] = 0
+        self.max_deviation[slots] = 0
+        self.speed_sum[slots] = 0
+        for sums in (*self.cost_sums, self.abs_acceleration_sum, self.abs_jerk_sum):
+            sums[slots] = 0
+        # The acceleration the recording had just before the first action (jerk of the first step).
+        before = torch.maximum(first + C - 2, first)
+        self.last_acceleration[slots] = self.log.acceleration[self.log.rows_of(ids, before)]
+        if self.reactive is not None:
+            self.reactive.reset(slots, first + C - 1, ids)
+        # The context: the ego is exactly at its recording; render the last K frames of it into
+        # the ring, oldest first, so that they end at the ring's current head.
+        for k in range(K):
+            frame = first + (C - K + k)
+            self._set_recorded_state(slots, ids, frame)
+            others = self.others(slots, frame)
+            image, state = self._observe(slots, frame, others)
+            self._write_history(slots, (self._head + 1 + k) % K, image, state,
+                                self._traffic_record(others) if self.config.keep_traffic else None)
+        self.context_end_x[slots] = self.ego.position[slots, 0]
+        costs = all_costs(image, self.ego.speed[slots], self.size[slots], self.config.raster, self.cost_config)
+        for last, cost in zip(self.last_costs, costs):
+            last[slots] = cost
+        for hook in list(self._episode_start_hooks.values()):
+            hook(slots, self)
+        return self.observation()
+
+    def observation(self) -> Observation:
+        """The batch's current :class:`Observation`: (B, K, ...) views of the history ring, oldest first."""
+        K, h = self.config.history, self._head
+        return Observation(self._image_ring[:, h + 1:h + 1 + K], self._state_ring[:, h + 1:h + 1 + K])
+
+    def _write_history(self, slots: Tensor, position: int, image: Tensor, state: Tensor,
+                       others: tuple[Tensor, ...] | None = None) -> None:
+        """Store (S, 4, H, W) images and (S, 4) states (and, when kept, the others' centre, unit
+        heading, size and mask, each (S, N, ...)) at a ring position (and its mirror)."""
+        at = torch.tensor([position, position + self.config.history], device=self.device)
+        self._image_ring[slots[:, None], at] = image[:, None]
+        self._state_ring[slots[:, None], at] = state[:, None]
+        if self.config.keep_traffic:
+            for ring, value in zip(self._traffic_ring, others):
+                ring[slots[:, None], at] = value[:, None]
+
+    def _traffic_record(self, others: VehicleSlice) -> tuple[Tensor, ...]:
+        """The others of a slice as the traffic ring stores them: centre, unit heading, size, mask."""
+        unit = torch.stack([torch.cos(others.heading), torch.sin(others.heading)], dim=-1)
+        return others.centre, unit.to(self.dtype), others.size, others.mask
+
+    def render_history(self, slots: Tensor, centre: Tensor, unit: Tensor, raster: RasterConfig,
+                       frames: int | None = None) -> Tensor:
+        """The slots' last ``frames`` frames of traffic (default: all ``history``), re-rendered around
+        other poses: (S, F, 4, H, W), oldest first, with ``raster``.
+
+        Needs ``SimConfig.keep_traffic``. The ego channel is empty: the image is not centred on it.
+
+        Args:
+            slots: (S,) int64 slots.
+            centre: (S, 2) m, world-frame image centres.
+            unit: (S, 2) unit vectors, the images' up direction.
+            raster: the raster to render with (any size and resolution).
+        """
+        if not self.config.keep_traffic:
+            raise ValueError("render_history needs SimConfig(keep_traffic=True)")
+        K = self.config.history
+        F_ = K if frames is None else int(frames)
+        if not 1 <= F_ <= K:
+            raise ValueError(f"frames = {frames}: expected 1 .. {K} (the history kept)")
+        S = len(slots)
+        lo = self._head + 1 + K - F_
+        o_centre, o_unit, o_size, o_mask = (ring[slots, lo:lo + F_].flatten(0, 1) for ring in self._traffic_ring)
+        images = render(self.road, centre.repeat_interleave(F_, dim=0), unit.repeat_interleave(F_, dim=0),
+                        self.size[slots].repeat_interleave(F_, dim=0), o_centre, o_unit, o_size, o_mask, raster)
+        images[:, EGO] = 0.0
+        return images.view(S, F_, *images.shape[1:])
+
+    def _allocate(self, batch: int) -> None:
+        d, f = self.device, self.dtype
+        cfg = self.config
+        H, W = cfg.raster.length_px, cfg.raster.width_px
+        self.batch_size = batch
+        self.vehicle_id = torch.full((batch,), -1, dtype=torch.int64, device=d)
+        self.first_frame = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.last_recorded = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.frame = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.end_frame = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.steps = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.outcome = torch.zeros(batch, dtype=torch.int64, device=d)
+        self.size = torch.zeros(batch, 2, dtype=f, device=d)
+        self.context_end_x = torch.zeros(batch, dtype=f, device=d)
+        self.distance = torch.zeros(batch, dtype=f, device=d)
+        self.max_deviation = torch.zeros(batch, dtype=f, device=d)
+        self.speed_sum = torch.zeros(batch, dtype=f, device=d)
+        self.cost_sums = [torch.zeros(batch, dtype=f, device=d) for _ in range(3)]
+        self.abs_acceleration_sum = torch.zeros(batch, dtype=f, device=d)
+        self.abs_jerk_sum = torch.zeros(batch, dtype=f, device=d)
+        self.last_acceleration = torch.zeros(batch, dtype=f, device=d)
+        self.ego = EgoState(torch.zeros(batch, 2, dtype=f, device=d),
+                            torch.tensor([1.0, 0.0], dtype=f, device=d).repeat(batch, 1),
+                            torch.zeros(batch, dtype=f, device=d))
+        # History ring, stored twice over: frame j of the ring lives at j and j + K, the newest
+        # at _head, so the K frames oldest first are the slice [_head + 1, _head + K].
+        self._image_ring = torch.zeros(batch, 2 * cfg.history, 4, H, W, dtype=f, device=d)
+        self._state_ring = torch.zeros(batch, 2 * cfg.history, 4, dtype=f, device=d)
+        if cfg.keep_traffic:
+            N = self.log.max_vehicles
+            self._traffic_ring = (torch.zeros(batch, 2 * cfg.history, N, 2, dtype=f, device=d),
+                                  torch.zeros(batch, 2 * cfg.history, N, 2, dtype=f, device=d),
+                                  torch.ones(batch, 2 * cfg.history, N, 2, dtype=f, device=d),
+                                  torch.zeros(batch, 2 * cfg.history, N, dtype=torch.bool, device=d))
+        self._head = cfg.history - 1
+        self.last_costs = Costs(*(torch.zeros(batch, dtype=f, device=d) for _ in range(3)))
+
+    def _set_recorded_state(self, slots: Tensor, ids: Tensor, frame: Tensor) -> None:
+        rows = self.log.rows_of(ids, frame)
+        heading = self.log.heading[rows]
+        position, unit, speed = self.ego
+        position[slots] = self.log.centre[rows]
+        unit[slots] = torch.stack([torch.cos(heading), torch.sin(heading)], dim=-1)
+        speed[slots] = self.log.speed[rows]
+        self.frame[slots] = frame
+
+    # ------------------------------------------------------------------ observation
+    def others(self, slots: Tensor, frame: Tensor) -> VehicleSlice:
+        """The other vehicles of the given slots at their frames, the ego's own recording masked out."""
+        traffic = self.reactive.at(slots, frame) if self.reactive is not None else self.log.at(frame)
+        traffic.mask &= traffic.vehicle_id != self.vehicle_id[slots, None]
+        return traffic
+
+    def _observe(self, slots: Tensor, frame: Tensor, others: VehicleSlice | None = None) -> tuple[Tensor, Tensor]:
+        """Render the slots' observations: image (S, 4, H, W) and state (S, 4)."""
+        others = self.others(slots, frame) if others is None else others
+        position, unit, speed = (t[slots] for t in self.ego)
+        image = render(self.road, position, unit, self.size[slots], others.centre, others.heading, others.size,
+                       others.mask, self.config.raster)
+        state = torch.cat([position, unit * speed[:, None]], dim=-1)
+        return image, state
+
+    # ------------------------------------------------------------------ stepping
+    def recorded_actions(self) -> Tensor:
+        """(B, 2) the actions of the replaced vehicles at the slots' current frames (the "human" driver).
+
+        Zero where the recording has ended.
+        """
+        rows = self._recorded_rows()
+        action = torch.stack([self.log.acceleration[rows], self.log.curvature[rows]], dim=-1)
+        return torch.where((self.frame < self.last_recorded)[:, None], action, torch.zeros_like(action))
+
+    def _recorded_rows(self) -> Tensor:
+        """(B,) rows of the replaced vehicles at the slots' frames (their last row once the recording ended)."""
+        return self.log.rows_of(self.vehicle_id, torch.minimum(self.frame, self.last_recorded))
+
+    def step(self, action: Tensor) -> StepResult:
+        """Apply one action per slot and advance the running slots by one frame.
+
+        Args:
+            action: (B, 2) = (acceleration m/s^2, curvature 1/m). Out-of-bound values are
+                clipped to :class:`~ppuu.simulator.dynamics.ActionBounds`; NaN, inf or a wrong shape
+                raise ValueError. Actions of finished slots are ignored.
+        """
+        action = torch.as_tensor(action, device=self.device, dtype=self.dtype)
+        if action.shape != (self.batch_size, 2):
+            raise ValueError(f"action of shape {tuple(action.shape)}: expected ({self.batch_size}, 2) = "
+                             "(acceleration m/s^2, curvature 1/m)")
+        running = self.outcome == RUNNING
+        if not bool(torch.isfinite(action[running]).all()):
+            raise ValueError("action holds NaN or inf: expected finite (acceleration m/s^2, curvature 1/m)")
+        action = self.config.bounds.clip(torch.where(running[:, None], action, torch.zeros_like(action)))
+
+        moved = dynamics.step(self.ego, action, self.dt)
+        # Comfort: the acceleration applied (the clipped action, cut where the speed floor at
+        # 0 m/s stops braking) and its change, summed over the driven steps.
+        acceleration = (moved.speed - self.ego.speed) / self.dt
+        jerk = (acceleration - self.last_acceleration) / self.dt
+        self.abs_acceleration_sum += torch.where(running, acceleration.abs(), torch.zeros_like(acceleration))
+        self.abs_jerk_sum += torch.where(running, jerk.abs(), torch.zeros_like(jerk))
+        self.last_acceleration = torch.where(running, acceleration, self.last_acceleration)
+        keep = running[:, None]
+        self.ego = EgoState(torch.where(keep, moved.position, self.ego.position),
+                            torch.where(keep, moved.heading, self.ego.heading),
+                            torch.where(running, moved.speed, self.ego.speed))
+        self.frame = self.frame + running.long()
+        self.steps = self.steps + running.long()
+        if self.reactive is not None:
+            self.reactive.step(running, self.frame, self.ego, self.size)
+        # Only the running slots are observed and judged (finished ones keep their last values).
+        active = running.nonzero().squeeze(1)                                   # (S,)
+        frame = self.frame[active]
+        others = self.others(active, frame)
+        image, state = self._observe(active, frame, others)
+        position, unit, speed = (t[active] for t in self.ego)
+        size = self.size[active]
+
+        collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
+                                  others.mask).any(dim=-1)
+        offroad = footprint_offroad(self.road, position, unit, size)
+        arrived = self.road.arrived(position[:, 0])
+        out_of_data = frame >= self.end_frame[active]
+        outcome = torch.full_like(frame, RUNNING)
+        for code, happened in ((OUT_OF_DATA, out_of_data), (ARRIVED, arrived), (OFFROAD, offroad),
+                               (COLLISION, collision)):        # later entries take precedence
+            outcome = torch.where(happened, torch.full_like(outcome, code), outcome)
+        self.outcome[active] = outcome
+        just_done = torch.zeros_like(running)
+        just_done[active] = outcome != RUNNING
+
+        costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
+        w = self.config.cost_weights
+        reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
+        reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
+        self.distance[active] = position[:, 0] - self.context_end_x[active]
+        recorded_rows = self.log.rows_of(self.vehicle_id[active], torch.minimum(frame, self.last_recorded[active]))
+        deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
+        deviation = torch.where(frame <= self.last_recorded[active], deviation, torch.zeros_like(deviation))
+        self.max_deviation[active] = torch.maximum(self.max_deviation[active], deviation)
+        self.speed_sum[active] += speed
+        for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
+            total[active] += cost
+            last[active] = cost
+        # The history ring advances for every slot: running slots write their new frame, finished
+        # ones repeat their newest (one frame per slot, never the whole history).
+        previous, self._head = self._head, (self._head + 1) % self.config.history
+        self._write_history(active, self._head, image, state,
+                            self._traffic_record(others) if self.config.keep_traffic else None)
+        finished = (~running).nonzero().squeeze(1)
+        if len(finished):
+            kept = tuple(ring[finished, previous] for ring in self._traffic_ring) if self.config.keep_traffic else None
+            self._write_history(finished, self._head, self._image_ring[finished, previous],
+                                self._state_ring[finished, previous], kept)
+        return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
+                          reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
+
+    @property
+    def done(self) -> Tensor:
+        """(B,) bool: the slot's episode is over."""
+        return self.outcome != RUNNING
+
+    def metrics(self) -> dict[str, Tensor]:
+        """Per-slot episode metrics, each (B,): outcome code, distance (m along the road from the
+        end of the context, where actions start), time (s of driving after the context), mean_speed
+        (m/s), max_deviation (m, largest distance from the replaced vehicle's recorded position
+        while it was recorded: 0 for a perfect imitation), mean_abs_acceleration (m/s^2) and
+        mean_abs_jerk (m/s^3) of the applied longitudinal acceleration (comfort; the first
+        step's jerk is against the recording's acceleration at the end of the context), and the
+        mean proximity, lane and off-road costs, all over the driven steps."""
+        steps = self.steps.clamp(min=1).to(self.dtype)
+        return {
+            "vehicle_id": self.vehicle_id,
+            "outcome": self.outcome,
+            "distance": self.distance,
+            "time": self.steps.to(self.dtype) * self.dt,
+            "mean_speed": self.speed_sum / steps,
+            "max_deviation": self.max_deviation,
+            "mean_abs_acceleration": self.abs_acceleration_sum / steps,
+            "mean_abs_jerk": self.abs_jerk_sum / steps,
+            "proximity_cost": self.cost_sums[0] / steps,
+            "lane_cost": self.cost_sums[1] / steps,
+            "offroad_cost": self.cost_sums[2] / steps,
+        }
+
