@@ -161,9 +161,8 @@ def infer_site(raw: pd.DataFrame, name: str = "inferred", bin_size: float = 1.0,
     main_y = np.array([centre_y[np.searchsorted(lanes, j)] if j in extents else np.nan for j in range(1, n_main + 1)])
     spacing = np.diff(main_y[np.isfinite(main_y)])
     width = float(-np.median(spacing)) if len(spacing) else LANE_WIDTH
-    if not np.isfinite(width) or width <= 0 or abs(width - LANE_WIDTH) <= SNAP_WIDTH:
-        width = LANE_WIDTH
-    width = round(width, 4)
+    width = LANE_WIDTH if not np.isfinite(width) or width <= 0 or abs(width - LANE_WIDTH) <= SNAP_WIDTH \
+        else round(width, 4)
     reach = _lateral_reach(raw)
     ramps = []
     for lane, (x0, x1) in sorted(extents.items()):
@@ -174,7 +173,7 @@ def infer_site(raw: pd.DataFrame, name: str = "inferred", bin_size: float = 1.0,
         slot = -y / width - 0.5
         if abs(slot - round(slot)) <= 1 / 3:                 # (lane changers pull the median off centre)
             y = -(round(slot) + 0.5) * width
-        y_left, y_right = round(y + width / 2, 4), round(y - width / 2, 4)
+        y_left, y_right = y + width / 2, y - width / 2
         # every footprint reaching into the band uses it, whatever its label: a car changing lanes
         # is relabelled when its centre crosses the line, its corners cross earlier
         inside = (raw["y"].to_numpy() + reach > y_right + LATERAL_TOLERANCE) & \
@@ -235,7 +234,8 @@ def check_site(site: Site, raw: pd.DataFrame, tolerance: float = 10.0, offroad_s
             problems.append(f"Lane_ID {lane} is used from x={x0:.0f} to {x1:.0f} m but {site.name} has no lane {lane}")
             continue
         k0, k1, kl, kr = known[lane]
-        if x0 < k0 - tolerance or x1 > k1 + tolerance:
+        # (a main lane's extent is the section's, compared above)
+        if lane > len(site.lane_widths) and (x0 < k0 - tolerance or x1 > k1 + tolerance):
             problems.append(f"Lane_ID {lane} is used from x={x0:.0f} to {x1:.0f} m but the {site.name} layout has it "
                             f"from {k0:.0f} to {k1:.0f} m")
         centre, known_centre = (yl + yr) / 2, (kl + kr) / 2
