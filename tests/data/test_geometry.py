@@ -247,3 +247,52 @@ def test_lane_beyond_the_known_ramp_is_named():
 def test_fitting_known_site_is_quiet(small_scene):
     assert check_site(get_site("i80"), small_scene.trajectories) == []
 
+
+
+# --- SUMO networks of any layout ---------------------------------------------------------------------
+
+def test_custom_network_cuts_the_section_where_ramps_begin_and_end():
+    from ppuu.data.sumo.network import custom_layout
+
+    truth = read_geometry(_fixture("three-lane-aux")[1])
+    layout = custom_layout(truth)
+    lanes = {e.id: e.lanes for e in layout.edges}
+    assert lanes["up"] == (4, 3, 2, 1)               # the auxiliary lane comes from upstream...
+    assert lanes["ramp"] == (5,)                     # ...the acceleration lane from an on-ramp
+    assert lanes["sec0"] == (5, 4, 3, 2, 1) and lanes["sec1"] == (4, 3, 2, 1)
+    assert lanes["offramp"] == (4,)                  # the auxiliary lane leaves at the section end
+    assert set(layout.routes) == {"main", "main_off", "ramp", "ramp_off"}
+    assert layout.nodes["n1"] == (120.0, 0.0) and layout.section_length == 250.0
+
+
+def test_custom_network_refuses_what_it_cannot_build():
+    from ppuu.data.scene import Ramp
+    from ppuu.data.sites import Site
+    from ppuu.data.sumo.network import custom_layout
+
+    w = LANE_WIDTH
+    gap = Site("gap", (w,) * 2, 300.0, (Ramp(4, "on", 0.0, 100.0, -3 * w, -4 * w),))
+    with pytest.raises(ValueError, match="gap"):
+        custom_layout(gap)
+    narrow = Site("narrow", (w,) * 2, 300.0, (Ramp(3, "on", 0.0, 100.0, -2 * w, -2 * w - 3.0),))
+    with pytest.raises(ValueError, match="whole lanes"):
+        custom_layout(narrow)
+
+
+def test_sumo_traffic_on_a_custom_road_keeps_to_it():
+    """A few seconds of SUMO on the four-lane-off layout: the Lane_IDs are the layout's, and every centre
+    lies on the layout's road (the lateral re-drawing of lane changes uses the same layout)."""
+    from ppuu.data.sumo.tools import SumoError, find_binary
+
+    try:
+        find_binary("sumo")
+    except SumoError:
+        pytest.skip("SUMO not installed")
+    from ppuu.data.geometry import _off_layout
+    from ppuu.data.sumo import generate_traffic
+
+    truth = read_geometry(_fixture("four-lane-off")[1])
+    raw, info = generate_traffic(truth, minutes=0.2, seed=1, progress=False, warmup=40.0)
+    assert info["site"] == "four-lane-off" and len(raw) > 500
+    assert set(raw["lane"].unique()) <= {1, 2, 3, 4, 5}
+    assert not _off_layout(truth, raw["x"].to_numpy(), raw["y"].to_numpy()).any()
