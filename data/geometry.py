@@ -23,8 +23,9 @@ Inference (:func:`infer_site`), all in metres in the world frame of :mod:`ppuu.d
   one width, the median spacing of their median centres (the NGSIM 12 ft when within
   :data:`SNAP_WIDTH`).
 * **ramps**: every other Lane_ID becomes a :class:`~ppuu.data.scene.Ramp` with its extent
-  along x and a band one lane wide around its median centre y (on the lane grid when within a
-  third of a lane of it: vehicles changing lanes pull the median off centre); its kind from its extent:
+  along x and a band one lane wide around its median centre y over the samples that keep to
+  their lane (on the lane grid when within :data:`SNAP_WIDTH` of it; elsewhere, e.g. beyond a
+  gore, where its vehicles drive); its kind from its extent:
   ``on`` (from the section entry, ends inside: an acceleration lane or a lane drop, whose
   traffic must merge), ``off`` (begins inside, runs to the section end: a deceleration
   lane), ``auxiliary`` (anything else).
@@ -58,7 +59,11 @@ class GeometryWarning(UserWarning):
 LATERAL_TOLERANCE = 0.05
 """m: a footprint reaching less than this into a lane's band does not use it (the simulator allows as much)."""
 SNAP_WIDTH = 0.15
-"""m: an inferred lane width this close to the NGSIM 12 ft (3.6576 m) is taken to be it."""
+"""m: an inferred lane width this close to the NGSIM 12 ft (3.6576 m) is taken to be it, and a ramp centred
+this close to the lane grid of the main lanes is put on it."""
+STEADY_SWAY = 0.3
+"""m: samples whose centre moves less than this sideways over +-0.5 s keep to their lane; lane centres are
+the median of these (vehicles changing lanes would pull them off centre)."""
 
 
 # --------------------------------------------------------------------------- inference
@@ -150,7 +155,12 @@ def infer_site(raw: pd.DataFrame, name: str = "inferred", bin_size: float = 1.0,
         x1 = length if x1 >= length - snap else min(length, x1 + margin)
         return float(x0), float(x1)
 
-    centre_y = raw.groupby("lane")["y"].median().reindex(lanes).to_numpy()
+    # lane centres from the samples that keep to their lane (no lane change under way)
+    by_vehicle = raw.groupby("vehicle_id", sort=False)["y"]
+    sway = np.abs((by_vehicle.shift(-5) - by_vehicle.shift(5)).to_numpy())
+    steady = raw[np.nan_to_num(sway, nan=np.inf) < STEADY_SWAY]
+    centre_y = steady.groupby("lane")["y"].median().reindex(lanes)
+    centre_y = centre_y.fillna(raw.groupby("lane")["y"].median().reindex(lanes)).to_numpy()
     extents = {int(lane): e for lane, e in zip(lanes, map(extent, counts)) if e is not None}
     if not extents:
         raise ValueError("no lane is used by enough vehicles to infer a road from")
@@ -171,7 +181,7 @@ def infer_site(raw: pd.DataFrame, name: str = "inferred", bin_size: float = 1.0,
         y = float(centre_y[np.searchsorted(lanes, lane)])
         # a lane one width wide around its centre, its edges on the lane grid when it is near it
         slot = -y / width - 0.5
-        if abs(slot - round(slot)) <= 1 / 3:                 # (lane changers pull the median off centre)
+        if abs(slot - round(slot)) * width <= SNAP_WIDTH:
             y = -(round(slot) + 0.5) * width
         y_left, y_right = y + width / 2, y - width / 2
         # every footprint reaching into the band uses it, whatever its label: a car changing lanes

@@ -296,3 +296,17 @@ def test_sumo_traffic_on_a_custom_road_keeps_to_it():
     assert info["site"] == "four-lane-off" and len(raw) > 500
     assert set(raw["lane"].unique()) <= {1, 2, 3, 4, 5}
     assert not _off_layout(truth, raw["x"].to_numpy(), raw["y"].to_numpy()).any()
+
+
+def test_ramp_beyond_a_gore_is_where_its_vehicles_drive():
+    """An on-ramp running 2 m to the right of the main road's edge (a painted gore between them), as NGSIM
+    numbers it lane 4 of a 3-lane road: the old rule's 4 full lanes ended 2 m short of its outer cars; the
+    inferred band is centred on them."""
+    raw = _synthetic(bad=0)
+    ramp = raw["lane"] == 4
+    raw.loc[ramp, "y"] -= 2.0
+    (found,) = infer_site(raw).ramps
+    centre = -3.5 * LANE_WIDTH - 2.0
+    assert (found.y_left + found.y_right) / 2 == pytest.approx(centre, abs=0.05)
+    outer = raw.loc[ramp, "y"] - raw.loc[ramp, "width"] / 2
+    assert (outer >= found.y_right).all() and not (outer >= -4 * LANE_WIDTH).all()
