@@ -233,7 +233,8 @@ def check_site(site: Site, raw: pd.DataFrame, tolerance: float = 10.0, offroad_s
     seen = infer_site(raw)
     problems = []
     if len(seen.lane_widths) != len(site.lane_widths):
-        problems.append(f"the data has {len(seen.lane_widths)} main lanes (used along the whole section), "
+        n = len(seen.lane_widths)
+        problems.append(f"the data has {n} main lane{'s' if n != 1 else ''} (used along the whole section), "
                         f"{site.name} has {len(site.lane_widths)}")
     if abs(seen.section_length - site.section_length) > tolerance:
         problems.append(f"vehicles are recorded up to x={seen.section_length:.0f} m, the {site.name} section is "

@@ -275,7 +275,8 @@ def custom_layout(site: Site, upstream: float = 300.0, downstream: float = 150.0
     as on I-80: parallel for 150 m before the entry); the outermost ramp reaching the section
     end leaves as an off-ramp. Other ramps open (vehicles change into them) or end (their
     vehicles must merge). Beyond the section, a bottleneck as on I-80. Routes: ``main``, and
-    where they exist ``main_off``, ``ramp``, ``ramp_off``. Arguments as :func:`i80_layout`.
+    where they exist ``main_off``, ``ramp``, ``ramp_off``. The site's ``hov_lanes`` are not built
+    (every lane is a general lane). Arguments as :func:`i80_layout`.
 
     Raises:
         ValueError: ramps that are not whole lanes on the lane grid, or leave a gap in an edge.
