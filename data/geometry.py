@@ -327,7 +327,8 @@ def site_from_json(obj: dict, path: str | Path = "<geometry>", default_name: str
             raise DataFormatError(f"{where}: expected an object", path=path, field="ramps")
         extra = set(r) - {"lane", "kind", "x_start", "x_end", "y_left", "y_right"}
         if extra:
-            raise DataFormatError(f"{where}: unknown fields {sorted(extra)}", path=path, field=f"{where}.{sorted(extra)[0]}")
+            raise DataFormatError(f"{where}: unknown fields {sorted(extra)}", path=path,
+                                  field=f"{where}.{sorted(extra)[0]}")
         lane = r.get("lane")
         if isinstance(lane, bool) or not isinstance(lane, int) or lane in used:
             raise DataFormatError(f"{where}: lane {lane!r}; expected a Lane_ID above the {len(widths)} main lanes, "

@@ -75,10 +75,12 @@ def main() -> None:
             off = footprint_offroad(Road.from_meta(meta), torch.tensor(first[["x", "y"]].to_numpy()),
                                     torch.tensor(first["heading"].to_numpy()),
                                     torch.tensor(first[["length", "width"]].to_numpy()))
-            ok = [(evaluate(scene, "human", split=s, progress=False)["outcome_name"] == "arrived") for s in (None, "test")]
+            ok = [evaluate(scene, "human", split=s, progress=False)["outcome_name"] == "arrived"
+                  for s in (None, "test")]
             ramps = ", ".join(f"{r.lane} {r.kind} {r.x_start:.0f}-{r.x_end:.0f}" for r in site.ramps) or "none"
-            print(f"| {truth.name} | {label} | {len(site.lane_widths)} | {ramps} | {(area & ~true_area).sum() * cell:.0f} "
-                  f"| {(true_area & ~area).sum() * cell:.0f} | {int(off.sum())} of {len(first)} "
+            print(f"| {truth.name} | {label} | {len(site.lane_widths)} | {ramps} "
+                  f"| {(area & ~true_area).sum() * cell:.0f} | {(true_area & ~area).sum() * cell:.0f} "
+                  f"| {int(off.sum())} of {len(first)} "
                   f"| {100 * ok[0].mean():.1f} % of {len(ok[0])} | {100 * ok[1].mean():.1f} % of {len(ok[1])} |")
         ramps = ", ".join(f"{r.lane} {r.kind} {r.x_start:.0f}-{r.x_end:.0f}" for r in truth.ramps)
         print(f"| {truth.name} | generator | {len(truth.lane_widths)} | {ramps} | | | | | |")

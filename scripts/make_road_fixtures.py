@@ -9,11 +9,11 @@ Shapes (all 12 ft lanes, Lane_ID 1 the leftmost):
 
 * ``four-lane-off``: 4 lanes and a 200 m deceleration lane (Lane_ID 5) leaving as an off-ramp;
 * ``five-lane-on``: 5 lanes and an on-ramp whose 150 m acceleration lane (Lane_ID 6) ends;
-* ``three-lane-aux``: 3 lanes, an auxiliary lane (4) along the whole section from an on-ramp to an
-  off-ramp, and the on-ramp's 120 m acceleration lane (5) outside it (a weaving section).
+* ``three-lane-aux``: 3 lanes, an auxiliary lane (4) along the whole section that comes from
+  upstream and leaves as an off-ramp, and an on-ramp's 120 m acceleration lane (5) outside it.
 
 Writes ``NAME.road.json`` (the layout, :func:`ppuu.data.geometry.write_geometry`) and
-``NAME.ngsim.txt.gz`` (18 s recorded after a two-minute warm-up, seed 0; about 100-150 kB
+``NAME.ngsim.txt.gz`` (18 s recorded after a two-minute warm-up, seed 0; 70-155 kB
 each). Same code, same files.
 
 Run: ``python scripts/make_road_fixtures.py [--out tests/data/fixtures/roads]`` (SUMO installed).

@@ -258,7 +258,8 @@ def _ramp_slots(site: Site) -> dict[int, int]:
     slots = {}
     for r in site.ramps:
         slot = -r.y_left / w
-        if abs(slot - round(slot)) > 0.01 or abs((r.y_left - r.y_right) - w) > 0.01 or round(slot) < len(site.lane_widths):
+        off_grid = abs(slot - round(slot)) > 0.01 or abs((r.y_left - r.y_right) - w) > 0.01
+        if off_grid or round(slot) < len(site.lane_widths):
             raise ValueError(f"site {site.name!r}: ramp lane {r.lane} (y {r.y_right:.3f}..{r.y_left:.3f} m) is not one "
                              f"{w:.4f} m lane beside the main road; the SUMO generator builds whole lanes only")
         slots[r.lane] = int(round(slot))
@@ -307,7 +308,8 @@ def custom_layout(site: Site, upstream: float = 300.0, downstream: float = 150.0
         section.append(f"sec{i}")
     end = f"n{len(cuts) - 1}"
     if [slots[r.lane] for r in entering[:-1]] != list(range(len(main), len(main) + len(entering) - 1)):
-        raise ValueError(f"site {site.name!r}: the lanes beginning at the section entry leave a gap beside the main road")
+        raise ValueError(f"site {site.name!r}: the lanes beginning at the section entry leave a gap beside the "
+                         "main road")
     x_bn0 = L + downstream
     x_bn1 = x_bn0 + bottleneck_length
     nodes.update({"bn0": (x_bn0, 0.0), "bn1": (x_bn1, 0.0), "out": (x_bn1 + 200.0, 0.0)})
