@@ -32,6 +32,9 @@ def add_parser(groups) -> None:
     gen.add_argument("--site", default="i80", choices=["i80", "us101"],
                      help="road layout: i80 (6 lanes, HOV lane 1, on-ramp into lane 6, 503 m) or us101 "
                           "(5 lanes + auxiliary lane between an on- and an off-ramp, 640 m) (default: %(default)s)")
+    gen.add_argument("--geometry", type=Path, metavar="ROAD.json",
+                     help="a road of your own instead of --site: a geometry file (README, 'Road geometry') of "
+                          "12 ft lanes and ramps beside them; the network is built from it")
     gen.add_argument("--minutes", type=float, default=15.0,
                      help="recorded duration in minutes of simulated time (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=0, help="seed of SUMO, vehicle parameters and the split "
@@ -49,8 +52,13 @@ def add_parser(groups) -> None:
                     "export; the 24-column arterial files), convert to metres and the world frame, smooth, flag "
                     "bad trajectories and split by vehicle.")
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="NGSIM files; several are concatenated")
-    imp.add_argument("--site", help="road layout: i80 or us101, or any other name to infer lanes and section "
-                                    "length from the data (default: from the CSV Location, else the file name)")
+    imp.add_argument("--site", help="road layout: i80 or us101 (checked against the data), or any other name to "
+                                    "infer the road from the data: main lanes, section length, and the extent of "
+                                    "every ramp or auxiliary lane (default: from the CSV Location, else the file "
+                                    "name)")
+    imp.add_argument("--geometry", type=Path, metavar="ROAD.json",
+                     help="state or correct the road: a geometry file (README, 'Road geometry'), e.g. the "
+                          "road.json an earlier import wrote beside its scene, edited")
     imp.add_argument("--location", help="Location to select from a combined CSV export (e.g. i-80, us-101)")
     imp.add_argument("--name", help="scene name in the workspace (default: derived from site and file name)")
     imp.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default: %(default)s)")
@@ -59,9 +67,9 @@ def add_parser(groups) -> None:
 
     info = sub.add_parser(
         "info", help="summary, per-lane traffic statistics and time-space diagrams of a scene",
-        description="Print a scene's summary and per-lane flow (veh/h), density (veh/km), speeds (m/s) and "
-                    "gaps (m, s); write the table and a time-space diagram per lane (PNG) to "
-                    "WORKDIR/reports/SCENE/.")
+        description="Print a scene's summary, its road (lanes, ramps) and per-lane flow (veh/h), density "
+                    "(veh/km), speeds (m/s) and gaps (m, s); write the table, a time-space diagram per lane and a "
+                    "plot of the drivable area with the vehicle positions on it (PNGs) to WORKDIR/reports/SCENE/.")
     info.add_argument("scene", nargs="?", help="scene name or folder (default: the most recently written scene)")
     add_workdir(info)
     info.set_defaults(func=cmd_info)
@@ -91,8 +99,11 @@ def resolve_scene(workdir: Path, scene: str | None) -> Path:
 def cmd_generate(args) -> int:
     from ppuu.data.pipeline import generate_sumo_scene
 
+    from ppuu.data.geometry import read_geometry
+
     start = time.perf_counter()
-    scene = generate_sumo_scene(site=args.site, minutes=args.minutes, seed=args.seed, name=args.name)
+    site = read_geometry(args.geometry) if args.geometry is not None else args.site
+    scene = generate_sumo_scene(site=site, minutes=args.minutes, seed=args.seed, name=args.name)
     path = scene.save(scene_path(args.workdir, scene.meta.name))
     print(f"wrote scene {scene.meta.name!r} to {path} ({len(scene.trajectories):,} rows, "
           f"{len(scene.vehicles):,} vehicles) in {time.perf_counter() - start:.1f} s")
@@ -117,18 +128,48 @@ def cmd_import(args) -> int:
     from ppuu.data.report import flag_counts
 
     start = time.perf_counter()
-    scene = import_ngsim_scene(args.paths, site=args.site, name=args.name, location=args.location, seed=args.seed)
+    scene = import_ngsim_scene(args.paths, site=args.site, name=args.name, location=args.location, seed=args.seed,
+                               geometry=args.geometry)
     path = scene.save(scene_path(args.workdir, scene.meta.name))
     bad = int((~scene.vehicles["usable_as_ego"]).sum())
     problems = ", ".join(f"{name} {n}" for name, n in flag_counts(scene.vehicles).items())
     print(f"wrote scene {scene.meta.name!r} to {path} ({len(scene.trajectories):,} rows, "
           f"{len(scene.vehicles):,} vehicles, {bad} flagged as bad trajectories{': ' + problems if problems else ''}) "
           f"in {time.perf_counter() - start:.1f} s")
+    print(f"road ({scene.meta.notes.get('geometry')}): {describe_road(scene.meta)}; "
+          f"edit {path / 'road.json'} and import again with --geometry to correct it")
+    warn_if_no_episodes(scene)
     return 0
 
 
+def describe_road(meta) -> str:
+    """One line: the main lanes, the section and every ramp of a scene's layout (metres)."""
+    ramps = ", ".join(f"lane {r.lane} {r.kind} x={r.x_start:.0f}..{r.x_end:.0f} m" for r in meta.ramps)
+    return (f"{meta.lane_count} main lanes of {meta.lane_widths[0]:.2f} m, section {meta.section_length:.0f} m"
+            + (f", {ramps}" if ramps else ", no ramps"))
+
+
+def warn_if_no_episodes(scene: Scene) -> int:
+    """Number of episodes of the scene on its default course; says so loudly on stderr when there are none
+    (a layout or course that does not fit the tracks)."""
+    import sys
+
+    from ppuu.simulator.episodes import CourseError, episode_vehicles, get_course
+
+    course = get_course(None, scene.meta)
+    try:
+        n = len(episode_vehicles(scene, None, course))
+        why = "no vehicle qualifies"
+    except CourseError as exc:
+        n, why = 0, str(exc)
+    if n == 0:
+        print(f"WARNING: scene {scene.meta.name!r} has 0 episodes on its default course {course}: {why}. "
+              "Check the road against the data (`ppuu data info` plots both).", file=sys.stderr)
+    return n
+
+
 def cmd_info(args) -> int:
-    from ppuu.data.report import lane_statistics, markdown_table, plot_time_space, scene_summary
+    from ppuu.data.report import lane_statistics, markdown_table, plot_road, plot_time_space, scene_summary
 
     folder = resolve_scene(args.workdir, args.scene)
     scene = Scene.load(folder)
@@ -149,7 +190,9 @@ def cmd_info(args) -> int:
     (out / "lanes.md").write_text(table + "\n")
     stats.to_csv(out / "lanes.csv", index=False)
     png = plot_time_space(scene, out / "time_space.png")
-    print(f"\nwrote {out / 'summary.json'}, {out / 'lanes.md'}, {out / 'lanes.csv'}, {png}")
+    road_png = plot_road(scene, out / "road.png")
+    print(f"\nroad ({scene.meta.notes.get('geometry', 'site')}): {describe_road(scene.meta)}")
+    print(f"\nwrote {out / 'summary.json'}, {out / 'lanes.md'}, {out / 'lanes.csv'}, {png}, {road_png}")
     return 0
 
 

@@ -6,7 +6,7 @@ NGSIM path is exercised on every generated scene too.
 
 from __future__ import annotations
 
-import math
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +14,8 @@ import pandas as pd
 from ppuu.data.quality import detect_bad_vehicles
 from ppuu.data.scene import Scene, SceneMeta
 from ppuu.data.schema import OPTIONAL_COLUMNS, validate_table
-from ppuu.data.sites import LANE_WIDTH, SITES, get_site
+from ppuu.data.geometry import GeometryWarning, check_site, infer_site, read_geometry
+from ppuu.data.sites import SITES, Site, get_site
 from ppuu.data.smoothing import SmoothingConfig, smooth_table
 from ppuu.data.splits import assign_splits
 
@@ -54,24 +55,27 @@ def build_scene(raw: pd.DataFrame, meta: SceneMeta, source: str = "<table>",
     return Scene(meta=meta, trajectories=trajectories, vehicles=vehicles)
 
 
-def meta_for_site(name: str, site: str, source: str, raw: pd.DataFrame, **kwargs) -> SceneMeta:
-    """Scene metadata for a known site (``i80``, ``us101``) or, for any other name, one inferred from the data.
+def meta_for_site(name: str, site: str, source: str, raw: pd.DataFrame, layout: Site | None = None,
+                  **kwargs) -> SceneMeta:
+    """Scene metadata on a road layout: ``layout`` if given (e.g. from a geometry file), else the known
+    site's (``i80``, ``us101``), else one inferred from the data (:func:`ppuu.data.geometry.infer_site`).
 
-    An inferred layout has ``max(Lane_ID)`` lanes of the NGSIM width (12 ft) and a
-    section reaching the furthest recorded vehicle front.
+    ``notes["geometry"]`` says which ("file", "site" or "inferred"); other ``kwargs`` go to SceneMeta.
     """
-    if site in SITES:
-        layout = get_site(site)
-        return SceneMeta(name=name, site=site, source=source, lane_widths=list(layout.lane_widths),
-                         section_length=layout.section_length, ramps=list(layout.ramps), **kwargs)
-    lanes = int(raw["lane"].max()) if len(raw) else 1
-    front = float((raw["x"] + raw["length"] / 2).max()) if len(raw) else 0.0
-    return SceneMeta(name=name, site=site, source=source, lane_widths=[LANE_WIDTH] * max(lanes, 1),
-                     section_length=math.ceil(front), **kwargs)
+    notes = dict(kwargs.pop("notes", {}) or {})
+    if layout is not None:
+        origin = "file"
+    elif site in SITES:
+        layout, origin = get_site(site), "site"
+    else:
+        layout, origin = infer_site(raw, name=site), "inferred"
+    notes.setdefault("geometry", origin)
+    return SceneMeta(name=name, site=site, source=source, lane_widths=list(layout.lane_widths),
+                     section_length=layout.section_length, ramps=list(layout.ramps), notes=notes, **kwargs)
 
 
 def import_ngsim_scene(paths: list[str | Path], site: str | None = None, name: str | None = None,
-                       location: str | None = None, seed: int = 0) -> Scene:
+                       location: str | None = None, seed: int = 0, geometry: str | Path | Site | None = None) -> Scene:
     """Read NGSIM files (raw text, gzip, combined CSV, arterial) and build a scene.
 
     Args:
@@ -81,32 +85,51 @@ def import_ngsim_scene(paths: list[str | Path], site: str | None = None, name: s
         name: scene name in the workspace; default ``site`` plus the first file's stem.
         location: the Location to select from a combined CSV export.
         seed: seed of the train/val/test split.
+        geometry: a geometry file (or a :class:`Site`) stating the layout; overrides ``site``'s.
+
+    Warns:
+        GeometryWarning: the data does not fit a stated layout (a known site's or the file's),
+            naming each lane and what does not fit.
     """
     from ppuu.data.ngsim import read_ngsim
 
     paths = [Path(p) for p in paths]
+    layout = read_geometry(geometry) if isinstance(geometry, (str, Path)) else geometry
     raw, info = read_ngsim(paths, location=location)
     if site is None:
-        site = LOCATION_SITES.get(str(info.get("location") or "").lower(), _stem(paths[0]))
+        site = layout.name if layout is not None else \
+            LOCATION_SITES.get(str(info.get("location") or "").lower(), _stem(paths[0]))
     if name is None:
         name = site if site == _stem(paths[0]) else f"{site}-{_stem(paths[0])}"
-    meta = meta_for_site(name, site, "ngsim", raw, seed=seed,
+    stated = layout if layout is not None else SITES.get(site)
+    if stated is not None:
+        problems = check_site(stated, raw)
+        if problems:
+            source = f"geometry file {geometry}" if isinstance(geometry, (str, Path)) else f"site {stated.name!r}"
+            warnings.warn(f"{paths[0]}: the data does not fit the layout of {source}: " + "; ".join(problems)
+                          + " (import with another --site to infer the road from the data, or correct it with "
+                          "--geometry road.json)", GeometryWarning, stacklevel=2)
+    meta = meta_for_site(name, site, "ngsim", raw, layout=layout, seed=seed,
                          source_files=[str(p.resolve()) for p in paths],
                          notes={"reader": {k: v for k, v in info.items() if k != "files"}})
     return build_scene(raw, meta, source=str(paths[0]))
 
 
-def generate_sumo_scene(site: str = "i80", minutes: float = 15.0, seed: int = 0, name: str | None = None,
+def generate_sumo_scene(site: str | Site = "i80", minutes: float = 15.0, seed: int = 0, name: str | None = None,
                         progress: bool = True, **generator_options) -> Scene:
     """Generate traffic with SUMO on a network shaped like ``site`` and build a scene from it.
 
+    ``site``: a known site's name, or any :class:`Site` of whole lanes (e.g. read from a geometry
+    file with :func:`ppuu.data.geometry.read_geometry`), which then is the scene's layout.
     ``generator_options`` go to :func:`ppuu.data.sumo.generate_traffic` (e.g. ``warmup`` in s).
     """
     from ppuu.data.sumo import generate_traffic
 
     raw, info = generate_traffic(site=site, minutes=minutes, seed=seed, progress=progress, **generator_options)
+    layout = site if isinstance(site, Site) else None
+    site = layout.name if layout is not None else site
     name = name or f"{site}-sumo-{_minutes_tag(minutes)}-s{seed}"
-    meta = meta_for_site(name, site, "sumo", raw, seed=seed, notes={"generator": info})
+    meta = meta_for_site(name, site, "sumo", raw, layout=layout, seed=seed, notes={"generator": info})
     return build_scene(raw, meta, source=f"SUMO {site} seed {seed}")
 
 

@@ -159,3 +159,49 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     rule = "| " + " | ".join("---" for _ in df.columns) + " |"
     body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+def plot_road(scene: Scene, path: str | Path, max_points: int = 200_000) -> Path:
+    """The drivable area of the scene's layout (main lanes, ramps; metres) with the recorded vehicle
+    centres on it, coloured by Lane_ID, and each vehicle's first position marked: a layout that does not
+    fit its data shows as points off the grey area. Writes a PNG to ``path`` and returns it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    meta, t = scene.meta, scene.trajectories
+    stride = max(1, len(t) // max_points)
+    thin = t.iloc[::stride]
+    width = float(sum(meta.lane_widths))
+    low = min([-width] + [r.y_right for r in meta.ramps])
+    fig, ax = plt.subplots(figsize=(12, 2.5 + 0.25 * (-low)), layout="constrained")
+    ax.add_patch(Rectangle((0, -width), meta.section_length, width, color="0.85", zorder=0, label="main road"))
+    y = 0.0
+    for w in meta.lane_widths[:-1]:
+        y -= w
+        ax.plot([0, meta.section_length], [y, y], color="white", lw=1, zorder=1)
+    for r in meta.ramps:
+        ax.add_patch(Rectangle((r.x_start, r.y_right), r.x_end - r.x_start, r.y_left - r.y_right, color="0.7",
+                               zorder=0))
+        ax.text(r.x_start + 2, (r.y_left + r.y_right) / 2, f"{r.lane} ({r.kind})", va="center", fontsize=8, zorder=3)
+    lanes = thin["lane"].to_numpy()
+    sc = ax.scatter(thin["x"], thin["y"], c=lanes, s=0.2, cmap="tab10", vmin=0.5, vmax=10.5, rasterized=True,
+                    linewidths=0, zorder=2)
+    first = t.groupby("vehicle_id", sort=False)[["x", "y"]].first()
+    ax.scatter(first["x"], first["y"], s=6, marker="x", color="black", linewidths=0.6, zorder=3,
+               label="first recorded position")
+    ax.set_xlim(min(-5.0, float(thin["x"].min()) - 5), max(meta.section_length, float(thin["x"].max())) + 5)
+    ax.set_ylim(min(low, float(thin["y"].min())) - 2, max(0.0, float(thin["y"].max())) + 2)
+    ax.set_xlabel("x along the road (m)")
+    ax.set_ylabel("y (m)")
+    geometry = meta.notes.get("geometry", "site") if isinstance(meta.notes, dict) else "site"
+    ax.set_title(f"{meta.name}: road ({geometry}: {meta.lane_count} lanes, {len(meta.ramps)} ramps) and vehicle "
+                 "positions (colour: Lane_ID)")
+    fig.colorbar(sc, ax=ax, label="Lane_ID", fraction=0.02)
+    ax.legend(loc="upper right", fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -6,6 +6,8 @@ Layout in the workspace (``--workdir``, default ``./ppuu-work``)::
         trajectories.parquet   canonical smoothed table (ppuu.data.schema)
         vehicles.parquet       one row per vehicle: size, class, frames, split, quality flags
         scene.json             SceneMeta: site, lanes, section, ramps, frame rate, sources
+        road.json              the road layout as a geometry file (ppuu.data.geometry): edit it and
+                               import again with ``--geometry`` to correct the road
 
 A scene folder is written to a temporary sibling and renamed into place, so a
 crash never leaves a half-written scene.
@@ -117,6 +119,9 @@ class Scene:
             self.trajectories.to_parquet(tmp / "trajectories.parquet", index=False)
             self.vehicles.to_parquet(tmp / "vehicles.parquet", index=False)
             (tmp / "scene.json").write_text(json.dumps(self.meta.to_json(), indent=2))
+            from ppuu.data.geometry import site_of, write_geometry
+
+            write_geometry(site_of(self.meta), tmp / "road.json")
             if directory.exists():
                 old = directory.with_name(f".{directory.name}.old")
                 shutil.rmtree(old, ignore_errors=True)

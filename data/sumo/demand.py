@@ -105,6 +105,16 @@ DEFAULT_DEMAND = {
 }
 
 
+def custom_demand(layout: Layout, per_lane: float = 1300.0, ramp: float = 600.0, main_off: float = 400.0,
+                  ramp_off: float = 200.0) -> DemandConfig:
+    """Demand for a network built from any layout (:func:`ppuu.data.sumo.network.custom_layout`): ``per_lane``
+    veh/h per main lane on the route ``main``, and the given veh/h on the ramp routes the layout has. Dense
+    traffic that the downstream bottleneck slows without jamming the section for good."""
+    main_lanes = len(layout.edge("up").lanes)
+    rates = {"main": per_lane * main_lanes, "ramp": ramp, "main_off": main_off, "ramp_off": ramp_off}
+    return DemandConfig(route_rates={r: v for r, v in rates.items() if r in layout.routes})
+
+
 LATERAL_SPEED_FACTOR = 0.15
 """SUMO ``lcMaxSpeedLatFactor``: a lane change moves sideways at most this times the forward speed (with
 ``lcMaxSpeedLatStanding`` 0), apart from SUMO's floor of 0.5 m/s for a change under way and the urgent

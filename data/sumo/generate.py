@@ -56,9 +56,11 @@ import numpy as np
 import pandas as pd
 
 from ppuu.data.scene import DEFAULT_WORKDIR
-from ppuu.data.sites import get_site
+from ppuu.data.sites import Site, get_site
 from ppuu.data.sumo.demand import (
     DEFAULT_DEMAND,
+    DemandConfig,
+    custom_demand,
     LATERAL_SPEED_FACTOR,
     class_rates,
     draw_vehicle_types,
@@ -125,9 +127,9 @@ def _read_statistics(path: Path) -> dict:
     return out
 
 
-def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, workdir: Path | None = None,
+def generate_traffic(site: str | Site = "i80", minutes: float = 15.0, seed: int = 0, workdir: Path | None = None,
                      keep_files: bool = False, progress: bool = True,
-                     warmup: float = 300.0) -> tuple[pd.DataFrame, dict]:
+                     warmup: float = 300.0, demand: DemandConfig | None = None) -> tuple[pd.DataFrame, dict]:
     """Build a SUMO network shaped like the NGSIM site, a demand, run SUMO with floating-car-data output,
     and convert the vehicles seen in the observed section into a raw canonical table (ppuu.data.schema.as_raw_table).
 
@@ -137,7 +139,8 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
     keep_files).
 
     Args:
-        site: "i80" or "us101" (ppuu.data.sites).
+        site: "i80" or "us101" (ppuu.data.sites), or any :class:`~ppuu.data.sites.Site` of whole
+            lanes (:func:`ppuu.data.sumo.network.custom_layout`, demand :func:`ppuu.data.sumo.demand.custom_demand`).
         minutes: recorded duration, minutes (> 0).
         seed: seeds SUMO (``--seed``) and the numpy Generator drawing the vehicle types.
         workdir: workspace; with ``keep_files`` the SUMO files stay in
@@ -145,6 +148,8 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
         keep_files: keep the network, routes and FCD files.
         progress: show a tqdm bar of the simulated time.
         warmup: simulated seconds before frame 0 (the queue needs about 300 s to fill the section).
+        demand: the traffic (default: the site's :data:`~ppuu.data.sumo.demand.DEFAULT_DEMAND`, or
+            :func:`~ppuu.data.sumo.demand.custom_demand` for another layout).
 
     Returns:
         ``(table, info)``: the raw table (x, y footprint centre in metres, frames at 10 Hz) and the
@@ -158,8 +163,12 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
         raise ValueError(f"minutes={minutes!r}; expected a positive duration")
     if warmup < 0:
         raise ValueError(f"warmup={warmup!r} s; expected >= 0")
+    road = site if isinstance(site, Site) else get_site(site)
     layout = site_layout(site)
-    demand = DEFAULT_DEMAND[site]
+    site = road.name
+    if demand is None:
+        known = site in DEFAULT_DEMAND and road == get_site(site)
+        demand = DEFAULT_DEMAND[site] if known else custom_demand(layout)
     frame_rate = 1.0 / STEP_LENGTH
     n_frames = int(round(minutes * 60.0 * frame_rate))
     end = warmup + n_frames * STEP_LENGTH
@@ -212,7 +221,7 @@ def generate_traffic(site: str = "i80", minutes: float = 15.0, seed: int = 0, wo
                                  lane_ids=lanes, type_sizes=type_sizes, frame_rate=frame_rate)
         timings["conversion_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        table, lateral = retime_lateral_motion(table, get_site(site))
+        table, lateral = retime_lateral_motion(table, road)
         timings["lateral_retiming_s"] = time.perf_counter() - t
         if len(table) == 0:
             raise SumoError(f"SUMO produced no vehicle in the observed section of {site} "

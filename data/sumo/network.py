@@ -34,7 +34,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ppuu.data.sites import LANE_WIDTH, get_site
+from ppuu.data.sites import LANE_WIDTH, Site, get_site
 from ppuu.data.sumo.tools import run_tool
 
 HOV_CLASSES = "hov motorcycle"
@@ -251,11 +251,104 @@ def us101_layout(upstream: float = 300.0, downstream: float = 150.0, bottleneck_
                   ("s0", "onend", "offst", "s1"), settings)
 
 
+def _ramp_slots(site: Site) -> dict[int, int]:
+    """Lane_ID -> lane slot (0 = the leftmost main lane) of every ramp; raises ValueError for a ramp that is
+    not one lane wide on the lane grid (the generator builds whole lanes only)."""
+    w = LANE_WIDTH
+    slots = {}
+    for r in site.ramps:
+        slot = -r.y_left / w
+        off_grid = abs(slot - round(slot)) > 0.01 or abs((r.y_left - r.y_right) - w) > 0.01
+        if off_grid or round(slot) < len(site.lane_widths):
+            raise ValueError(f"site {site.name!r}: ramp lane {r.lane} (y {r.y_right:.3f}..{r.y_left:.3f} m) is not one "
+                             f"{w:.4f} m lane beside the main road; the SUMO generator builds whole lanes only")
+        slots[r.lane] = int(round(slot))
+    return slots
+
+
+def custom_layout(site: Site, upstream: float = 300.0, downstream: float = 150.0, bottleneck_length: float = 250.0,
+                  bottleneck_speed: float = 12.0, speed: float = 29.0, ramp_speed: float = 20.0) -> Layout:
+    """A network for any layout of straight lanes: the main lanes, and each ramp as a lane beside them.
+
+    The section is cut into edges wherever a ramp begins or ends; each edge carries the main
+    lanes and the ramps spanning it, which must fill the slots to the right of the main road
+    without a gap. The outermost ramp beginning at the section entry is fed by an on-ramp (drawn
+    as on I-80: parallel for 150 m before the entry); the outermost ramp reaching the section
+    end leaves as an off-ramp. Other ramps open (vehicles change into them) or end (their
+    vehicles must merge). Beyond the section, a bottleneck as on I-80. Routes: ``main``, and
+    where they exist ``main_off``, ``ramp``, ``ramp_off``. The site's ``hov_lanes`` are not built
+    (every lane is a general lane). Arguments as :func:`i80_layout`.
+
+    Raises:
+        ValueError: ramps that are not whole lanes on the lane grid, or leave a gap in an edge.
+    """
+    if len(set(site.lane_widths)) != 1 or abs(site.lane_widths[0] - LANE_WIDTH) > 1e-6:
+        raise ValueError(f"site {site.name!r}: lane widths {site.lane_widths}; the SUMO generator builds "
+                         f"{LANE_WIDTH:.4f} m lanes only")
+    L = site.section_length
+    w = LANE_WIDTH
+    slots = _ramp_slots(site)
+    main = tuple(range(len(site.lane_widths), 0, -1))
+    tol = 1e-6
+    cuts = sorted({0.0, L} | {v for r in site.ramps for v in (r.x_start, r.x_end) if tol < v < L - tol})
+    nodes = {f"n{i}": (x, 0.0) for i, x in enumerate(cuts)}
+    nodes["in"] = (-upstream, 0.0)
+    entering = sorted((r for r in site.ramps if r.x_start <= tol), key=lambda r: slots[r.lane])
+    # the outermost lane beginning at the entry is an on-ramp's; the others come from upstream
+    upstream_lanes = tuple(r.lane for r in reversed(entering[:-1])) + main
+    edges = [EdgeSpec("up", "in", "n0", upstream_lanes, speed)]
+    section = []
+    for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+        here = sorted((r for r in site.ramps if r.x_start <= a + tol and r.x_end >= b - tol),
+                      key=lambda r: slots[r.lane])
+        if [slots[r.lane] for r in here] != list(range(len(main), len(main) + len(here))):
+            raise ValueError(f"site {site.name!r}: between x={a:g} and {b:g} m the ramps "
+                             f"{[r.lane for r in here]} leave a gap beside the main road")
+        edges.append(EdgeSpec(f"sec{i}", f"n{i}", f"n{i + 1}", tuple(r.lane for r in reversed(here)) + main, speed))
+        section.append(f"sec{i}")
+    end = f"n{len(cuts) - 1}"
+    if [slots[r.lane] for r in entering[:-1]] != list(range(len(main), len(main) + len(entering) - 1)):
+        raise ValueError(f"site {site.name!r}: the lanes beginning at the section entry leave a gap beside the "
+                         "main road")
+    x_bn0 = L + downstream
+    x_bn1 = x_bn0 + bottleneck_length
+    nodes.update({"bn0": (x_bn0, 0.0), "bn1": (x_bn1, 0.0), "out": (x_bn1 + 200.0, 0.0)})
+    tail = [EdgeSpec("down", end, "bn0", main, speed), EdgeSpec("bneck", "bn0", "bn1", main, bottleneck_speed),
+            EdgeSpec("exit", "bn1", "out", main, speed)]
+    through = ("down", "bneck", "exit")
+    routes = {"main": ("up",) + tuple(section) + through}
+    leaving = [r for r in site.ramps if r.x_end >= L - tol]
+    if entering:
+        r = entering[-1]
+        shape = _ramp_shape(0.0, r.y_left, parallel=150.0, length=250.0, offset=40.0, upstream=True)
+        nodes["rin"] = (shape[0][0], shape[0][1] - w / 2)
+        edges.append(EdgeSpec("ramp", "rin", "n0", (r.lane,), ramp_speed, shape=shape))
+        routes["ramp"] = ("ramp",) + tuple(section) + through
+    if leaving:
+        r = max(leaving, key=lambda r: slots[r.lane])
+        shape = _ramp_shape(L, r.y_left, parallel=100.0, length=200.0, offset=40.0, upstream=False)
+        nodes["rout"] = (shape[-1][0], shape[-1][1] - w / 2)
+        edges.append(EdgeSpec("offramp", end, "rout", (r.lane,), ramp_speed, shape=shape))
+        routes["main_off"] = ("up",) + tuple(section) + ("offramp",)
+        if entering:
+            routes["ramp_off"] = ("ramp",) + tuple(section) + ("offramp",)
+    edges += tail
+    settings = dict(upstream_m=upstream, downstream_m=downstream, bottleneck_length_m=bottleneck_length,
+                    bottleneck_speed_mps=bottleneck_speed, bottleneck_lanes=len(main),
+                    speed_limit_mps=speed, ramp_speed_mps=ramp_speed)
+    return Layout(site.name, nodes, tuple(edges), routes, L, tuple(section) + ("down",),
+                  tuple(f"n{i}" for i in range(len(cuts))), settings)
+
+
 LAYOUTS = {"i80": i80_layout, "us101": us101_layout}
 
 
-def site_layout(site: str, **kwargs) -> Layout:
-    """The :class:`Layout` of a known site; raises ValueError listing the known ones."""
+def site_layout(site: str | Site, **kwargs) -> Layout:
+    """The :class:`Layout` of a known site, or (a :class:`Site`) of any layout of whole lanes
+    (:func:`custom_layout`); raises ValueError listing the known sites."""
+    if isinstance(site, Site):
+        return LAYOUTS[site.name](**kwargs) if site.name in LAYOUTS and site == get_site(site.name) \
+            else custom_layout(site, **kwargs)
     if site not in LAYOUTS:
         raise ValueError(f"no SUMO network for site {site!r}; known sites: {sorted(LAYOUTS)}")
     return LAYOUTS[site](**kwargs)

@@ -114,3 +114,37 @@ def test_evaluate_baselines_help_explains_courses_and_seeds():
     text = subcommands(evaluate)["baselines"].format_help()
     for word in ("--course", "i80-reference", "full", "START:ARRIVAL", "--seeds", "mean ± std", "SPEC §7"):
         assert word in text, word
+
+
+def test_import_infers_the_road_and_info_plots_it(tmp_path, capsys):
+    """Issue 15: an unknown site's road is inferred, written beside the scene, correctable with --geometry,
+    and drawn with the vehicles on it by `data info`; a known site that does not fit warns."""
+    import pytest
+
+    from ppuu.data.geometry import GeometryWarning
+
+    fixture = __import__("pathlib").Path(__file__).parents[1] / "data" / "fixtures" / "roads"
+    data = fixture / "five-lane-on.ngsim.txt.gz"
+    assert main(["data", "import", str(data), "--name", "road", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "road (inferred): 5 main lanes" in out and "lane 6 on x=0.." in out
+    road = tmp_path / "scenes" / "road" / "road.json"
+    obj = json.loads(road.read_text())
+    obj["ramps"][0]["x_end"] = 150.0
+    road.write_text(json.dumps(obj))
+    assert main(["data", "import", str(data), "--name", "fixed", "--geometry", str(road),
+                 "--workdir", str(tmp_path)]) == 0
+    assert "road (file): 5 main lanes of 3.66 m, section 250 m, lane 6 on x=0..150 m" in capsys.readouterr().out
+    assert main(["data", "info", "fixed", "--workdir", str(tmp_path)]) == 0
+    png = tmp_path / "reports" / "fixed" / "road.png"
+    assert str(png) in capsys.readouterr().out
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+    obj["ramps"][0]["kind"] = "sideways"
+    road.write_text(json.dumps(obj))
+    assert main(["data", "import", str(data), "--geometry", str(road), "--workdir", str(tmp_path)]) == 2
+    assert "ramps[0].kind" in capsys.readouterr().err
+
+    with pytest.warns(GeometryWarning, match="the data has 5 main lanes"):
+        assert main(["data", "import", str(data), "--site", "i80", "--name", "wrong", "--workdir", str(tmp_path)]) == 0
+    assert "WARNING: scene 'wrong' has 0 episodes" in capsys.readouterr().err
