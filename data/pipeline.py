@@ -40,10 +40,11 @@ def build_scene(raw: pd.DataFrame, meta: SceneMeta, source: str = "<table>",
             speed is checked against the positions, then dropped).
         meta: scene metadata; ``meta.seed`` and ``meta.split_fractions`` set the split.
         source: name used in error messages.
-        smoothing: smoothing parameters (default: :meth:`SmoothingConfig.for_source` of ``meta.source``).
+        smoothing: smoothing parameters (default: :meth:`SmoothingConfig.for_data`: by ``meta.source``, and
+            short windows for positions without measurement noise).
     """
     validate_table(raw, source=source)
-    smoothing = smoothing or SmoothingConfig.for_source(meta.source)
+    smoothing = smoothing or SmoothingConfig.for_data(raw, meta.source, meta.frame_rate)
     trajectories = smooth_table(raw, frame_rate=meta.frame_rate, config=smoothing)
     quality = detect_bad_vehicles(trajectories, frame_rate=meta.frame_rate)
     trajectories = trajectories.drop(columns=[c for c in OPTIONAL_COLUMNS if c in trajectories.columns])

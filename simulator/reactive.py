@@ -8,7 +8,8 @@ simulated, and only while the recording cannot be kept. A vehicle is in one of t
 * **On its recording** (the default): exactly at its recorded position, speed, lane and heading.
   The recording is collision-free among recorded vehicles, so a vehicle leaves it only when
   something *not in the recording* is in its way: the ego, or a vehicle that has itself left its
-  recording. Two vehicles on their recordings never constrain each other.
+  recording. Two vehicles on their recordings never constrain each other, nor do a vehicle on its
+  recording and an ego on the recording of the vehicle it replaced (within 0.1 m and 0.1 m/s).
 * **Off its recording** ("free"): its acceleration is ``a = max(min(a_track, a_cf), -max_braking)``
   and ``x, v`` are integrated over the step (trapezoid, speed >= 0). Its lateral position,
   heading and lane are those its recorded path had at its current x (so a held-back vehicle
@@ -294,7 +295,8 @@ class ReactiveTraffic:
         rec_a = torch.where(known, log.acceleration[before], torch.zeros_like(rec_v1))
 
         # The ego, in each lane its footprint touches (a second column only if that is another lane).
-        ego_lanes, ego_x, ego_v, ego_rec_x, ego_rec_v, ego_has_rec = self._ego_columns(frame, ego, ego_size)
+        ego_lanes, ego_x, ego_v, ego_rec_x, ego_rec_v, ego_has_rec, ego_on_rec = self._ego_columns(frame, ego,
+                                                                                                   ego_size)
         # Columns of the leader search: every vehicle in its recorded lane, again in the other lane its
         # footprint touches (during a lane change), and the ego.
         N = index.shape[1]
@@ -311,7 +313,7 @@ class ReactiveTraffic:
             lane=torch.cat([lane, second_lane, ego_lanes], 1),
             present=torch.cat([here, here & (second_lane > 0), running[:, None] & (ego_lanes > 0)], 1),
             has_rec=torch.cat([here, here, ego_has_rec], 1),
-            on_recording=torch.cat([was_on_recording, was_on_recording, no], 1),
+            on_recording=torch.cat([was_on_recording, was_on_recording, ego_on_rec], 1),
         )
         key = torch.where(cols["present"], cols["lane"].to(x.dtype) * self._lane_key_span + cols["x"],
                           torch.full_like(cols["x"], float("inf")))
@@ -397,7 +399,11 @@ class ReactiveTraffic:
 
     def _ego_columns(self, frame: Tensor, ego: EgoState, ego_size: Tensor):
         """The ego as up to two leader-search columns, each (B, 2): lane (0 = absent), x, v, recorded x and
-        v (the replaced vehicle's at ``frame``), and whether that recording is comparable (same lane)."""
+        v (the replaced vehicle's at ``frame``), whether that recording is comparable (same lane), and
+        whether the ego is on its recording (within :data:`BACK_ON_RECORDING` of the replaced vehicle's
+        recorded position, in x and y, and speed: then, like two recorded vehicles, the ego and a
+        vehicle on its recording do not constrain each other; without this a vehicle passing an ego
+        that starts its recorded lane change beside it braked to a stop in the ego's path)."""
         log = self.log
         position, unit, speed = ego
         left, right = self.lanes.of_footprint(position, unit, ego_size)
@@ -406,9 +412,13 @@ class ReactiveTraffic:
         row = log.rows_of_index(replaced, frame)
         recorded = frame <= log.vehicle_last_frame[replaced]
         has_rec = recorded[:, None] & (lanes == log.lane[row][:, None])
+        tol_x, tol_v = BACK_ON_RECORDING
+        on_rec = (recorded & ((position - log.centre[row]).abs() < tol_x).all(1)
+                  & ((speed - log.speed[row]).abs() < tol_v))
         two = (-1, 2)
         return (lanes, position[:, :1].expand(two), speed[:, None].expand(two),
-                log.centre[row, 0][:, None].expand(two), log.speed[row][:, None].expand(two), has_rec)
+                log.centre[row, 0][:, None].expand(two), log.speed[row][:, None].expand(two), has_rec,
+                on_rec[:, None] & (lanes > 0))
 
     def _car_following(self, s: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """The law on (lane, x)-sorted columns (B, M): whether each has a leader, its gap (m), and a_cf

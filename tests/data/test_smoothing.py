@@ -289,6 +289,30 @@ def test_smoothing_config_per_source_and_ego_bounds():
         SmoothingConfig(max_turn=2.0)
 
 
+def test_noise_free_measured_file_is_smoothed_as_exact_data():
+    """Issue 15: an NGSIM-format file of simulated (noise-free) traffic keeps its braking: the default
+    for its source would round a SUMO-like stop off by more than 0.5 m; the noise check picks the
+    short windows and the track stays within 0.1 m. With tracker-like noise the measured-data
+    windows stay."""
+    from ppuu.data.smoothing import NOISELESS_M, position_noise
+
+    rng = np.random.default_rng(0)
+    t = np.arange(300) * DT
+    # cruise at 12 m/s, brake at 4.5 m/s^2 to a stop, stand 5 s, accelerate at 2 m/s^2 (SUMO-like steps)
+    speed = np.clip(np.where(t < 10, 12.0, 12.0 - 4.5 * (t - 10)), 0, None)
+    speed = np.where(t > 17.7, np.minimum(2.0 * (t - 17.7), 15.0), speed)
+    x = np.concatenate([[0], np.cumsum(speed[:-1] * DT)]).round(4)
+    exact = make_table({1: (x, -5.49 + 0 * t), 2: (x + 200, -9.15 + 0 * t)})
+    noisy = make_table({1: (x + rng.normal(0, 0.1, t.size), -5.49 + 0 * t)})
+
+    assert position_noise(exact) < NOISELESS_M < position_noise(noisy)
+    assert SmoothingConfig.for_data(exact, "ngsim") == SmoothingConfig.noiseless()
+    assert SmoothingConfig.for_data(noisy, "ngsim") == SmoothingConfig()
+    assert SmoothingConfig.for_data(noisy, "sumo") == SmoothingConfig.for_source("sumo")
+    assert deviation(smooth_table(exact, config=SmoothingConfig.for_data(exact, "ngsim"))).max() < 0.1
+    assert deviation(smooth_table(exact, config=SmoothingConfig())).max() > 0.5
+
+
 def test_generated_scene_is_followed_exactly(small_scene):
     """Issue 15 on generated data (90 s of I-80): every smoothed position within 0.5 m of the raw one,
     no overlap that the raw data does not have, the stopped share kept within 2 points, and the
