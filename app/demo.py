@@ -69,11 +69,11 @@ PROFILES: dict[str, DemoProfile] = {
         name="quick", description="about 15 minutes on 2 CPU cores: small models, short training, MPC on "
                                   "24 test episodes",
         minutes=15.0,
-        world_model=("--profile", "cpu", "--steps", "1200"),
-        il=("--batch-size", "64", "--steps", "400"),
-        mpur=("--steps", "150", "--horizon", "30", "--copies", "4", "--speed-weight", str(SPEED_WEIGHT),
+        world_model=("--profile", "cpu", "--steps", "800"),
+        il=("--batch-size", "64", "--steps", "300"),
+        mpur=("--steps", "100", "--horizon", "30", "--copies", "4", "--speed-weight", str(SPEED_WEIGHT),
               "--val-every", "0"),
-        evaluate_episodes=None, mpc_episodes=24, mpc=_MPC_CPU),
+        evaluate_episodes=None, mpc_episodes=24, mpc=_MPC_CPU, gif_frames=100),
     "tiny": DemoProfile(
         name="tiny", description="a smoke run of every stage in about a minute (tests; results mean nothing)",
         minutes=1.5,
