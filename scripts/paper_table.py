@@ -1,0 +1,246 @@
+"""The paper's results table (SPEC §7) over several seeds: every method, trained and driven the same way.
+
+    python scripts/paper_table.py --scene i80-sumo-15min-s0 --profile reference --seeds 0 1 2   # a GPU, days
+    python scripts/paper_table.py --scene SCENE --profile cpu --seeds 0 1 2 --threads 1           # a CPU, hours
+    python scripts/paper_table.py --scene SCENE --dry-run                                         # the commands
+
+Per seed it trains a deterministic world model and a VAE warm-started from it (SPEC §5), then the
+policies of SPEC §6 and §7 through them: ``il`` (imitation), ``mper`` (match the recorded future),
+``vg`` (costs, deterministic model, no uncertainty cost), ``svg`` (costs, stochastic model, no
+uncertainty cost) and ``mpur`` (costs and the uncertainty cost, stochastic model); and drives the
+test split in closed loop with each policy, the recording (``human``), no action, and MPC through
+the deterministic model. The table has one row per method: mean ± std over the seeds of success,
+collisions, off-road, distance, speed, comfort and costs (``ppuu.simulator.evaluate.markdown_summary``).
+
+Every step is one ``ppuu`` command. A step that finished is recorded in
+``WORKDIR/paper/RECIPE/steps.json`` and skipped when the script runs again, and a training run
+killed half-way resumes from its checkpoint, so the script can be stopped and restarted at any
+time. The table and every command line go to ``WORKDIR/reports/paper-RECIPE/README.md``
+(RECIPE = ``PROFILE-SCENE``).
+
+``--profile`` is passed to every training command (``cpu``: minutes per run on 2 cores, far from the
+paper's budget; ``reference``: SPEC §5-6 sizes and steps). ``--ego-model kinematic`` trains the
+world models with the ego on its exact kinematics (Sobal et al. 2022) instead of the paper's
+learned ego. ``--extra-policy-flags='--speed-weight 0.5'`` adds flags to every policy's training;
+``--extra-world-model-flags`` and ``--extra-evaluate-flags`` likewise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+#: Policy methods (SPEC §6-7) and the world model each trains through.
+METHODS = {"il": "det", "mper": "det", "vg": "det", "svg": "vae", "mpur": "vae"}
+
+
+class Recipe:
+    """The commands of the table for one scene and profile, and which of them have finished.
+
+    Args:
+        workdir: the workspace (scenes, runs, reports).
+        scene: scene name in the workspace.
+        profile: ``cpu`` or ``reference`` (passed to every training command).
+        seeds: the seeds (each trains its own models).
+        ego_model: ``learned`` (the paper) or ``kinematic`` (Sobal et al. 2022).
+        threads: torch CPU threads for every command (None: the commands' default).
+        extra_policy_flags: extra argv for every ``ppuu train policy``.
+        extra_world_model_flags: extra argv for every ``ppuu train world-model``.
+        extra_evaluate_flags: extra argv for every ``ppuu evaluate policy`` (e.g. MPC settings, ``--episodes``).
+        mpc: drive with MPC too.
+        run: ``argv -> exit code`` (default: :func:`ppuu.app.cli.main`).
+    """
+
+    def __init__(self, workdir: Path, scene: str, profile: str = "cpu", seeds: tuple[int, ...] = (0, 1, 2),
+                 ego_model: str = "learned", threads: int | None = None, extra_policy_flags: tuple[str, ...] = (),
+                 extra_world_model_flags: tuple[str, ...] = (), extra_evaluate_flags: tuple[str, ...] = (),
+                 mpc: bool = True, run: Callable[[list[str]], int] | None = None, log: Callable[[str], None] = print):
+        if profile not in ("cpu", "reference"):
+            raise ValueError(f"profile {profile!r}: expected 'cpu' or 'reference'")
+        if ego_model not in ("learned", "kinematic"):
+            raise ValueError(f"ego_model {ego_model!r}: expected 'learned' or 'kinematic'")
+        if not seeds:
+            raise ValueError("at least one seed")
+        self.workdir, self.scene, self.profile, self.seeds = Path(workdir), scene, profile, tuple(seeds)
+        self.ego_model, self.threads, self.mpc = ego_model, threads, mpc
+        self.extra = {"policy": tuple(extra_policy_flags), "world-model": tuple(extra_world_model_flags),
+                      "evaluate": tuple(extra_evaluate_flags)}
+        self.name = f"{profile}-{ego_model}-{scene}"
+        self.state_file = self.workdir / "paper" / self.name / "steps.json"
+        self.report_dir = self.workdir / "reports" / f"paper-{self.name}"
+        self.log = log
+        if run is None:
+            from ppuu.app.cli import main as run
+        self.run = run
+
+    # ----------------------------------------------------------------------------- names and commands
+    def run_name(self, what: str, seed: int) -> str:
+        """Run folder name of a world model (``det``, ``vae``) or a policy method, for one seed."""
+        return f"paper-{self.name}-{what}-s{seed}"
+
+    def _common(self, seed: int) -> list[str]:
+        flags = ["--seed", str(seed), "--workdir", str(self.workdir)]
+        return flags + (["--threads", str(self.threads)] if self.threads is not None else [])
+
+    def steps(self) -> list[tuple[str, list[str]]]:
+        """(step name, ppuu argv) in the order they must run."""
+        out = []
+        ego = ["--ego-model", self.ego_model] + (["--ego-conditioning", "none"] if self.ego_model == "kinematic" else [])
+        for seed in self.seeds:
+            det, vae = self.run_name("det", seed), self.run_name("vae", seed)
+            out.append((f"world-model det s{seed}", ["train", "world-model", "--scene", self.scene, "--model",
+                                                     "deterministic", "--profile", self.profile, *ego, "--run", det,
+                                                     *self.extra["world-model"], *self._common(seed)]))
+            init = str(self.workdir / "runs" / det / "checkpoint.pt")
+            out.append((f"world-model vae s{seed}", ["train", "world-model", "--scene", self.scene, "--model", "vae",
+                                                     "--profile", self.profile, *ego, "--init", init, "--run", vae,
+                                                     *self.extra["world-model"], *self._common(seed)]))
+            for method, model in METHODS.items():
+                out.append((f"{method} s{seed}", ["train", "policy", "--scene", self.scene, "--world-model",
+                                                  self.run_name(model, seed), "--method", method, "--profile",
+                                                  self.profile, "--run", self.run_name(method, seed),
+                                                  *self.extra["policy"], *self._common(seed)]))
+            policies = [self.run_name(m, seed) for m in METHODS]
+            mpc = ["--mpc", det] if self.mpc else []
+            out.append((f"evaluate s{seed}", ["evaluate", "policy", self.scene, "--policy", *policies, *mpc,
+                                              "--controllers", "human", "no_action", "--no-gifs", "--report",
+                                              f"paper-{self.name}-s{seed}", *self.extra["evaluate"], "--seeds",
+                                              str(seed), "--workdir",
+                                              str(self.workdir),
+                                              *(["--threads", str(self.threads)] if self.threads is not None else [])]))
+        return out
+
+    # ----------------------------------------------------------------------------- running
+    def finished(self) -> dict:
+        """step name -> {"seconds", "command"} of the steps done so far."""
+        return json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
+
+    def _mark(self, step: str, seconds: float, argv: list[str]) -> None:
+        done = self.finished()
+        done[step] = {"seconds": round(seconds, 1), "command": argv}
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done, indent=2))
+        tmp.replace(self.state_file)                 # atomic: a kill never leaves half a file
+
+    def run_all(self) -> Path:
+        """Every step not yet finished, then the table; returns the report folder.
+
+        Raises:
+            RuntimeError: a step's command failed (its own message was printed above it).
+        """
+        steps = self.steps()
+        done = self.finished()
+        for index, (step, argv) in enumerate(steps, 1):
+            if step in done:
+                continue
+            self.log(f"\n== step {index}/{len(steps)}: {step} ==\nppuu {shlex.join(argv)}")
+            start = time.perf_counter()
+            code = self.run(argv)
+            if code:
+                raise RuntimeError(f"step {step} failed (exit code {code}): ppuu {shlex.join(argv)}")
+            if step.startswith("evaluate"):
+                self._keep_evaluations(int(step.rsplit(" s", 1)[1]))
+            self._mark(step, time.perf_counter() - start, argv)
+        return self.write_report()
+
+    # ----------------------------------------------------------------------------- the table
+    def _controllers(self, seed: int) -> dict[str, str]:
+        """Controller name in the evaluation files -> the table's row (policies are named by their method,
+        so each row pools its seeds)."""
+        names = {"human": "human", "no_action": "no_action", "mpc-adam": "mpc"}
+        names.update({f"{m} ({self.run_name(m, seed)})": m for m in METHODS})
+        return names
+
+    def _keep_evaluations(self, seed: int) -> None:
+        """Copy one seed's evaluation tables out of the scene's report folder, where the next seed's
+        evaluation would overwrite those named by controller only (human, no action, MPC)."""
+        import shutil
+
+        from ppuu.app.cli_evaluate import _filename
+
+        source = self.workdir / "reports" / self.scene
+        target = self.state_file.parent / "evaluations" / f"s{seed}"
+        target.mkdir(parents=True, exist_ok=True)
+        for controller, row in self._controllers(seed).items():
+            for path in sorted(source.glob(f"evaluate-{_filename(controller)}-test-replay-*.csv"))[-1:]:
+                shutil.copyfile(path, target / f"{row}.csv")
+
+    def tables(self) -> dict:
+        """Row name -> evaluation table over every seed evaluated so far (a ``seed`` column)."""
+        import pandas as pd
+
+        rows: dict[str, list] = {}
+        for seed in self.seeds:
+            folder = self.state_file.parent / "evaluations" / f"s{seed}"
+            for row in set(self._controllers(seed).values()):
+                if (folder / f"{row}.csv").is_file():
+                    rows.setdefault(row, []).append(pd.read_csv(folder / f"{row}.csv"))
+        return {row: pd.concat(parts, ignore_index=True) for row, parts in rows.items()}
+
+    def write_report(self) -> Path:
+        """``README.md`` in the report folder: the table (mean ± std over seeds) and every command."""
+        from ppuu.simulator.evaluate import markdown_summary
+
+        tables = self.tables()
+        done = self.finished()
+        order = ["human", "no_action", *METHODS, "mpc"]
+        lines = [f"# The paper's table: {self.profile} profile, {self.ego_model} ego, scene `{self.scene}`", "",
+                 f"Seeds {', '.join(map(str, self.seeds))}; test split, replay traffic; mean ± std over the "
+                 "seeds (`scripts/paper_table.py`).", ""]
+        if tables:
+            lines += [markdown_summary({k: tables[k] for k in order if k in tables}), ""]
+        lines += ["## Commands", "", "| step | wall s | command |", "| --- | --- | --- |"]
+        for step, argv in self.steps():
+            wall = f"{done[step]['seconds']:.0f}" if step in done else "not run"
+            lines.append(f"| {step} | {wall} | `ppuu {shlex.join(argv)}` |")
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.report_dir / "README.md.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.report_dir / "README.md")
+        return self.report_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", required=True, help="scene name in the workspace (e.g. i80-sumo-15min-s0)")
+    parser.add_argument("--workdir", default="ppuu-work", help="workspace folder (default: %(default)s)")
+    parser.add_argument("--profile", default="cpu", choices=["cpu", "reference"],
+                        help="sizes and steps of every training run (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
+    parser.add_argument("--ego-model", default="learned", choices=["learned", "kinematic"],
+                        help="the world models' ego: the paper's learned one or exact kinematics (default: %(default)s)")
+    for what, example in (("policy", "--speed-weight 0.5"), ("world-model", "--steps 1000"),
+                           ("evaluate", "--mpc-futures 2 --episodes 40")):
+        parser.add_argument(f"--extra-{what}-flags", default="", metavar="FLAGS",
+                            help=f"extra flags for every `ppuu {'evaluate policy' if what == 'evaluate' else 'train ' + what}`"
+                                 f", one string given with '=' (e.g. --extra-{what}-flags='{example}')")
+    parser.add_argument("--no-mpc", action="store_true", help="leave MPC out (it is the slowest controller on a CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for every command")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    args = parser.parse_args(argv)
+
+    recipe = Recipe(Path(args.workdir), args.scene, args.profile, tuple(args.seeds), args.ego_model, args.threads,
+                    tuple(shlex.split(args.extra_policy_flags)), tuple(shlex.split(args.extra_world_model_flags)),
+                    tuple(shlex.split(args.extra_evaluate_flags)), mpc=not args.no_mpc)
+    if args.dry_run:
+        for step, command in recipe.steps():
+            print(f"# {step}\nppuu {shlex.join(command)}")
+        return 0
+    try:
+        report = recipe.run_all()
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print((report / "README.md").read_text())
+    print(f"report: {report / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
