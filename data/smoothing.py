@@ -115,17 +115,19 @@ class SmoothingConfig:
 
     @classmethod
     def for_data(cls, raw: pd.DataFrame, source: str, frame_rate: float = 10.0) -> "SmoothingConfig":
-        """:meth:`for_source`, unless the positions of measured data show no noise (:func:`position_noise`
-        under :data:`NOISELESS_M`): then :meth:`noiseless`.
+        """:meth:`for_source`, unless measured data shows no noise at all (:func:`position_noise`: median
+        under :data:`NOISELESS_M` and no residual over :data:`NOISELESS_MAX_M`): then :meth:`noiseless`.
 
         An NGSIM-format file need not hold measured data: a simulator's export (SUMO through
-        ``ppuu data generate --format ngsim``, or another's) or an already smoothed reconstruction has
-        none, and the 1.5 s window made for tracker noise would only round off its braking (measured on
-        the 5-minute recordings of the road fixtures, imported: up to 1.03 m from the raw positions;
-        0.25 m with these windows).
+        ``ppuu data generate --format ngsim``, or another's) has no noise, and the 1.5 s window made
+        for tracker noise would only round off its braking (measured on the 5-minute recordings of
+        the road fixtures, imported: up to 1.03 m from the raw positions; 0.25 m with these
+        windows). A single spike keeps the measured-data windows and their robust reweighting.
         """
-        if source != "sumo" and len(raw) and position_noise(raw, frame_rate) < NOISELESS_M:
-            return cls.noiseless()
+        if source != "sumo" and len(raw):
+            median, largest = position_noise(raw, frame_rate)
+            if median < NOISELESS_M and largest < NOISELESS_MAX_M:
+                return cls.noiseless()
         return cls.for_source(source)
 
     def __post_init__(self):
@@ -149,15 +151,19 @@ class SmoothingConfig:
 
 
 NOISELESS_M = 0.002
-"""m: a median :func:`position_noise` below this is no measurement noise. Measured: the real I-80
-lane-1 file 0.0048 m; NGSIM exports of SUMO recordings (three road fixtures, 5 minutes each)
-0.0002-0.0005 m (their positions are written in feet to three decimals)."""
+"""m: a median :func:`position_noise` below this is no measurement noise. Measured: NGSIM exports of
+SUMO recordings (three road fixtures, 5 minutes each; positions written in feet to three decimals)
+0.0002-0.0005 m; the real I-80 lane-1 file 0.0164 m, its published reconstruction 0.0048 m."""
+NOISELESS_MAX_M = 0.1
+"""m: and no residual above this (the exports: at most 0.054 m; the lane-1 file 2.76 m, its
+reconstruction 0.81 m)."""
 
 
-def position_noise(raw: pd.DataFrame, frame_rate: float = 10.0) -> float:
-    """Median distance (m) along the road between the raw positions and a short (0.3 s) local quadratic
-    fit of them: what a smoother would remove at the finest scale. Tracker noise leaves millimetres to
-    centimetres; a simulator's exact positions leave rounding only.
+def position_noise(raw: pd.DataFrame, frame_rate: float = 10.0) -> tuple[float, float]:
+    """Median and largest distance (m) along the road between the raw positions and a short (0.3 s) local
+    quadratic fit of them: what a smoother would remove at the finest scale. Tracker noise leaves
+    centimetres and spikes of metres; a simulator's exact positions leave rounding and the corners of
+    its speed steps (a few centimetres at most).
 
     Args:
         raw: raw canonical table, rows sorted by (vehicle_id, frame).
@@ -166,7 +172,8 @@ def position_noise(raw: pd.DataFrame, frame_rate: float = 10.0) -> float:
     config = SmoothingConfig.noiseless()
     x = raw[["x"]].to_numpy(dtype=np.float64)
     fitted, _ = robust_smooth(x, raw["vehicle_id"].to_numpy(), (config.window,), frame_rate, config)
-    return float(np.median(np.abs(x - fitted)))
+    residual = np.abs(x - fitted)
+    return float(np.median(residual)), float(residual.max())
 
 
 # --------------------------------------------------------------------------- segments

@@ -9,7 +9,7 @@ policies of SPEC §6 and §7 through them: ``il`` (imitation), ``mper`` (match t
 ``vg`` (costs, deterministic model, no uncertainty cost), ``svg`` (costs, stochastic model, no
 uncertainty cost) and ``mpur`` (costs and the uncertainty cost, stochastic model); and drives the
 test split in closed loop with each policy, the recording (``human``), no action, and MPC through
-the deterministic model. The table has one row per method: mean ± std over the seeds of success,
+the deterministic model (a row per ``--mpc-optimizer`` in ``--extra-evaluate-flags``). The table has one row per method: mean ± std over the seeds of success,
 collisions, off-road, distance, speed, comfort and costs (``ppuu.simulator.evaluate.markdown_summary``).
 
 Every step is one ``ppuu`` command. A step that finished is recorded in
@@ -138,28 +138,49 @@ class Recipe:
         done = self.finished()
         for index, (step, argv) in enumerate(steps, 1):
             if step in done:
+                if _without_threads(done[step]["command"]) != _without_threads(argv):
+                    raise RuntimeError(f"step {step} finished with another command (ppuu "
+                                       f"{shlex.join(done[step]['command'])}); use another --workdir, or delete "
+                                       f"{self.state_file} to run every step again")
                 continue
             self.log(f"\n== step {index}/{len(steps)}: {step} ==\nppuu {shlex.join(argv)}")
-            start = time.perf_counter()
+            start, started = time.perf_counter(), time.time() - 1
             code = self.run(argv)
             if code:
                 raise RuntimeError(f"step {step} failed (exit code {code}): ppuu {shlex.join(argv)}")
             if step.startswith("evaluate"):
-                self._keep_evaluations(int(step.rsplit(" s", 1)[1]))
+                self._keep_evaluations(int(step.rsplit(" s", 1)[1]), since=started)
             self._mark(step, time.perf_counter() - start, argv)
         return self.write_report()
 
     # ----------------------------------------------------------------------------- the table
+    def _mpc_rows(self) -> list[str]:
+        """The MPC controllers' names (``mpc-OPTIMIZER``, as ``--mpc-optimizer`` asks; Adam by default)."""
+        if not self.mpc:
+            return []
+        flags = list(self.extra["evaluate"])
+        if "--mpc-optimizer" not in flags:
+            return ["mpc-adam"]
+        rest = flags[flags.index("--mpc-optimizer") + 1:]
+        end = next((i for i, flag in enumerate(rest) if flag.startswith("--")), len(rest))
+        return [f"mpc-{name}" for name in rest[:end]]
+
     def _controllers(self, seed: int) -> dict[str, str]:
         """Controller name in the evaluation files -> the table's row (policies are named by their method,
         so each row pools its seeds)."""
-        names = {"human": "human", "no_action": "no_action", "mpc-adam": "mpc"}
+        names = {"human": "human", "no_action": "no_action"}
         names.update({f"{m} ({self.run_name(m, seed)})": m for m in METHODS})
+        names.update({name: name for name in self._mpc_rows()})
         return names
 
-    def _keep_evaluations(self, seed: int) -> None:
-        """Copy one seed's evaluation tables out of the scene's report folder, where the next seed's
-        evaluation would overwrite those named by controller only (human, no action, MPC)."""
+    def _keep_evaluations(self, seed: int, since: float) -> None:
+        """Copy one seed's evaluation tables, written since ``since`` (a time.time()), out of the scene's
+        report folder, where the next seed's evaluation would overwrite those named by controller only
+        (human, no action, MPC).
+
+        Raises:
+            RuntimeError: a controller's table was not written by this evaluation.
+        """
         import shutil
 
         from ppuu.app.cli_evaluate import _filename
@@ -168,8 +189,10 @@ class Recipe:
         target = self.state_file.parent / "evaluations" / f"s{seed}"
         target.mkdir(parents=True, exist_ok=True)
         for controller, row in self._controllers(seed).items():
-            for path in sorted(source.glob(f"evaluate-{_filename(controller)}-test-replay-*.csv"))[-1:]:
-                shutil.copyfile(path, target / f"{row}.csv")
+            fresh = [p for p in source.glob(f"evaluate-{_filename(controller)}-*.csv") if p.stat().st_mtime >= since]
+            if not fresh:
+                raise RuntimeError(f"evaluate s{seed} wrote no table for {controller} in {source}")
+            shutil.copyfile(max(fresh, key=lambda p: p.stat().st_mtime), target / f"{row}.csv")
 
     def tables(self) -> dict:
         """Row name -> evaluation table over every seed evaluated so far (a ``seed`` column)."""
@@ -189,9 +212,10 @@ class Recipe:
 
         tables = self.tables()
         done = self.finished()
-        order = ["human", "no_action", *METHODS, "mpc"]
+        order = ["human", "no_action", *METHODS, *self._mpc_rows()]
         lines = [f"# The paper's table: {self.profile} profile, {self.ego_model} ego, scene `{self.scene}`", "",
-                 f"Seeds {', '.join(map(str, self.seeds))}; test split, replay traffic; mean ± std over the "
+                 f"Seeds {', '.join(map(str, self.seeds))}; the split, traffic and course of the evaluation "
+                 "commands below (default: test split, replay traffic, the site's course); mean ± std over the "
                  "seeds (`scripts/paper_table.py`).", ""]
         if tables:
             lines += [markdown_summary({k: tables[k] for k in order if k in tables}), ""]
@@ -204,6 +228,19 @@ class Recipe:
         tmp.write_text("\n".join(lines) + "\n")
         tmp.replace(self.report_dir / "README.md")
         return self.report_dir
+
+
+def _without_threads(argv: list[str]) -> list[str]:
+    """A command without its ``--threads N`` (a resumed step may run on another machine)."""
+    out, skip = [], False
+    for flag in argv:
+        if skip:
+            skip = False
+        elif flag == "--threads":
+            skip = True
+        else:
+            out.append(flag)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,7 +65,10 @@ does, later than recorded; vehicles in the target lane brake for it as soon as i
 reaches their lane, but a lane change onto another vehicle's flank, or too close in front of a
 fast one, is not avoided (that takes a lane-change model). Leaders do not react to followers: a
 recorded footprint that swings back into the ego (recorded headings of up to 0.7 rad at walking
-pace, during lane changes) hits it as in replay.
+pace, during lane changes) hits it as in replay. A vehicle whose lane an ego off its recording
+reaches into while alongside (the ego's centre ahead of the vehicle's, their footprints
+overlapping in x) takes the ego as its leader at a negative gap and brakes hard, into its path if
+the ego then drives on into that lane.
 
 State: (B, V) tensors of x, speed and flags for every (slot, recorded vehicle); the step is one
 tensor program (one sort per slot of the vehicles present, twice, and the ego; no loops over
@@ -415,10 +418,12 @@ class ReactiveTraffic:
         tol_x, tol_v = BACK_ON_RECORDING
         on_rec = (recorded & ((position - log.centre[row]).abs() < tol_x).all(1)
                   & ((speed - log.speed[row]).abs() < tol_v))
+        # ...and only in the lanes its recorded footprint touched there.
+        recorded_lanes = (lanes == log.lane[row][:, None]) | (lanes == self.second_lane[row][:, None])
         two = (-1, 2)
         return (lanes, position[:, :1].expand(two), speed[:, None].expand(two),
                 log.centre[row, 0][:, None].expand(two), log.speed[row][:, None].expand(two), has_rec,
-                on_rec[:, None] & (lanes > 0))
+                on_rec[:, None] & (lanes > 0) & recorded_lanes)
 
     def _car_following(self, s: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """The law on (lane, x)-sorted columns (B, M): whether each has a leader, its gap (m), and a_cf

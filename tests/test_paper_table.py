@@ -38,6 +38,10 @@ def test_every_method_trains_through_its_model_for_every_seed(tmp_path):
     assert {"svg", "mpur"} == {m for m, model in script.METHODS.items() if model == "vae"}
     with pytest.raises(ValueError):
         script.Recipe(tmp_path, "scene", profile="huge")
+    several = script.Recipe(tmp_path, "scene", extra_evaluate_flags=("--mpc-optimizer", "adam", "cem", "--episodes", "4"))
+    assert several._mpc_rows() == ["mpc-adam", "mpc-cem"]
+    assert script.Recipe(tmp_path, "scene", mpc=False)._mpc_rows() == []
+    assert "--mpc" not in dict(script.Recipe(tmp_path, "scene", mpc=False, run=lambda a: 0).steps())["evaluate s2"]
 
 
 @pytest.mark.slow
@@ -51,7 +55,7 @@ def test_tiny_recipe_pools_the_seeds_and_resumes(tmp_path, small_scene, capsys):
             f"--extra-evaluate-flags={TINY_EVALUATE}", "--threads", "1"]
     assert script.main(argv) == 0
     report = next((tmp_path / "reports").glob("paper-*/README.md")).read_text()
-    for row in ("human", "no_action", *script.METHODS, "mpc"):
+    for row in ("human", "no_action", *script.METHODS, "mpc-adam"):
         line = next(line for line in report.splitlines() if line.startswith(f"| {row} |"))
         assert line.split("|")[3].strip() == "0,1", line          # the seeds column: both seeds pooled
     assert "not run" not in report
@@ -63,3 +67,7 @@ def test_tiny_recipe_pools_the_seeds_and_resumes(tmp_path, small_scene, capsys):
                     "evaluate": tuple(TINY_EVALUATE.split())}
     recipe.run_all()
     assert calls == []
+    # A finished step run again with other settings is refused, not silently mixed into the table.
+    recipe.extra = {**recipe.extra, "policy": (*recipe.extra["policy"], "--speed-weight", "0.5")}
+    with pytest.raises(RuntimeError, match="another command"):
+        recipe.run_all()

@@ -292,9 +292,9 @@ def test_smoothing_config_per_source_and_ego_bounds():
 def test_noise_free_measured_file_is_smoothed_as_exact_data():
     """Issue 15: an NGSIM-format file of simulated (noise-free) traffic keeps its braking: the default
     for its source would round a SUMO-like stop off by more than 0.5 m; the noise check picks the
-    short windows and the track stays within 0.1 m. With tracker-like noise the measured-data
-    windows stay."""
-    from ppuu.data.smoothing import NOISELESS_M, position_noise
+    short windows and the track stays within 0.1 m. With tracker-like noise, or one spike, the
+    measured-data windows (and their robust reweighting) stay; so they do for the real lane-1 file."""
+    from ppuu.data.smoothing import NOISELESS_M, NOISELESS_MAX_M, position_noise
 
     rng = np.random.default_rng(0)
     t = np.arange(300) * DT
@@ -303,11 +303,15 @@ def test_noise_free_measured_file_is_smoothed_as_exact_data():
     speed = np.where(t > 17.7, np.minimum(2.0 * (t - 17.7), 15.0), speed)
     x = np.concatenate([[0], np.cumsum(speed[:-1] * DT)]).round(4)
     exact = make_table({1: (x, -5.49 + 0 * t), 2: (x + 200, -9.15 + 0 * t)})
-    noisy = make_table({1: (x + rng.normal(0, 0.1, t.size), -5.49 + 0 * t)})
+    noisy = make_table({1: (x + rng.normal(0, 0.01, t.size), -5.49 + 0 * t)})   # the real file's noise: 0.016 m
+    spiked = make_table({1: (x + np.where(np.arange(t.size) == 150, 2.0, 0.0), -5.49 + 0 * t)})
 
-    assert position_noise(exact) < NOISELESS_M < position_noise(noisy)
+    assert position_noise(exact)[0] < NOISELESS_M < position_noise(noisy)[0]
+    assert position_noise(exact)[1] < NOISELESS_MAX_M < position_noise(spiked)[1]
+    assert position_noise(spiked)[0] < NOISELESS_M                       # a spike the median alone misses
     assert SmoothingConfig.for_data(exact, "ngsim") == SmoothingConfig.noiseless()
     assert SmoothingConfig.for_data(noisy, "ngsim") == SmoothingConfig()
+    assert SmoothingConfig.for_data(spiked, "ngsim") == SmoothingConfig()
     assert SmoothingConfig.for_data(noisy, "sumo") == SmoothingConfig.for_source("sumo")
     assert deviation(smooth_table(exact, config=SmoothingConfig.for_data(exact, "ngsim"))).max() < 0.1
     assert deviation(smooth_table(exact, config=SmoothingConfig())).max() > 0.5
@@ -401,6 +405,7 @@ def test_real_data_is_smooth_and_close_to_the_raw_positions(lane1):
     (max 6.1), mean position change 0.23 m."""
     raw, _, out = lane1
     assert len(out) == 68_923 and out["vehicle_id"].nunique() == 374
+    assert SmoothingConfig.for_data(raw, "ngsim") == SmoothingConfig()      # measured: smoothed for its noise
     frames = out.groupby("vehicle_id")["frame"].transform("size")
     # A 2-frame track (vehicle 126: 5 m in 0.1 s, 50 m/s) cannot be smoothed and keeps its speed (the
     # quality flags catch it), while every track long enough to smooth stays well below 35 m/s.
