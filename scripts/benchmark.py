@@ -176,7 +176,7 @@ def part_simulator(ctx: Context) -> list[Row]:
 
 def _closed_loop_rows(name: str, seconds: float, driven: int, total: int, summary: dict) -> list[Row]:
     whole = driven == total
-    setting = (f"{'every' if whole else f'{driven} of the'} {total} test episodes, one batch; success "
+    setting = (f"{'all' if whole else f'{driven} of the'} {total} test episodes, one batch; success "
                f"{summary['success_pct']:.1f} %, mean distance {summary['mean_distance_m']:.1f} m")
     rows = [Row(f"closed loop, {name}: {'whole test split' if whole else 'episodes driven'}", setting, seconds, "s",
                 REF_TEST_SPLIT_S if whole else None, "its whole test split, one process" if whole else "",

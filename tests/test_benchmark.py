@@ -36,7 +36,6 @@ def number(cell: str) -> float:
     return float(cell.replace(",", ""))
 
 
-@pytest.mark.slow
 def test_benchmark_runs_every_part_on_tiny_models(runs, scene, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "bench.md"
     code = benchmark_module().main(["--workdir", str(runs), "--scene", scene.meta.name, "--world-model", "tiny-world",
