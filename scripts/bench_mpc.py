@@ -22,6 +22,51 @@ from pathlib import Path
 import torch
 
 
+def decision_rows(scene, workdir: Path, world_model: str, batches: list[int], horizon: int = 30,
+                  futures: int = 10, iterations: int = 5, repeats: int = 3, device: str = "cpu"):
+    """Time MPC decisions with one world model; yields a dict per batch size B.
+
+    Args:
+        scene: the loaded :class:`~ppuu.data.scene.Scene` whose test split gives the contexts.
+        workdir, world_model: the world-model checkpoint (a .pt file, run folder or run name under WORKDIR/runs).
+        batches: plans optimised at once (B), one row each.
+        horizon, futures, iterations: H steps of 0.1 s, F sampled futures, Adam iterations per decision.
+        repeats: timed decisions after one warm-up (the median is reported).
+
+    Yields:
+        {"world_model", "path", "B", "seconds" (median s per decision), "decisions_per_s" (B / seconds)}.
+    """
+    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
+    from ppuu.planner.mpc import MPCConfig, Planner
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import WindowDataset, sample_indices
+    from ppuu.world_model.train import load_model
+
+    device = torch.device(device)
+    world = load_model(resolve_run_file(Path(workdir), world_model), device)
+    mc = world.model_config
+    source = RecordedObservations.from_settings(scene, world.observation, device=device)
+    costs = cost_model_for(world, source.raster, source.cost_config)
+    data = WindowDataset(source, scene.split_vehicle_ids("test"), mc.context, 1, world.normaliser, mc.image_channels)
+    planner = Planner(world, costs, MPCConfig(horizon=horizon, futures=futures, iterations=iterations))
+    path = "plan-free traffic" if planner.plan_free_traffic else "through the model"
+    for B in batches:
+        batch = data.batch(sample_indices(len(data), 0, 0, B)).to(device)
+        init = torch.zeros(B, horizon, 2, device=device)
+        times = []
+        for r in range(repeats + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            planner.plan(batch.context_images, batch.context_states, batch.size, init)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if r:
+                times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        yield {"world_model": world_model, "path": path, "B": B, "seconds": seconds, "decisions_per_s": B / seconds}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="ppuu-work")
@@ -37,45 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
     from ppuu.data.scene import Scene
-    from ppuu.planner.mpc import MPCConfig, Planner
-    from ppuu.simulator.recording import RecordedObservations
-    from ppuu.world_model.dataset import WindowDataset, sample_indices
-    from ppuu.world_model.train import load_model
 
     workdir = Path(args.workdir)
     scene = Scene.load(workdir / "scenes" / args.scene)
-    device = torch.device(args.device)
     print(f"{args.scene}; one decision = H {args.horizon} steps x F {args.futures} futures x {args.iterations} "
           f"Adam iterations; {args.device}, {args.threads} thread(s); median of {args.repeats}\n")
     print("| world model | path | B | s per decision | decisions/s |")
     print("| --- | --- | ---: | ---: | ---: |")
     for name in args.world_models:
-        world = load_model(resolve_run_file(workdir, name), device)
-        mc = world.model_config
-        source = RecordedObservations.from_settings(scene, world.observation, device=device)
-        costs = cost_model_for(world, source.raster, source.cost_config)
-        data = WindowDataset(source, scene.split_vehicle_ids("test"), mc.context, 1, world.normaliser,
-                             mc.image_channels)
-        planner = Planner(world, costs, MPCConfig(horizon=args.horizon, futures=args.futures,
-                                                  iterations=args.iterations))
-        path = "plan-free traffic" if planner.plan_free_traffic else "through the model"
-        for B in args.batches:
-            batch = data.batch(sample_indices(len(data), 0, 0, B)).to(device)
-            init = torch.zeros(B, args.horizon, 2, device=device)
-            times = []
-            for r in range(args.repeats + 1):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                planner.plan(batch.context_images, batch.context_states, batch.size, init)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                if r:
-                    times.append(time.perf_counter() - start)
-            seconds = statistics.median(times)
-            print(f"| {name} | {path} | {B} | {seconds:.3f} | {B / seconds:.1f} |", flush=True)
+        for r in decision_rows(scene, workdir, name, args.batches, args.horizon, args.futures, args.iterations,
+                               args.repeats, args.device):
+            print(f"| {name} | {r['path']} | {r['B']} | {r['seconds']:.3f} | {r['decisions_per_s']:.1f} |", flush=True)
     return 0
 
 

@@ -1,0 +1,90 @@
+"""scripts/benchmark.py, every benchmark in one run: end to end with tiny sizes on the small scene."""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (fixtures of the app tests)
+from tests.app.test_drive import runs  # noqa: F401  (tiny-world and tiny-policy as real checkpoints)
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("Simulator", "Closed-loop evaluation", "World-model training throughput", "Policy training throughput",
+          "MPUR step at the reference sizes", "MPC decision latency", "Peak memory of the training data path")
+
+
+def benchmark_module():
+    spec = importlib.util.spec_from_file_location("ppuu_benchmark_script", ROOT / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module                       # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows_of(text: str, title: str) -> list[list[str]]:
+    """The body rows of the table under ``#### title``, as lists of cells."""
+    section = text.split(f"#### {title}\n", 1)[1].split("####", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| what | setting | value | unit | reference (SPEC §8) | x better |")
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def number(cell: str) -> float:
+    assert re.fullmatch(r"-?[\d,]+(\.\d+)?(e-?\d+)?", cell), cell
+    return float(cell.replace(",", ""))
+
+
+def test_benchmark_runs_every_part_on_tiny_models(runs, scene, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "bench.md"
+    code = benchmark_module().main(["--workdir", str(runs), "--scene", scene.meta.name, "--world-model", "tiny-world",
+                                    "--policy", "tiny-policy", "--device", "cpu", "--threads", "1", "--quick",
+                                    "--out", str(out)])
+    text = out.read_text()
+    assert code == 0, text + capsys.readouterr().err[-3000:]
+    assert "Machine: " in text and "torch " in text and "load average at start" in text
+    assert f"Command: `python scripts/benchmark.py --workdir {runs}" in text
+    for title in TABLES:
+        rows = rows_of(text, title)
+        assert rows, title
+        for what, setting, value, unit, reference, ratio in rows:
+            if value.startswith("not measured"):        # only the CPU's missing optimised policy path
+                assert "CUDA-only" in value and "optimised" in what
+                continue
+            assert number(value) > 0 and unit, (title, what, value)
+            if reference != "-":                        # a reference figure comes with its ratio
+                number(reference.split(" ")[0])
+                assert number(ratio.rstrip("x")) > 0
+    assert len(rows_of(text, "Simulator")) == 2                              # --quick: batches 1 and 4
+    closed = rows_of(text, "Closed-loop evaluation")
+    assert [r[0].split(":")[0] for r in closed[::2]] == ["closed loop, no action", "closed loop, policy `tiny-policy` "
+                                                         "(il)", closed[4][0].split(":")[0]]
+    assert closed[4][0].startswith("closed loop, MPC `tiny-world`")
+    assert closed[1][4].startswith("2.37 s/episode")                     # no action per episode: SPEC §8's
+    stderr = capsys.readouterr().err
+    assert stderr.count("[benchmark") >= len(TABLES)                          # a progress line per part
+
+
+def test_benchmark_says_what_it_could_not_measure(scene_workdir, scene, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "bench.md"
+    code = benchmark_module().main(["--workdir", str(scene_workdir), "--scene", scene.meta.name, "--device", "cpu",
+                                    "--quick", "--skip", "sim", "closed-loop", "world-model", "memory",
+                                    "--out", str(out)])
+    text = out.read_text()
+    assert code == 0, text
+    for title in ("Policy training throughput", "MPUR step at the reference sizes", "MPC decision latency"):
+        (row,) = rows_of(text, title)
+        assert row[2] == "not measured: no --world-model given" or \
+            row[2] == "not measured: no --world-model given (its image settings are used)"
+    assert "#### Simulator" not in text
+
+
+def test_benchmark_rejects_bad_input(scene_workdir, scene):  # noqa: F811
+    module = benchmark_module()
+    with pytest.raises(SystemExit, match="no scene 'nowhere'"):
+        module.main(["--workdir", str(scene_workdir), "--scene", "nowhere"])
+    with pytest.raises(SystemExit, match="no checkpoint 'missing'"):
+        module.main(["--workdir", str(scene_workdir), "--scene", scene.meta.name, "--policy", "missing"])
+    with pytest.raises(SystemExit):
+        module.main(["--workdir", str(scene_workdir), "--scene", scene.meta.name, "--sim-steps", "0"])
