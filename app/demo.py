@@ -274,6 +274,7 @@ class Demo:
         if tables:
             course = next(iter(tables.values()))["course"].iloc[0]
             lines += [f"## Results (course {course})", "", markdown_summary(tables), "",
+                      *verdict(tables, f"mpur ({self.runs['mpur']})"), "",
                       "MPC drives the evenly spaced subset in its `episodes` column (its decisions cost more); "
                       "every other row drives every test episode." if self.profile.mpc_episodes else "", ""]
             outcome_bars(tables, out / "outcomes.png", f"outcomes ({course})")
@@ -310,6 +311,34 @@ class Demo:
         return out
 
 
+def verdict(tables: dict, mpur: str) -> list[str]:
+    """One line each for MPUR and MPC against no action on the same episodes (success %, points ahead).
+
+    Args:
+        tables: controller -> evaluation table (:meth:`Demo.results`).
+        mpur: the MPUR row's name in ``tables``.
+    """
+    import numpy as np
+
+    from ppuu.simulator.episodes import ARRIVED
+
+    if "no_action" not in tables:
+        return []
+    baseline = tables["no_action"]
+    lines = []
+    for name, label in ((mpur, "MPUR"), ("mpc-adam", "MPC")):
+        if name not in tables:
+            continue
+        table = tables[name]
+        same = baseline[baseline["vehicle_id"].isin(table["vehicle_id"])]
+        ours = 100 * float(np.mean(table["outcome"] == ARRIVED))
+        theirs = 100 * float(np.mean(same["outcome"] == ARRIVED))
+        word = "ahead of" if ours > theirs else "behind" if ours < theirs else "level with"
+        lines.append(f"{label}: {ours:.1f} % success against no action's {theirs:.1f} % on the same "
+                     f"{len(table)} episodes: {word} no action by {abs(ours - theirs):.1f} points.")
+    return lines
+
+
 def print_summary(demo: Demo, report: Path, stream=None) -> None:
     """The results table and where the report is (on ``stream``, default standard output)."""
     stream = stream or sys.stdout
@@ -318,6 +347,7 @@ def print_summary(demo: Demo, report: Path, stream=None) -> None:
     tables = demo.results()
     if tables:
         print("\n" + markdown_summary(tables), file=stream)
+        print("\n".join(["", *verdict(tables, f"mpur ({demo.runs['mpur']})")]), file=stream)
     done = demo.finished()
     walls = ", ".join(f"{stage} {done[stage]['seconds']:.0f} s" for stage in STAGES if stage in done)
     print(f"\nstages: {walls}\nreport: {report / 'README.md'}", file=stream)

@@ -37,6 +37,20 @@ def test_the_tiny_demo_runs_every_stage_and_writes_the_report(demo_workdir, smal
     assert list(done) == list(STAGES)
     assert done["mpur"]["command"][:3] == ["train", "policy", "--scene"] and "--init" in done["mpur"]["command"]
     assert "`ppuu train world-model --scene" in text and f"report: {report / 'README.md'}" in out
+    # The verdict against no action, on the same episodes, from the evaluation tables themselves.
+    import pandas as pd
+
+    from ppuu.app.demo import verdict
+
+    tables = Demo(demo_workdir, PROFILES["tiny"], scene=small_scene.meta.name, run=lambda a: 0).results()
+    lines = verdict(tables, "mpur (demo-tiny-s0-mpur)")
+    assert [line.split(":")[0] for line in lines] == ["MPUR", "MPC"]
+    mpc = tables["mpc-adam"]
+    same = tables["no_action"][tables["no_action"]["vehicle_id"].isin(mpc["vehicle_id"])]
+    assert f"no action's {100 * (same['outcome_name'] == 'arrived').mean():.1f} %" in lines[1]
+    assert f"same {len(mpc)} episodes" in lines[1] and isinstance(mpc, pd.DataFrame)
+    for line in lines:
+        assert line in text and line in out
 
     # a second run finds every stage finished: no command runs, the report is rewritten
     calls = []
