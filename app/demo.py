@@ -21,13 +21,14 @@ device).
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from ppuu.app.steps import FinishedSteps
 
 #: Planner settings that drove best on the default scene (BENCHMARKS.md, "Policy learning and MPC").
 SPEED_WEIGHT = 0.5
@@ -153,17 +154,10 @@ class Demo:
 
     def finished(self) -> dict:
         """stage -> {"seconds": wall time, "command": argv} of the stages done so far."""
-        if not self.state_file.is_file():
-            return {}
-        return json.loads(self.state_file.read_text())
+        return FinishedSteps(self.state_file).load()
 
     def _mark(self, stage: str, seconds: float, command: list[str] | None) -> None:
-        done = self.finished()
-        done[stage] = {"seconds": round(seconds, 1), "command": command}
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(done, indent=2))
-        tmp.replace(self.state_file)                  # atomic: a kill never leaves half a file
+        FinishedSteps(self.state_file).mark(stage, seconds, command)
 
     def _common(self) -> list[str]:
         flags = ["--workdir", str(self.workdir)]

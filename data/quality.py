@@ -182,14 +182,21 @@ def speed_column_problem(table: pd.DataFrame, frame_rate: float, config: Quality
     if "speed_recorded" not in table.columns:
         return np.zeros(len(_starts(vid)), dtype=bool)
     recorded = table["speed_recorded"].to_numpy(dtype=np.float64)
-    raw_speed = np.hypot(_central_difference(table["x_raw"].to_numpy(), vid),
-                         _central_difference(table["y_raw"].to_numpy(), vid)) * frame_rate
+    speed_of_raw = raw_speed(table, frame_rate)
 
     def contradicts(speed: np.ndarray) -> np.ndarray:
         return np.abs(recorded - speed) > config.speed_tolerance + config.speed_ratio * speed
 
-    bad = contradicts(table["speed"].to_numpy()) & contradicts(raw_speed)     # False where NaN
+    bad = contradicts(table["speed"].to_numpy()) & contradicts(speed_of_raw)  # False where NaN
     return _per_vehicle_max(bad, vid) > 0
+
+
+def raw_speed(table: pd.DataFrame, frame_rate: float) -> np.ndarray:
+    """(N,) m/s from the raw positions (``x_raw``, ``y_raw``, m) of a smoothed table: central differences
+    within each vehicle, one-sided at its ends, 0 for one-row vehicles."""
+    vid = table["vehicle_id"].to_numpy()
+    return np.hypot(_central_difference(table["x_raw"].to_numpy(), vid),
+                    _central_difference(table["y_raw"].to_numpy(), vid)) * frame_rate
 
 
 def _central_difference(values: np.ndarray, vehicle_id: np.ndarray) -> np.ndarray:

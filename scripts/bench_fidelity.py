@@ -14,7 +14,7 @@ For each scene folder given, prints one Markdown row:
   turned by the smoothed heading, which tells overlaps that moved positions create from those that
   turning a footprint creates (a truck crawling sideways, as SUMO moves it, points along its motion);
 * ``stopped raw / smoothed``: % of vehicle-frames slower than 0.5 m/s, from the raw positions
-  (central differences) and from the smoothed speed (target: within 2 points).
+  (:func:`ppuu.data.quality.raw_speed`) and from the smoothed speed (target: within 2 points).
 
 Run, for example::
 
@@ -29,28 +29,14 @@ import argparse
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 
 STOPPED_MPS = 0.5
 
 
-def raw_speed(table: pd.DataFrame, frame_rate: float) -> np.ndarray:
-    """(N,) m/s from the raw positions: central differences within each vehicle, one-sided at its ends."""
-    vehicle = table["vehicle_id"].to_numpy()
-    xy = table[["x_raw", "y_raw"]].to_numpy(np.float64)
-    same_next = np.r_[vehicle[1:] == vehicle[:-1], False]
-    same_prev = np.r_[False, vehicle[1:] == vehicle[:-1]]
-    nxt = np.where(same_next[:, None], np.roll(xy, -1, axis=0), xy)
-    prv = np.where(same_prev[:, None], np.roll(xy, 1, axis=0), xy)
-    steps = same_next.astype(float) + same_prev.astype(float)
-    distance = np.linalg.norm(nxt - prv, axis=1)
-    return np.where(steps > 0, distance * frame_rate / np.maximum(steps, 1), 0.0)
-
-
 def smoothing_figures(scene) -> dict:
     """Max deviation (m), overlaps raw and smoothed (pairs x frames), stopped shares (%)."""
-    from ppuu.data.quality import overlapping_pairs
+    from ppuu.data.quality import overlapping_pairs, raw_speed
 
     t = scene.trajectories
     deviation = np.hypot(t["x"].to_numpy() - t["x_raw"].to_numpy(), t["y"].to_numpy() - t["y_raw"].to_numpy())

@@ -28,12 +28,13 @@ learned ego. ``--extra-policy-flags='--speed-weight 0.5'`` adds flags to every p
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Callable
+
+from ppuu.app.steps import FinishedSteps
 
 #: Policy methods (SPEC §6-7) and the world model each trains through.
 METHODS = {"il": "det", "mper": "det", "vg": "det", "svg": "vae", "mpur": "vae"}
@@ -118,15 +119,10 @@ class Recipe:
     # ----------------------------------------------------------------------------- running
     def finished(self) -> dict:
         """step name -> {"seconds", "command"} of the steps done so far."""
-        return json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
+        return FinishedSteps(self.state_file).load()
 
     def _mark(self, step: str, seconds: float, argv: list[str]) -> None:
-        done = self.finished()
-        done[step] = {"seconds": round(seconds, 1), "command": argv}
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(done, indent=2))
-        tmp.replace(self.state_file)                 # atomic: a kill never leaves half a file
+        FinishedSteps(self.state_file).mark(step, seconds, argv)
 
     def run_all(self) -> Path:
         """Every step not yet finished, then the table; returns the report folder.
