@@ -1,4 +1,5 @@
-"""scripts/gpu_check.sh, the one-call GPU check, runs end to end (a dry run on the CPU with tiny sizes)."""
+"""scripts/gpu_device_run.sh and the gpu_check.sh it runs, the one-call GPU check, run end to end (a dry run on
+the CPU with tiny sizes)."""
 
 import os
 import subprocess
@@ -12,12 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_on_cpu(tmp_path):
-    env = dict(os.environ, DEVICE="cpu", SMALL="1", LIMIT="240", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(tmp_path / "work")], env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, DEVICE="cpu", SMALL="1", LIMIT="240", PYTHON=sys.executable, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    log = tmp_path / "log.md"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_device_run.sh"), str(tmp_path / "work"), str(log)],
+                          env=env, capture_output=True, text=True, timeout=600)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    for step in ("generate scene", "GPU-marked tests", "rasteriser", "simulator", "world model", "MPC"):
+    assert log.read_text() == out                                        # the log holds everything printed
+    assert "ppuu.planner.mpc" in out and "gpu_check.sh" in out
+    for step in ("generate scene", "GPU-marked tests", "rasteriser", "train world model (for MPC)", "benchmark",
+                 "simulator, traffic x1", "simulator, traffic x2"):
         assert f"| {step} | ok |" in out
-    assert "| gpu-check-wm | plan-free traffic | 1 |" in out          # the MPC benchmark's own table
     assert (tmp_path / "work" / "runs" / "gpu-check-wm" / "checkpoint.pt").is_file()
+    report = (tmp_path / "work" / "benchmark-cpu.md").read_text()          # scripts/benchmark.py's own tables
+    for part in ("Simulator", "Closed-loop evaluation", "MPC decision latency", "MPUR step at the reference sizes"):
+        assert f"#### {part}" in report and report in out
+    assert "failed" not in report
