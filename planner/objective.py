@@ -22,7 +22,10 @@ a policy trained on that objective brakes until the replayed cars behind run int
 collisions come 4-10 s later, beyond the horizon). With ``w_s`` of 0.3-0.5 the recorded plan
 is the cheapest of the plans compared (``scripts/cost_ranking.py``; BENCHMARKS.md "Policy
 learning and MPC"). It charges slowing down, never speeding up, so the proximity cost still decides
-when to brake.
+when to brake. Its weakness shows in the closed loop: v_0 is the speed at each decision, so a
+policy's upward drift is never charged back, and a policy whose world model gives a weak proximity
+signal ends ahead of its recording, in the car in front (``scripts/failure_modes.py``; BENCHMARKS.md
+"Why the demo's MPUR does not beat no action").
 """
 
 from __future__ import annotations
