@@ -631,10 +631,22 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/benchmark.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     started = time.perf_counter()
+    parts = [(key, title, part) for key, (title, part) in PARTS.items() if key not in args.skip]
     sections, failed = [], []
-    for key, (title, part) in PARTS.items():
-        if key in args.skip:
-            continue
+
+    def document() -> str:
+        total = time.perf_counter() - started
+        partial = "" if len(sections) == len(parts) else f" (partial: {len(sections)} of {len(parts)} parts so far)"
+        return (f"Machine: {machine(args, device, load)}.\n\n"
+                f"Command: `{command}`\n\n"
+                f"Scene `{scene.meta.name}`; run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+                f"{total:.0f} s in all{partial}; load average at the end "
+                f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
+                f"\"x better\": value / reference for rates, reference / value for times and memory (above 1: better "
+                f"than the reference); references quoted from {SPEC} (a 2-core CPU, 2 threads).\n\n"
+                + "\n\n".join(sections) + "\n")
+
+    for key, title, part in parts:
         progress(f"{title} ...")
         start = time.perf_counter()
         try:
@@ -647,21 +659,21 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         progress(f"{title}: {seconds:.0f} s")
         sections.append(f"#### {title}\n\n{markdown_table(rows)}\n\n({seconds:.0f} s of this run.)")
-    total = time.perf_counter() - started
-    text = (f"Machine: {machine(args, device, load)}.\n\n"
-            f"Command: `{command}`\n\n"
-            f"Scene `{scene.meta.name}`; run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{total:.0f} s in all; load average at the end {' / '.join(f'{x:.2f}' for x in os.getloadavg())}.\n"
-            f"\"x better\": value / reference for rates, reference / value for times and memory (above 1: better "
-            f"than the reference); references quoted from {SPEC} (a 2-core CPU, 2 threads).\n\n"
-            + "\n\n".join(sections) + "\n")
+        if args.out:                       # after every part: a run stopped at a time limit keeps what it measured
+            write_replacing(args.out, document())
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
         progress(f"wrote {args.out}")
     else:
-        print(text)
+        print(document())
     return 1 if failed else 0
+
+
+def write_replacing(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,23 @@ def test_benchmark_says_what_it_could_not_measure(scene_workdir, scene, tmp_path
     assert "#### Simulator" not in text
 
 
+def test_a_killed_benchmark_keeps_the_parts_it_finished(scene_workdir, scene, tmp_path):  # noqa: F811
+    """The file is rewritten after every part, so a run stopped at a time limit keeps what it measured."""
+    module = benchmark_module()
+    out = tmp_path / "bench.md"
+
+    def killed(ctx):
+        raise KeyboardInterrupt                     # what a time limit's signal does to the part in progress
+
+    module.PARTS = {"sim": module.PARTS["sim"], "mpc": ("MPC decision latency", killed)}
+    with pytest.raises(KeyboardInterrupt):
+        module.main(["--workdir", str(scene_workdir), "--scene", scene.meta.name, "--device", "cpu", "--quick",
+                     "--out", str(out)])
+    text = out.read_text()
+    assert "(partial: 1 of 2 parts so far)" in text and len(rows_of(text, "Simulator")) == 2
+    assert "#### MPC decision latency" not in text and not list(tmp_path.glob("*.tmp"))
+
+
 def test_benchmark_rejects_bad_input(scene_workdir, scene):  # noqa: F811
     module = benchmark_module()
     with pytest.raises(SystemExit, match="no scene 'nowhere'"):

@@ -22,10 +22,12 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert log.read_text() == out                                        # the log holds everything printed
     assert "ppuu.planner.mpc" in out and "gpu_check.sh" in out
     for step in ("generate scene", "GPU-marked tests", "rasteriser", "train world model (for MPC)", "benchmark",
-                 "simulator, traffic x1", "simulator, traffic x2"):
+                 "benchmark: world-model training", "simulator, traffic x1", "simulator, traffic x2"):
         assert f"| {step} | ok |" in out
     assert (tmp_path / "work" / "runs" / "gpu-check-wm" / "checkpoint.pt").is_file()
     report = (tmp_path / "work" / "benchmark-cpu.md").read_text()          # scripts/benchmark.py's own tables
     for part in ("Simulator", "Closed-loop evaluation", "MPC decision latency", "MPUR step at the reference sizes"):
         assert f"#### {part}" in report and report in out
-    assert "failed" not in report
+    training = (tmp_path / "work" / "benchmark-cpu-world-model.md").read_text()
+    assert "#### World-model training throughput" in training and "#### World-model" not in report
+    assert "failed" not in report + training
