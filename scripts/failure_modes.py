@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--traffic", default="replay", choices=["replay", "reactive"])
     p.add_argument("--episodes", type=int, help="drive only N evenly spaced episodes of the split")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = p.parse_args(argv)
     if not args.controllers and not args.policies:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     drivers = [(name, name, base) for name in args.controllers]
     for run in args.policies:
         try:
-            loaded = load_policy(resolve_run_file(Path(args.workdir), run), "cpu")
+            loaded = load_policy(resolve_run_file(Path(args.workdir), run), args.device)
         except FileNotFoundError as exc:
             p.error(str(exc))
         drivers.append((run, make_controller(loaded), sim_config_for(loaded, base)))
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, controller, config in drivers:
         print(f"driving {name} ...", file=sys.stderr, flush=True)
         trace = Trace()
-        table = evaluate(scene, controller, args.split, config=config, device="cpu", progress=False,
+        table = evaluate(scene, controller, args.split, config=config, device=args.device, progress=False,
                          seed=args.seed, trace=trace, episodes=args.episodes)
         lines += summary_rows(name, final_offsets(scene, table, trace))
     print("\n".join(lines))
