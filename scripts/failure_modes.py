@@ -47,8 +47,9 @@ def final_offsets(scene, table: pd.DataFrame, trace) -> pd.DataFrame:
 
 
 def summary_rows(name: str, ends: pd.DataFrame) -> list[str]:
-    """Markdown rows ``| controller | outcome | episodes | ahead | behind | past the recording | median dx | median speed |``
-    (past the recording: the episode outlasted its recording, so there is no recorded x to compare with)."""
+    """Markdown rows ``| controller | outcome | episodes | ahead | behind | past the recording | median dx |
+    median speed |`` (past the recording: the episode outlasted its recording, so there is no recorded x to
+    compare with)."""
     rows = []
     for outcome, group in ends.groupby("outcome_name", sort=True):
         dx = group["dx"].to_numpy()

@@ -21,7 +21,8 @@ time. The table and every command line go to ``WORKDIR/reports/paper-RECIPE/READ
 ``--profile`` is passed to every training command (``cpu``: minutes per run on 2 cores, far from the
 paper's budget; ``reference``: SPEC §5-6 sizes and steps). ``--ego-model kinematic`` trains the
 world models with the ego on its exact kinematics (Sobal et al. 2022) instead of the paper's
-learned ego. ``--extra-policy-flags='--speed-weight 0.5'`` adds flags to every policy's training;
+learned ego. ``--extra-policy-flags='--speed-weight 0.5'`` adds flags to every policy's training
+(``--extra-il-flags`` to the imitation baseline's alone, after those);
 ``--extra-world-model-flags`` and ``--extra-evaluate-flags`` likewise.
 """
 
@@ -51,6 +52,8 @@ class Recipe:
         ego_model: ``learned`` (the paper) or ``kinematic`` (Sobal et al. 2022).
         threads: torch CPU threads for every command (None: the commands' default).
         extra_policy_flags: extra argv for every ``ppuu train policy``.
+        extra_il_flags: extra argv for the imitation baseline's only, after ``extra_policy_flags`` (the later
+            of two equal flags wins: e.g. a larger batch for imitation, whose steps are cheap).
         extra_world_model_flags: extra argv for every ``ppuu train world-model``.
         extra_evaluate_flags: extra argv for every ``ppuu evaluate policy`` (e.g. MPC settings, ``--episodes``).
         mpc: drive with MPC too.
@@ -60,7 +63,8 @@ class Recipe:
     def __init__(self, workdir: Path, scene: str, profile: str = "cpu", seeds: tuple[int, ...] = (0, 1, 2),
                  ego_model: str = "learned", threads: int | None = None, extra_policy_flags: tuple[str, ...] = (),
                  extra_world_model_flags: tuple[str, ...] = (), extra_evaluate_flags: tuple[str, ...] = (),
-                 mpc: bool = True, run: Callable[[list[str]], int] | None = None, log: Callable[[str], None] = print):
+                 mpc: bool = True, run: Callable[[list[str]], int] | None = None, log: Callable[[str], None] = print,
+                 extra_il_flags: tuple[str, ...] = ()):
         if profile not in ("cpu", "reference"):
             raise ValueError(f"profile {profile!r}: expected 'cpu' or 'reference'")
         if ego_model not in ("learned", "kinematic"):
@@ -70,7 +74,7 @@ class Recipe:
         self.workdir, self.scene, self.profile, self.seeds = Path(workdir), scene, profile, tuple(seeds)
         self.ego_model, self.threads, self.mpc = ego_model, threads, mpc
         self.extra = {"policy": tuple(extra_policy_flags), "world-model": tuple(extra_world_model_flags),
-                      "evaluate": tuple(extra_evaluate_flags)}
+                      "evaluate": tuple(extra_evaluate_flags), "il": tuple(extra_il_flags)}
         self.name = f"{profile}-{ego_model}-{scene}"
         self.state_file = self.workdir / "paper" / self.name / "steps.json"
         self.report_dir = self.workdir / "reports" / f"paper-{self.name}"
@@ -105,7 +109,9 @@ class Recipe:
                 out.append((f"{method} s{seed}", ["train", "policy", "--scene", self.scene, "--world-model",
                                                   self.run_name(model, seed), "--method", method, "--profile",
                                                   self.profile, "--run", self.run_name(method, seed),
-                                                  *self.extra["policy"], *self._common(seed)]))
+                                                  *self.extra["policy"],
+                                                  *(self.extra.get("il", ()) if method == "il" else ()),
+                                                  *self._common(seed)]))
             policies = [self.run_name(m, seed) for m in METHODS]
             mpc = ["--mpc", det] if self.mpc else []
             out.append((f"evaluate s{seed}", ["evaluate", "policy", self.scene, "--policy", *policies, *mpc,
@@ -249,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ego-model", default="learned", choices=["learned", "kinematic"],
                         help="the world models' ego: the paper's learned one or exact kinematics (default: %(default)s)")
     for what, example in (("policy", "--speed-weight 0.5"), ("world-model", "--steps 1000"),
-                           ("evaluate", "--mpc-futures 2 --episodes 40")):
+                           ("evaluate", "--mpc-futures 2 --episodes 40"), ("il", "--batch-size 64 --steps 300")):
         parser.add_argument(f"--extra-{what}-flags", default="", metavar="FLAGS",
-                            help=f"extra flags for every `ppuu {'evaluate policy' if what == 'evaluate' else 'train ' + what}`"
-                                 f", one string given with '=' (e.g. --extra-{what}-flags='{example}')")
+                            help=(f"extra flags for the imitation baseline only, after --extra-policy-flags (the later "
+                              f"flag wins)" if what == "il" else f"extra flags for every `ppuu "
+                              f"{'evaluate policy' if what == 'evaluate' else 'train ' + what}`")
+                             + f", one string given with '=' (e.g. --extra-{what}-flags='{example}')")
     parser.add_argument("--no-mpc", action="store_true", help="leave MPC out (it is the slowest controller on a CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for every command")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
@@ -260,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = Recipe(Path(args.workdir), args.scene, args.profile, tuple(args.seeds), args.ego_model, args.threads,
                     tuple(shlex.split(args.extra_policy_flags)), tuple(shlex.split(args.extra_world_model_flags)),
-                    tuple(shlex.split(args.extra_evaluate_flags)), mpc=not args.no_mpc)
+                    tuple(shlex.split(args.extra_evaluate_flags)), mpc=not args.no_mpc,
+                    extra_il_flags=tuple(shlex.split(args.extra_il_flags)))
     if args.dry_run:
         for step, command in recipe.steps():
             print(f"# {step}\nppuu {shlex.join(command)}")

@@ -36,6 +36,12 @@ def test_every_method_trains_through_its_model_for_every_seed(tmp_path):
         evaluate = steps[f"evaluate s{seed}"]
         assert evaluate[evaluate.index("--mpc") + 1] == recipe.run_name("det", seed)
     assert {"svg", "mpur"} == {m for m, model in script.METHODS.items() if model == "vae"}
+    recipe = script.Recipe(tmp_path, "scene", seeds=(0,), run=lambda argv: 0, extra_policy_flags=("--steps", "60"),
+                           extra_il_flags=("--batch-size", "64", "--steps", "300"))
+    steps = dict(recipe.steps())
+    il, mpur = steps["il s0"], steps["mpur s0"]
+    assert il.index("300") > il.index("60") and "--batch-size" in il      # after the policies' flags: it wins
+    assert "--batch-size" not in mpur and "300" not in mpur
     with pytest.raises(ValueError):
         script.Recipe(tmp_path, "scene", profile="huge")
     several = script.Recipe(tmp_path, "scene", extra_evaluate_flags=("--mpc-optimizer", "adam", "cem", "--episodes", "4"))
