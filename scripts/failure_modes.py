@@ -79,17 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error("nothing to drive: give --controllers and/or --policies")
     torch.set_num_threads(args.threads)
 
+    from ppuu.app.cli_data import resolve_scene
     from ppuu.app.cli_policy import resolve_run_file
-    from ppuu.data.scene import Scene, scene_path
+    from ppuu.data.scene import Scene
     from ppuu.planner.controller import make_controller, sim_config_for
     from ppuu.planner.train import load_policy
     from ppuu.simulator.evaluate import Trace, evaluate
     from ppuu.simulator.sim import SimConfig
 
-    folder = Path(args.scene) if (Path(args.scene) / "scene.json").is_file() else scene_path(args.workdir, args.scene)
-    if not (folder / "scene.json").is_file():
-        p.error(f"no scene {args.scene!r} (neither a scene folder nor a name under {Path(args.workdir) / 'scenes'})")
-    scene = Scene.load(folder)
+    try:
+        scene = Scene.load(resolve_scene(Path(args.workdir), args.scene))
+    except FileNotFoundError as exc:
+        p.error(str(exc))
     base = SimConfig(traffic=args.traffic)
     drivers = [(name, name, base) for name in args.controllers]
     for run in args.policies:
@@ -105,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
              "median final speed m/s |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, controller, config in drivers:
-        print(f"driving {name} ...", file=sys.stderr, flush=True)
+        print(f"driving {name} ({args.split} split) ...", file=sys.stderr, flush=True)
         trace = Trace()
-        table = evaluate(scene, controller, args.split, config=config, device=args.device, progress=False,
+        table = evaluate(scene, controller, args.split, config=config, device=args.device, progress=True,
                          seed=args.seed, trace=trace, episodes=args.episodes)
         lines += summary_rows(name, final_offsets(scene, table, trace))
     print("\n".join(lines))
