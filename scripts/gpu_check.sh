@@ -10,11 +10,12 @@
 # when missing (about a minute). WORLD_MODEL (a run under WORKDIR/runs; default gpu-check-wm) is the
 # world model of the MPC and policy benchmarks: gpu-check-wm is trained there when missing (300 steps
 # on a GPU). POLICY (a trained policy run, optional) adds the policy's closed-loop row. Each step has
-# its own time limit (LIMIT seconds, default 90; BENCH_LIMIT for scripts/benchmark.py, default 300);
-# a failed or timed-out step is reported in the summary and the others still run. Prints Markdown:
-# each benchmark's own table, then "| step | status | seconds |". scripts/benchmark.py's Markdown
-# also goes to BENCH_OUT (default WORKDIR/benchmark-DEVICE.md) and, for world-model training,
-# BENCH_OUT with -world-model before its .md.
+# its own time limit (LIMIT seconds, default 90; BENCH_LIMIT for each scripts/benchmark.py step, default
+# 300); a failed or timed-out step is reported in the summary and the others still run. The steps run
+# in the order of what a short lease most needs (the benchmark's figures first, the tests and the
+# rasteriser last). Prints Markdown: each benchmark's own table, then "| step | status | seconds |".
+# scripts/benchmark.py's Markdown also goes to BENCH_OUT (default WORKDIR/benchmark-DEVICE.md) and,
+# for the closed loop and world-model training, BENCH_OUT with -closed-loop / -world-model before .md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WORKDIR=${1:-ppuu-work}
@@ -31,11 +32,12 @@ export PPUU_THREADS=$THREADS PYTHONFAULTHANDLER=1
 
 if [ "$SMALL" = 1 ]; then           # sizes for a dry run: every path once, quickly
     MINUTES=1; RASTER_BATCHES="1 8"; TRAIN_STEPS=2; SCALING_BATCH=8; SCALING_STEPS=2
-    BENCH_ARGS="--quick"; WM_BENCH_ARGS="--quick"; PYTEST_ARGS="-q -m gpu --co"
+    BENCH_ARGS="--quick"; CLOSED_LOOP_ARGS="--quick"; WM_BENCH_ARGS="--quick"; PYTEST_ARGS="-q -m gpu --co"
 else
     MINUTES=15; RASTER_BATCHES="256 4096 16384"; TRAIN_STEPS=300; SCALING_BATCH=16384; SCALING_STEPS=5
     BENCH_ARGS="--sim-batches 1 1024 16384 65536 131072 --sim-steps 10 --mpc-batches 1 16 141 --mpc-repeats 3
         --policy-steps 5 --policy-batch 64 --mpur-repeats 3"
+    CLOSED_LOOP_ARGS=""               # every test episode, MPC included
     WM_BENCH_ARGS="--reference-batch 64 --wm-steps 5 --compile"
     PYTEST_ARGS="-q -m gpu"
 fi
@@ -62,9 +64,6 @@ fi
 if [ "$DEVICE" = cuda ]; then
     step "device" "$LIMIT" python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))"
 fi
-step "GPU-marked tests" "$LIMIT" python -m pytest $PYTEST_ARGS tests/world_model tests/simulator
-step "rasteriser" "$LIMIT" python scripts/bench_raster.py --devices "$DEVICE" --batches $RASTER_BATCHES --repeats 3 \
-    --threads "$THREADS"
 if [ "$WORLD_MODEL" = gpu-check-wm ] && [ ! -f "$WORKDIR/runs/gpu-check-wm/checkpoint.pt" ]; then
     step "train world model (for MPC)" "$LIMIT" python -m ppuu train world-model --scene "$SCENE" \
         --workdir "$WORKDIR" --model deterministic --ego-model kinematic --ego-conditioning none \
@@ -72,24 +71,29 @@ if [ "$WORLD_MODEL" = gpu-check-wm ] && [ ! -f "$WORKDIR/runs/gpu-check-wm/check
 fi
 POLICY_ARGS=()
 [ -n "$POLICY" ] && POLICY_ARGS=(--policy "$POLICY")
-# World-model training (with torch.compile on the GPU, whose compile time is the least predictable) runs
-# as its own step and file, so that a time limit there cannot cost the other parts. benchmark.py rewrites
-# its file after every part: a step stopped at its limit still leaves the parts it finished.
-# shellcheck disable=SC2086  (BENCH_ARGS is a list of flags)
-step "benchmark" "$BENCH_LIMIT" python scripts/benchmark.py --workdir "$WORKDIR" --scene "$SCENE" \
-    --world-model "$WORLD_MODEL" "${POLICY_ARGS[@]}" --device "$DEVICE" --threads "$THREADS" --out "$BENCH_OUT" \
-    --skip world-model $BENCH_ARGS
-[ -f "$BENCH_OUT" ] && cat "$BENCH_OUT"
-WM_BENCH_OUT="${BENCH_OUT%.md}-world-model.md"
+bench() {                             # bench STEP-NAME FILE-SUFFIX BENCHMARK-FLAGS...: one benchmark.py step
+    local name=$1 out="${BENCH_OUT%.md}$2.md"; shift 2
+    step "$name" "$BENCH_LIMIT" python scripts/benchmark.py --workdir "$WORKDIR" --scene "$SCENE" \
+        --device "$DEVICE" --threads "$THREADS" --out "$out" "$@"
+    [ -f "$out" ] && cat "$out"
+}
+# Three benchmark.py steps and files, so that a time limit in one (the closed loop's MPC over the whole
+# test split; torch.compile, whose compile time is the least predictable) cannot cost the others.
+# benchmark.py rewrites its file after every part: a step stopped at its limit keeps what it finished.
+# shellcheck disable=SC2086  (the *_ARGS are lists of flags)
+bench "benchmark" "" --world-model "$WORLD_MODEL" --skip closed-loop world-model $BENCH_ARGS
 # shellcheck disable=SC2086
-step "benchmark: world-model training" "$BENCH_LIMIT" python scripts/benchmark.py --workdir "$WORKDIR" \
-    --scene "$SCENE" --device "$DEVICE" --threads "$THREADS" --out "$WM_BENCH_OUT" \
-    --skip sim closed-loop policy mpur mpc memory $WM_BENCH_ARGS
-[ -f "$WM_BENCH_OUT" ] && cat "$WM_BENCH_OUT"
+bench "benchmark: closed loop" "-closed-loop" --world-model "$WORLD_MODEL" "${POLICY_ARGS[@]}" \
+    --skip sim world-model policy mpur mpc memory $CLOSED_LOOP_ARGS
 for copies in 1 2; do                 # the step's cost with twice the vehicles per frame (issue 13)
     step "simulator, traffic x$copies" "$LIMIT" python scripts/bench_sim.py --scene "$SCENE_DIR" --device "$DEVICE" \
         --batches "$SCALING_BATCH" --steps "$SCALING_STEPS" --copies "$copies" --skip-evaluation --threads "$THREADS"
 done
+# shellcheck disable=SC2086
+bench "benchmark: world-model training" "-world-model" --skip sim closed-loop policy mpur mpc memory $WM_BENCH_ARGS
+step "GPU-marked tests" "$LIMIT" python -m pytest $PYTEST_ARGS tests/world_model tests/simulator
+step "rasteriser" "$LIMIT" python scripts/bench_raster.py --devices "$DEVICE" --batches $RASTER_BATCHES --repeats 3 \
+    --threads "$THREADS"
 
 echo; echo "## Summary ($DEVICE)"; echo
 echo "| step | status | seconds |"; echo "| --- | --- | ---: |"

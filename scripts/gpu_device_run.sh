@@ -31,12 +31,17 @@ export PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1 MPLBACKEND=Agg SDL_VIDEODRIVER=du
     printf '#!/bin/sh\nexec %s "$@"\n' "$PY" > /tmp/ppuu-bin/python
     chmod +x /tmp/ppuu-bin/python
     export PATH=/tmp/ppuu-bin:$PATH PYTHONPATH=/tmp/ppuu-path:/tmp/ppuu-site${PYTHONPATH:+:$PYTHONPATH}
-    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    # nvidia-smi is bounded too: a first attempt on a lent machine hung somewhere here, unbounded.
+    command -v nvidia-smi >/dev/null && timeout -s KILL 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     echo "[$(date -u +%T)] imports"
-    for module in torch pandas gymnasium ppuu ppuu.simulator.sim ppuu.planner.mpc; do
-        timeout -s ABRT -k 10 60 python -c "import time, $module; print('$module', getattr($module, '__version__', ''))" \
-            || { echo "import $module failed or hung (above: where)"; exit 1; }
-    done
+    # One process (each would import torch again): on a hang, SIGABRT makes faulthandler print the import it was in.
+    timeout -s ABRT -k 10 90 python -c "
+import time
+for name in ('torch', 'pandas', 'gymnasium', 'ppuu', 'ppuu.simulator.sim', 'ppuu.planner.mpc'):
+    start = time.perf_counter()
+    module = __import__(name)
+    print(name, getattr(module, '__version__', ''), f'{time.perf_counter() - start:.1f} s', flush=True)
+" || { echo "an import failed or hung (above: where)"; exit 1; }
     echo "[$(date -u +%T)] gpu_check.sh"
     bash scripts/gpu_check.sh "$WORKDIR"
     rc=$?

@@ -22,12 +22,18 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert log.read_text() == out                                        # the log holds everything printed
     assert "ppuu.planner.mpc" in out and "gpu_check.sh" in out
     for step in ("generate scene", "GPU-marked tests", "rasteriser", "train world model (for MPC)", "benchmark",
-                 "benchmark: world-model training", "simulator, traffic x1", "simulator, traffic x2"):
+                 "benchmark: closed loop", "benchmark: world-model training", "simulator, traffic x1",
+                 "simulator, traffic x2"):
         assert f"| {step} | ok |" in out
+    # the steps that a short lease most needs come first
+    assert out.index("## benchmark\n") < out.index("## simulator, traffic x1") < out.index("## GPU-marked tests")
     assert (tmp_path / "work" / "runs" / "gpu-check-wm" / "checkpoint.pt").is_file()
-    report = (tmp_path / "work" / "benchmark-cpu.md").read_text()          # scripts/benchmark.py's own tables
-    for part in ("Simulator", "Closed-loop evaluation", "MPC decision latency", "MPUR step at the reference sizes"):
+    work = tmp_path / "work"
+    report = (work / "benchmark-cpu.md").read_text()                      # scripts/benchmark.py's own tables
+    for part in ("Simulator", "MPC decision latency", "MPUR step at the reference sizes"):
         assert f"#### {part}" in report and report in out
-    training = (tmp_path / "work" / "benchmark-cpu-world-model.md").read_text()
+    closed_loop = (work / "benchmark-cpu-closed-loop.md").read_text()     # a step and a file of its own
+    assert "#### Closed-loop evaluation" in closed_loop and "#### Closed-loop" not in report and closed_loop in out
+    training = (work / "benchmark-cpu-world-model.md").read_text()
     assert "#### World-model training throughput" in training and "#### World-model" not in report
-    assert "failed" not in report + training
+    assert "failed" not in report + closed_loop + training
