@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--skip-evaluation", action="store_true")
     parser.add_argument("--copies", type=int, default=1, help="repeat the traffic N times along x (docstring)")
+    parser.add_argument("--chunk", type=int, help="slots per render call (SimConfig.chunk; default: by device)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -93,11 +94,11 @@ def main() -> None:
     scene = Scene.load(args.scene)
     if args.copies > 1:
         scene = repeated_along_x(scene, args.copies)
-    sim = BatchedSimulator(scene, SimConfig(traffic=args.traffic), device=args.device)
+    sim = BatchedSimulator(scene, SimConfig(traffic=args.traffic, chunk=args.chunk), device=args.device)
     name = torch.cuda.get_device_name() if sim.device.type == "cuda" else (platform.processor() or platform.machine())
     print(f"device: {args.device} ({name}), torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"scene {scene.meta.name} (up to {sim.log.max_vehicles} vehicles at once), traffic {args.traffic}, "
-          f"traffic copies {args.copies}\n")
+          f"traffic copies {args.copies}, chunk {args.chunk or 'by device'}\n")
     print("| batch | ego-steps/s | ms per step |\n| ---: | ---: | ---: |")
     for batch in args.batches:
         rate = steps_per_second(sim, batch, args.steps, args.device)

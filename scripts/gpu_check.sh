@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one call (for a session that is lent a GPU for a few minutes):
 # the GPU-marked tests, the rasteriser, every benchmark of scripts/benchmark.py on the device,
-# the simulator's scaling with the traffic, then one summary table.
+# the simulator's scaling with the traffic, profiles of a simulator step and an MPC decision, then one
+# summary table.
 #
 #   bash scripts/gpu_check.sh [WORKDIR]          # on the GPU machine, from the repository root
 #   DEVICE=cpu SMALL=1 bash scripts/gpu_check.sh /tmp/w   # a dry run on a CPU (the test suite does this)
@@ -31,10 +32,11 @@ BENCH_OUT=${BENCH_OUT:-$WORKDIR/benchmark-$DEVICE.md}
 export PPUU_THREADS=$THREADS PYTHONFAULTHANDLER=1
 
 if [ "$SMALL" = 1 ]; then           # sizes for a dry run: every path once, quickly
-    MINUTES=1; RASTER_BATCHES="1 8"; TRAIN_STEPS=2; SCALING_BATCH=8; SCALING_STEPS=2
+    MINUTES=1; RASTER_BATCHES="1 8"; TRAIN_STEPS=2; SCALING_BATCH=8; SCALING_STEPS=2; PROFILE_BATCH=8
     BENCH_ARGS="--quick"; CLOSED_LOOP_ARGS="--quick"; WM_BENCH_ARGS="--quick"; PYTEST_ARGS="-q -m gpu --co"
 else
-    MINUTES=15; RASTER_BATCHES="256 4096 16384"; TRAIN_STEPS=300; SCALING_BATCH=16384; SCALING_STEPS=5
+    MINUTES=15; RASTER_BATCHES="256 4096 16384"; TRAIN_STEPS=300; SCALING_BATCH=131072; SCALING_STEPS=5
+    PROFILE_BATCH=131072
     BENCH_ARGS="--sim-batches 1 1024 16384 65536 131072 --sim-steps 10 --mpc-batches 1 16 141 --mpc-repeats 3
         --policy-steps 5 --policy-batch 64 --mpur-repeats 3"
     CLOSED_LOOP_ARGS=""               # every test episode, MPC included
@@ -89,8 +91,13 @@ for copies in 1 2; do                 # the step's cost with twice the vehicles 
     step "simulator, traffic x$copies" "$LIMIT" python scripts/bench_sim.py --scene "$SCENE_DIR" --device "$DEVICE" \
         --batches "$SCALING_BATCH" --steps "$SCALING_STEPS" --copies "$copies" --skip-evaluation --threads "$THREADS"
 done
+# where the time of a large simulator step and of one MPC decision goes (kernels, syncs, GPU busy time)
+step "profiles" "$LIMIT" python scripts/profile_step.py --workdir "$WORKDIR" --scene "$SCENE" --what sim mpc \
+    --world-model "$WORLD_MODEL" --device "$DEVICE" --sim-batch "$PROFILE_BATCH" --threads "$THREADS"
 # shellcheck disable=SC2086
 bench "benchmark: world-model training" "-world-model" --skip sim closed-loop policy mpur mpc memory $WM_BENCH_ARGS
+# the tests' small scene, saved beforehand where SUMO cannot run (tests/conftest.py)
+[ -d "$WORKDIR/test-scene" ] && export PPUU_TEST_SCENE="$WORKDIR/test-scene"
 step "GPU-marked tests" "$LIMIT" python -m pytest $PYTEST_ARGS tests/world_model tests/simulator
 step "rasteriser" "$LIMIT" python scripts/bench_raster.py --devices "$DEVICE" --batches $RASTER_BATCHES --repeats 3 \
     --threads "$THREADS"

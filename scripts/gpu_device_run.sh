@@ -10,8 +10,8 @@
 # wheels of gymnasium and farama-notifications in .whl/ (`pip download --no-deps --only-binary=:all:
 # --python-version 3.12 ... -d .whl gymnasium farama-notifications`), and in WORKDIR the scene
 # (scenes/NAME) and the runs that gpu_check.sh names (WORLD_MODEL, POLICY). Settings are passed on
-# to gpu_check.sh (DEVICE, THREADS, LIMIT, BENCH_LIMIT, WORLD_MODEL, POLICY, BENCH_OUT). The
-# output also goes to LOG when given.
+# to gpu_check.sh (DEVICE, THREADS, LIMIT, BENCH_LIMIT, WORLD_MODEL, POLICY, BENCH_OUT); CHECK names
+# another script to run in its place. The output also goes to LOG when given.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WORKDIR=${1:?usage: gpu_device_run.sh WORKDIR [LOG]}
@@ -42,8 +42,9 @@ for name in ('torch', 'pandas', 'gymnasium', 'ppuu', 'ppuu.simulator.sim', 'ppuu
     module = __import__(name)
     print(name, getattr(module, '__version__', ''), f'{time.perf_counter() - start:.1f} s', flush=True)
 " || { echo "an import failed or hung (above: where)"; exit 1; }
-    echo "[$(date -u +%T)] gpu_check.sh"
-    bash scripts/gpu_check.sh "$WORKDIR"
+    CHECK=${CHECK:-scripts/gpu_check.sh}      # CHECK: another script of checks (a rerun of some of them)
+    echo "[$(date -u +%T)] $CHECK"
+    bash "$CHECK" "$WORKDIR"
     rc=$?
     echo "[$(date -u +%T)] done (exit $rc)"
     exit $rc

@@ -58,6 +58,10 @@ from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog, VehicleSlice
 
 
+DEFAULT_CHUNKS = {"cpu": 512, "cuda": 32768}
+"""Slots per render call by device type when :attr:`SimConfig.chunk` is None (see there)."""
+
+
 @dataclass
 class SimConfig:
     """Settings of :class:`BatchedSimulator` (saved with every evaluation report).
@@ -80,8 +84,10 @@ class SimConfig:
             the policies of fixed-frame world models need it).
         chunk: slots rendered and judged together in a step: large batches go in chunks, which
             bounds the step's temporaries (sampling grid, vehicle windows) to this many slots. The
-            results do not depend on it; the speed barely did (1 thread, B = 1,024: chunks of 256
-            to 1,024 within the machine's noise of each other, 64 about a third slower).
+            results do not depend on it. None: :data:`DEFAULT_CHUNKS` by device. On a CPU the speed
+            barely depends on it (1 thread, B = 1,024: chunks of 256 to 1,024 within the machine's
+            noise of each other, 64 about a third slower); on a GPU a render call has a fixed cost
+            (about 4.5 ms on an H200, a few host syncs and many small kernels), so chunks there are large.
     """
 
     context_steps: int = 20
@@ -95,14 +101,14 @@ class SimConfig:
     bounds: ActionBounds = field(default_factory=ActionBounds)
     idm: IDMConfig = field(default_factory=IDMConfig)
     keep_traffic: bool = False
-    chunk: int = 512
+    chunk: int | None = None
 
     def __post_init__(self):
         if self.traffic not in ("replay", "reactive"):
             raise ValueError(f"traffic {self.traffic!r}: expected 'replay' or 'reactive'")
         if self.context_steps < 1 or self.history < 1 or self.history > self.context_steps:
             raise ValueError(f"context_steps ({self.context_steps}) >= history ({self.history}) >= 1 expected")
-        if self.chunk < 1:
+        if self.chunk is not None and self.chunk < 1:
             raise ValueError(f"chunk {self.chunk}: expected >= 1 slots")
         if not self.time_limit >= 1:
             raise ValueError(f"time_limit {self.time_limit}: expected >= 1 (a multiple of the recorded duration)")
@@ -523,7 +529,7 @@ class BatchedSimulator:
         head, K = (self._head + 1) % cfg.history, cfg.history
         state = torch.cat([position, unit * speed[:, None]], dim=-1)
         whole = S == self.batch_size                      # every slot runs: the ring rows are a slice
-        chunk = max(1, min(cfg.chunk, S))
+        chunk = max(1, min(cfg.chunk or DEFAULT_CHUNKS.get(self.device.type, DEFAULT_CHUNKS["cpu"]), S))
         if not whole and (self._chunk_buffer is None or self._chunk_buffer.shape[0] < chunk):
             self._chunk_buffer = torch.empty(chunk, *cfg.raster.shape, dtype=self.dtype, device=self.device)
         # Every observation reads the ring's mirror copy of the newest frame (head + K); the first

@@ -20,7 +20,14 @@ SMALL_SCENE_WARMUP = 60.0
 
 @pytest.fixture(scope="session")
 def small_scene():
-    """A 90-second SUMO-generated I-80 scene (seed 0), built once per test session (about 15 s)."""
-    from ppuu.data.pipeline import generate_sumo_scene
+    """A 90-second SUMO-generated I-80 scene (seed 0), built once per test session (about 15 s).
 
+    Where SUMO cannot run (a lent GPU machine with torch but no SUMO), ``PPUU_TEST_SCENE`` names that
+    scene saved beforehand (``Scene.save``; ``scripts/gpu_check.sh`` carries one)."""
+    from ppuu.data.pipeline import generate_sumo_scene
+    from ppuu.data.scene import Scene
+
+    saved = os.environ.get("PPUU_TEST_SCENE")
+    if saved:
+        return Scene.load(saved)
     return generate_sumo_scene("i80", minutes=1.5, seed=0, progress=False, warmup=SMALL_SCENE_WARMUP)

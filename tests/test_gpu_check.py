@@ -23,7 +23,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert "ppuu.planner.mpc" in out and "gpu_check.sh" in out
     for step in ("generate scene", "GPU-marked tests", "rasteriser", "train world model (for MPC)", "benchmark",
                  "benchmark: closed loop", "benchmark: world-model training", "simulator, traffic x1",
-                 "simulator, traffic x2"):
+                 "simulator, traffic x2", "profiles"):
         assert f"| {step} | ok |" in out
     # the steps that a short lease most needs come first
     assert out.index("## benchmark\n") < out.index("## simulator, traffic x1") < out.index("## GPU-marked tests")

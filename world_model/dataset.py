@@ -309,6 +309,9 @@ class Prefetcher:
         self.steps = list(steps)
         self.seed, self.batch_size, self.rank, self.world_size = seed, batch_size, rank, world_size
         self.device = torch.device(device)
+        # The current CUDA device is per thread, and set_device needs an index: the model's, read here.
+        self._cuda_index = None if self.device.type != "cuda" else \
+            self.device.index if self.device.index is not None else torch.cuda.current_device()
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ppuu-prefetch", daemon=True)
@@ -325,9 +328,9 @@ class Prefetcher:
         return batch
 
     def _run(self) -> None:
-        if self.device.type == "cuda":               # the current device is per thread: use the model's
-            torch.cuda.set_device(self.device)
-        try:
+        try:                                             # every failure reaches the consumer (none hangs it)
+            if self._cuda_index is not None:
+                torch.cuda.set_device(self._cuda_index)
             for step in self.steps:
                 if self.stopped.is_set():
                     return

@@ -110,6 +110,36 @@ def test_prefetcher_yields_the_batches_of_each_step(train_data):
     assert not pf.thread.is_alive()
 
 
+def test_prefetcher_hands_its_failures_to_the_consumer(train_data, monkeypatch):
+    """A failure in the thread, its CUDA set-up included, raises in the loop that consumes it instead of
+    leaving that loop waiting forever (a GPU benchmark hung so: set_device refused a device without an
+    index). The device given without an index gets the current one's."""
+    import threading
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+
+    def refuse(index):
+        chosen.append(index)
+        raise RuntimeError("no such device")
+
+    monkeypatch.setattr(torch.cuda, "set_device", refuse)
+    raised = []
+
+    def consume():
+        try:
+            with Prefetcher(train_data, range(3), seed=2, batch_size=2, device="cuda") as pf:
+                list(pf)
+        except RuntimeError as exc:
+            raised.append(exc)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(timeout=30)
+    assert not consumer.is_alive(), "the consumer hung"
+    assert chosen == [3] and "no such device" in str(raised[0])
+
+
 def test_memmap_cache_matches_the_renderer(recording, split_ids, tmp_path):
     ids = split_ids["train"][:2]
     cache = MemmapCache(recording, ids, tmp_path / "cache")

@@ -1,0 +1,28 @@
+"""scripts/profile_step.py: the profile tables of a simulator step and an MPC decision, on the CPU."""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (fixtures of the app tests)
+from tests.app.test_drive import runs  # noqa: F401  (tiny-world as a real checkpoint)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_profile_step_reports_both_calls(runs, scene, capsys):  # noqa: F811
+    spec = importlib.util.spec_from_file_location("ppuu_profile_step", ROOT / "scripts" / "profile_step.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    code = module.main(["--workdir", str(runs), "--scene", scene.meta.name, "--what", "sim", "mpc",
+                        "--world-model", "tiny-world", "--device", "cpu", "--sim-batch", "4", "--repeats", "1",
+                        "--rows", "5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "### simulator step, B = 4" in out and "### MPC decision, B = 1" in out
+    walls = [float(ms) for ms in re.findall(r"wall ([\d.]+) ms per call", out)]
+    assert len(walls) == 2 and all(ms > 0 for ms in walls)
+    # each table lists operators with their self CPU time, the costliest first
+    assert out.count("Self CPU time total") == 2 and "aten::" in out
