@@ -41,7 +41,7 @@ from ppuu.planner.policy import normalised_bounds
 from ppuu.planner.uncertainty import UncertaintyStats, variances
 from ppuu.simulator.dynamics import ActionBounds
 from ppuu.world_model.interface import physical_actions, speeds
-from ppuu.world_model.kinematics import kinematic_step
+from ppuu.world_model.kinematics import kinematic_rollout
 from ppuu.world_model.models import slide
 from ppuu.world_model.train import LoadedModel
 
@@ -214,13 +214,9 @@ class Planner:
     def _kinematic_states(self, last: Tensor, plan: Tensor) -> Tensor:
         """Normalised states (S, H, 4) of the ego driven by a plan from normalised state ``last`` (S, 4)."""
         norm = self.world.normaliser
-        state = norm.denormalise_states(last)
-        actions = norm.denormalise_actions(plan)
-        out = []
-        for t in range(plan.shape[1]):
-            state = kinematic_step(state, actions[:, t], self.world.model_config.dt)
-            out.append(state)
-        return norm.normalise_states(torch.stack(out, 1))
+        physical = kinematic_rollout(norm.denormalise_states(last), norm.denormalise_actions(plan),
+                                     self.world.model_config.dt)       # all H steps at once (few launches)
+        return norm.normalise_states(physical)
 
     def _futures(self, images: Tensor, states: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor]:
         """Plan-independent traffic: (F * S, H, C, h, w) futures and their per-step image variance (S, H)."""

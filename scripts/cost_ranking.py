@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from ppuu.simulator.recording import RecordedObservations
     from ppuu.world_model.dataset import WindowDataset, sample_indices
     from ppuu.world_model.interface import speeds
-    from ppuu.world_model.kinematics import kinematic_step
+    from ppuu.world_model.kinematics import kinematic_rollout
     from ppuu.world_model.models import slide
     from ppuu.world_model.train import load_model
 
@@ -72,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         v0 = speeds(batch.context_states[:, -1], norm)
 
         def drive(actions):                                   # (B, N, 2) physical -> (B, N, 4) physical
-            state, out = last, []
-            for t in range(N):
-                state = kinematic_step(state, actions[:, t], mc.dt)
-                out.append(state)
-            return torch.stack(out, 1)
+            return kinematic_rollout(last, actions, mc.dt)
 
         def score(frames, physical):
             flat = norm.normalise_states(physical.reshape(-1, 4))

@@ -58,7 +58,7 @@ from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog, VehicleSlice
 
 
-DEFAULT_CHUNKS = {"cpu": 512, "cuda": 32768}
+DEFAULT_CHUNKS = {"cpu": 512, "cuda": 16384}
 """Slots per render call by device type when :attr:`SimConfig.chunk` is None (see there)."""
 
 

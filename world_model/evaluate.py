@@ -38,7 +38,7 @@ from torch import Tensor
 from ppuu.world_model.dataset import VEHICLES, Batch, WindowDataset, make_batch
 from ppuu.world_model.normalisation import Normaliser
 from ppuu.world_model.interface import world_states
-from ppuu.world_model.kinematics import kinematic_step
+from ppuu.world_model.kinematics import kinematic_rollout
 from ppuu.world_model.train import LoadedModel
 
 REPORT_STEM = "world-model"
@@ -301,12 +301,7 @@ def _spread_and_action_effect(models: dict[str, LoadedModel], data: WindowDatase
 
 def _kinematic_rollout(state: Tensor, acceleration: float, steps: int, dt: float) -> Tensor:
     """(B, 4) physical state -> (B, steps, 4) under a constant acceleration and no steering."""
-    action = state.new_tensor([acceleration, 0.0]).expand(state.shape[0], 2)
-    out = []
-    for _ in range(steps):
-        state = kinematic_step(state, action, dt)
-        out.append(state)
-    return torch.stack(out, 1)
+    return kinematic_rollout(state, state.new_tensor([acceleration, 0.0]).expand(state.shape[0], steps, 2), dt)
 
 
 def _horizons(n: int) -> list[int]:

@@ -6,7 +6,7 @@ import torch
 
 from ppuu.simulator.dynamics import EgoState
 from ppuu.simulator.dynamics import step as simulator_step
-from ppuu.world_model.kinematics import kinematic_step
+from ppuu.world_model.kinematics import kinematic_rollout, kinematic_step
 from ppuu.world_model.layers import encoder_sizes, kl_standard_normal
 from ppuu.world_model.models import ForwardModel, ModelConfig, Prediction, count_parameters, slide, unroll_policy
 from ppuu.world_model.normalisation import Normaliser
@@ -329,6 +329,36 @@ def test_kinematic_step_from_standstill_pulls_away_along_the_road():
     torch.testing.assert_close(nxt.detach(), torch.tensor([[0.0, 0.0, 0.2, 0.0]]))
     nxt.sum().backward()
     assert torch.isfinite(states.grad).all()
+
+
+def test_kinematic_rollout_equals_the_stepwise_loop_with_stops_and_restarts():
+    """All H steps at once equal H calls of kinematic_step, values and gradients, including cars that
+    start stopped, brake to a stop, and pull away again (the heading restarts along +x)."""
+    g = torch.Generator().manual_seed(0)
+    B, H = 32, 30
+    states = torch.randn(B, 4, generator=g, dtype=torch.float64) * torch.tensor([10.0, 2, 5, 0.5], dtype=torch.float64)
+    states[:4, 2:] = 0                                                      # stopped at the start
+    actions = torch.randn(B, H, 2, generator=g, dtype=torch.float64) * torch.tensor([3.0, 0.02], dtype=torch.float64)
+    actions[4:8, :, 0] = -8.0                                               # brake to a stop and stay
+    actions[8:12, :10, 0], actions[8:12, 10:, 0] = -8.0, 3.0               # stop, then pull away
+    weights = torch.randn(B, H, 4, generator=g, dtype=torch.float64)
+
+    def loop(a):
+        state, out = states, []
+        for t in range(H):
+            state = kinematic_step(state, a[:, t], 0.1)
+            out.append(state)
+        return torch.stack(out, 1)
+
+    a_loop, a_all = actions.clone().requires_grad_(True), actions.clone().requires_grad_(True)
+    expected, got = loop(a_loop), kinematic_rollout(states, a_all, 0.1)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+    assert (expected[4:12, :, 2:].norm(dim=-1) == 0).any()                  # the stops did happen
+    (expected * weights).sum().backward()
+    (got * weights).sum().backward()
+    torch.testing.assert_close(a_all.grad, a_loop.grad, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="actions of shape"):
+        kinematic_rollout(states, actions[0], 0.1)
 
 
 def test_ego_kinematics_predicts_the_exact_kinematic_state():
