@@ -87,7 +87,8 @@ class SimConfig:
             results do not depend on it. None: :data:`DEFAULT_CHUNKS` by device. On a CPU the speed
             barely depends on it (1 thread, B = 1,024: chunks of 256 to 1,024 within the machine's
             noise of each other, 64 about a third slower); on a GPU a render call has a fixed cost
-            (about 4.5 ms on an H200, a few host syncs and many small kernels), so chunks there are large.
+            (about 4.5 ms per call on an H200, for 256 observations as for 16,384: ``scripts/bench_raster.py``),
+            so chunks there are large.
     """
 
     context_steps: int = 20

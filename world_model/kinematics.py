@@ -77,7 +77,7 @@ def kinematic_rollout(states: Tensor, actions: Tensor, dt: float = 0.1) -> Tenso
       restarted from +x (angle 0) after every step that began stopped (speed <= :data:`MIN_SPEED`);
     - position: the running sum of ``speed * heading * dt``.
 
-    It equals the loop to rounding (float32: about 1e-5 relative over 30 steps), except that a speed in
+    It equals the loop to rounding (float32: 1.5e-5 m apart after 30 random steps), except that a speed in
     (0, MIN_SPEED] m/s is not rounded down to 0 first (a difference of at most 1e-6 m/s).
 
     Args:
