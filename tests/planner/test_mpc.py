@@ -60,6 +60,24 @@ def test_plan_free_traffic_is_imagined_once_and_gives_the_same_objective(fixed_r
     torch.testing.assert_close(fast_states, slow_states, atol=1e-5, rtol=1e-4)
 
 
+def test_futures_imagined_in_chunks_equal_one_batch(fixed_recording, train_ids, monkeypatch):
+    """The plan-free futures go through the model a few rows at a time on a CPU (ROWS_PER_CALL): each
+    row (future f of context s) is the same as in one batch, given the same latents."""
+    import ppuu.planner.mpc as mpc
+
+    world, data = tiny_world(fixed_recording, train_ids, "kinematic", "none", dropout=0.0)
+    batch = _close_calls(world, data, count=4, horizon=5)
+    planner = Planner(world, cost_model(world, fixed_recording), MPCConfig(horizon=5, futures=3, iterations=1))
+    z = torch.randn(3 * len(batch), 5, world.model_config.latent_dim)
+    monkeypatch.setitem(mpc.ROWS_PER_CALL, "cpu", 10 ** 6)
+    whole, whole_var = planner._futures(batch.context_images, batch.context_states, z)
+    monkeypatch.setitem(mpc.ROWS_PER_CALL, "cpu", 5)                 # 12 rows in chunks of 5, 5 and 2
+    chunked, chunked_var = planner._futures(batch.context_images, batch.context_states, z)
+    assert chunked.shape == (3 * len(batch), 5, *whole.shape[2:])
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(chunked_var, whole_var, atol=1e-6, rtol=1e-4)
+
+
 def test_batched_plans_equal_separate_plans(fixed_recording, train_ids):
     world, data = tiny_world(fixed_recording, train_ids, "kinematic", "state", latent_dim=0, dropout=0.0)
     batch = _close_calls(world, data, count=4, horizon=6)
@@ -70,6 +88,27 @@ def test_batched_plans_equal_separate_plans(fixed_recording, train_ids):
         alone = planner.plan(batch.context_images[b:b + 1], batch.context_states[b:b + 1], batch.size[b:b + 1],
                              init[b:b + 1]).plan
         torch.testing.assert_close(alone[0], together[b], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("conditioning", ["state", "none"])
+def test_plans_solved_in_chunks_equal_one_batch(fixed_recording, train_ids, monkeypatch, conditioning):
+    """On a CPU the plans of a batch are optimised ROWS_PER_CALL // F at a time: the same plans, costs,
+    states and (plan-free traffic) futures as one batch."""
+    import ppuu.planner.mpc as mpc
+
+    world, data = tiny_world(fixed_recording, train_ids, "kinematic", conditioning, latent_dim=0, dropout=0.0)
+    batch = _close_calls(world, data, count=5, horizon=6)
+    planner = Planner(world, cost_model(world, fixed_recording), MPCConfig(horizon=6, futures=2, iterations=3))
+    init = torch.zeros(len(batch), 6, 2)
+    monkeypatch.setitem(mpc.ROWS_PER_CALL, "cpu", 10 ** 6)
+    whole = planner.plan(batch.context_images, batch.context_states, batch.size, init)
+    monkeypatch.setitem(mpc.ROWS_PER_CALL, "cpu", 4)                # F = 2: plans 2 at a time
+    chunked = planner.plan(batch.context_images, batch.context_states, batch.size, init)
+    assert chunked.costs.shape == whole.costs.shape == (4, len(batch))
+    for a, b in ((chunked.plan, whole.plan), (chunked.costs, whole.costs), (chunked.states, whole.states),
+                 (chunked.images, whole.images)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert (chunked.images.numel() > 0) == (conditioning == "none")           # plan-free traffic keeps its futures
 
 
 def test_controller_warm_starts_shift_and_reset_in_the_closed_loop(small_scene, fixed_recording, train_ids):
