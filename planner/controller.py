@@ -4,7 +4,8 @@ The simulator hands a controller its :class:`~ppuu.simulator.sim.Observation` (i
 [0, 1], world-frame states, oldest frame first); the policy wants the world model's inputs
 (its image channels, relative normalised states) and answers a normalised action; the
 simulator wants metres and seconds. :class:`PolicyController` does the two conversions of
-:mod:`ppuu.world_model.interface` around one policy call, for every running episode at once.
+:mod:`ppuu.world_model.interface` around the policy's calls, for the running episodes only (finished
+ones get 0, which the simulator ignores), in batches of :data:`POLICY_ROWS`.
 
 The simulator must render what the policy was trained on: :func:`sim_config_for` returns a
 :class:`~ppuu.simulator.sim.SimConfig` with the policy's raster and enough history.
@@ -22,6 +23,27 @@ from ppuu.simulator.raster import RasterConfig
 from ppuu.simulator.recording import into_frame
 from ppuu.simulator.sim import BatchedSimulator, Observation, SimConfig
 from ppuu.world_model.interface import model_inputs, physical_actions
+
+
+POLICY_ROWS = {"cpu": 32}
+"""Slots per policy call in the closed loop, by device type (a device not listed: every running slot at
+once). On a CPU the encoder's images stay in cache in small batches: for 157 slots of the demo's policy,
+90 ms a step in batches of 32 against 147-176 ms in one (1 thread)."""
+
+
+def policy_actions(policy, images: Tensor, states: Tensor, sample: bool = False) -> Tensor:
+    """Normalised actions (S, 2) of a policy for S contexts (images (S, T, C, h, w), states (S, T, 4)),
+    :data:`POLICY_ROWS` at a time; no gradient."""
+    rows = POLICY_ROWS.get(images.device.type) or max(1, len(images))
+    with torch.no_grad():
+        parts = [policy(images[lo:lo + rows], states[lo:lo + rows], sample=sample)
+                 for lo in range(0, len(images), rows)]
+    return torch.cat(parts) if parts else images.new_zeros(0, 2)
+
+
+def _running_slots(sim: BatchedSimulator) -> Tensor:
+    """(S,) the slots whose episode runs: only they need an action (the simulator ignores the others')."""
+    return (~sim.done).nonzero().squeeze(1)
 
 
 def sim_config_for(loaded: LoadedPolicy, base: SimConfig | None = None) -> SimConfig:
@@ -103,11 +125,13 @@ class PolicyController:
     def __call__(self, observation: Observation, sim: BatchedSimulator) -> Tensor:
         policy = self.loaded.policy
         device = next(policy.parameters()).device
-        inputs = model_inputs(observation.image.to(device), observation.state.to(device), self.loaded.normaliser,
-                              self.channels)
-        with torch.no_grad():
-            action = policy(inputs.images, inputs.states, sample=self.sample)
-        return physical_actions(action, self.loaded.normaliser).to(sim.device, sim.dtype)
+        running = _running_slots(sim)
+        inputs = model_inputs(observation.image[running].to(device), observation.state[running].to(device),
+                              self.loaded.normaliser, self.channels)
+        action = policy_actions(policy, inputs.images, inputs.states, self.sample)
+        out = torch.zeros(sim.batch_size, 2, device=sim.device, dtype=sim.dtype)
+        out[running] = physical_actions(action, self.loaded.normaliser).to(sim.device, sim.dtype)
+        return out
 
 
 class AnchoredPolicyController:
@@ -185,7 +209,9 @@ class AnchoredPolicyController:
                                 self.anchor_unit)
         policy = self.loaded.policy
         device = next(policy.parameters()).device
-        normalised = self.loaded.normaliser.normalise_states(local.to(device))
-        with torch.no_grad():
-            action = policy(self.window.to(device), normalised, sample=self.sample)
-        return physical_actions(action, self.loaded.normaliser).to(sim.device, sim.dtype)
+        slots = running.nonzero().squeeze(1)
+        normalised = self.loaded.normaliser.normalise_states(local[slots].to(device))
+        action = policy_actions(policy, self.window[slots].to(device), normalised, self.sample)
+        out = torch.zeros(sim.batch_size, 2, device=sim.device, dtype=sim.dtype)
+        out[slots] = physical_actions(action, self.loaded.normaliser).to(sim.device, sim.dtype)
+        return out
