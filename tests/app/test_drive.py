@@ -26,27 +26,13 @@ CONTEXT, HORIZON = 4, 3
 def runs(scene_workdir, scene):
     """WORKDIR/runs/{tiny-world,tiny-policy}: an untrained fixed-frame world model and a policy trained on it
     for two imitation steps."""
-    from ppuu.planner.policy import PolicyConfig
-    from ppuu.planner.train import PolicyTrainConfig, train_policy
     from ppuu.simulator.raster import RasterConfig
     from ppuu.simulator.recording import FixedFrame, RecordedObservations
-    from ppuu.world_model.runs import atomic_save, checkpoint_header
-    from tests.planner.conftest import cost_model, tiny_world
+    from tests.planner.conftest import save_tiny_runs
 
     recording = RecordedObservations(scene, RasterConfig.covering(60.0, 24 / 1.625, 1.0),
                                      frame=FixedFrame(anchor=CONTEXT - 1, centre_ahead=15.0))
-    world, data = tiny_world(recording, scene.split_vehicle_ids("train"), "kinematic")
-    world_path = scene_workdir / "runs" / "tiny-world" / "checkpoint.pt"
-    atomic_save({**checkpoint_header("world-model"), "model": world.model.state_dict(),
-                 "model_config": world.model_config.to_json(), "train_config": world.train_config.to_json(),
-                 "normaliser": world.normaliser.state_dict(), "step": 0}, world_path)
-    mc = world.model_config
-    policy = PolicyConfig(context=CONTEXT, image_channels=mc.image_channels, image_height=mc.image_height,
-                          image_width=mc.image_width, hidden_channels=(4, 8, 8), hidden_mlp=16)
-    config = PolicyTrainConfig(method="il", world_model=str(world_path), steps=2, batch_size=4, horizon=1, copies=1,
-                               val_every=0, checkpoint_every=2, log_every=1, stats_batches=1, policy=policy)
-    train_policy(config, world, cost_model(world, recording), data, None, scene_workdir / "runs" / "tiny-policy",
-                 progress=False)
+    save_tiny_runs(scene_workdir, recording, scene.split_vehicle_ids("train"), "kinematic", "tiny-world", "tiny-policy")
     return scene_workdir
 
 

@@ -33,6 +33,27 @@ def tiny_world(recording, ids, ego_model: str = "kinematic", conditioning: str =
     return LoadedModel(model, normaliser, config, train_config, 0), data
 
 
+def save_tiny_runs(workdir, recording, ids, ego_model: str, world_run: str, policy_run: str) -> None:
+    """WORKDIR/runs/{world_run,policy_run}: an untrained tiny world model (:func:`tiny_world`) and a tiny
+    policy trained on it for two imitation steps, saved as real checkpoints."""
+    from ppuu.planner.policy import PolicyConfig
+    from ppuu.planner.train import PolicyTrainConfig, train_policy
+    from ppuu.world_model.runs import atomic_save, checkpoint_header
+
+    world, data = tiny_world(recording, ids, ego_model)
+    world_path = workdir / "runs" / world_run / "checkpoint.pt"
+    atomic_save({**checkpoint_header("world-model"), "model": world.model.state_dict(),
+                 "model_config": world.model_config.to_json(), "train_config": world.train_config.to_json(),
+                 "normaliser": world.normaliser.state_dict(), "step": 0}, world_path)
+    mc = world.model_config
+    policy = PolicyConfig(context=CONTEXT, image_channels=mc.image_channels, image_height=mc.image_height,
+                          image_width=mc.image_width, hidden_channels=(4, 8, 8), hidden_mlp=16)
+    config = PolicyTrainConfig(method="il", world_model=str(world_path), steps=2, batch_size=4, horizon=1, copies=1,
+                               val_every=0, checkpoint_every=2, log_every=1, stats_batches=1, policy=policy)
+    train_policy(config, world, cost_model(world, recording), data, None, workdir / "runs" / policy_run,
+                 progress=False)
+
+
 @pytest.fixture(scope="session")
 def fixed_recording(small_scene):
     from ppuu.simulator.raster import RasterConfig

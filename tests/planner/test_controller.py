@@ -9,28 +9,13 @@ import torch
 
 from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (fixtures of the app tests)
 from tests.app.test_drive import runs  # noqa: F401  (tiny-world and tiny-policy (anchored) as real checkpoints)
-from tests.planner.conftest import CONTEXT, cost_model, tiny_world
+from tests.planner.conftest import save_tiny_runs
 
 
 @pytest.fixture(scope="module")
 def egocentric_policy(runs, scene, ego_recording):  # noqa: F811
     """WORKDIR/runs/tiny-ego-policy: a tiny policy of an egocentric (learned-ego) world model, two IL steps."""
-    from ppuu.planner.policy import PolicyConfig
-    from ppuu.planner.train import PolicyTrainConfig, train_policy
-    from ppuu.world_model.runs import atomic_save, checkpoint_header
-
-    world, data = tiny_world(ego_recording, scene.split_vehicle_ids("train"), "learned")
-    world_path = runs / "runs" / "tiny-ego-world" / "checkpoint.pt"
-    atomic_save({**checkpoint_header("world-model"), "model": world.model.state_dict(),
-                 "model_config": world.model_config.to_json(), "train_config": world.train_config.to_json(),
-                 "normaliser": world.normaliser.state_dict(), "step": 0}, world_path)
-    mc = world.model_config
-    policy = PolicyConfig(context=CONTEXT, image_channels=mc.image_channels, image_height=mc.image_height,
-                          image_width=mc.image_width, hidden_channels=(4, 8, 8), hidden_mlp=16)
-    config = PolicyTrainConfig(method="il", world_model=str(world_path), steps=2, batch_size=4, horizon=1, copies=1,
-                               val_every=0, checkpoint_every=2, log_every=1, stats_batches=1, policy=policy)
-    train_policy(config, world, cost_model(world, ego_recording), data, None, runs / "runs" / "tiny-ego-policy",
-                 progress=False)
+    save_tiny_runs(runs, ego_recording, scene.split_vehicle_ids("train"), "learned", "tiny-ego-world", "tiny-ego-policy")
     return "tiny-ego-policy"
 
 
