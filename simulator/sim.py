@@ -87,7 +87,7 @@ class SimConfig:
             results do not depend on it. None: :data:`DEFAULT_CHUNKS` by device. On a CPU the speed
             barely depends on it (1 thread, B = 1,024: chunks of 256 to 1,024 within the machine's
             noise of each other, 64 about a third slower); on a GPU a render call has a fixed cost
-            (about 4.5 ms per call on an H200, for 256 observations as for 16,384: ``scripts/bench_raster.py``),
+            (on an H200 4.6 ms per call for 256 observations and 6.5 ms for 16,384: ``scripts/bench_raster.py``),
             so chunks there are large.
     """
 
