@@ -22,6 +22,23 @@ from pathlib import Path
 import torch
 
 
+def planner_on_test_contexts(scene, workdir: Path, world_model: str, config, device: torch.device):
+    """(:class:`~ppuu.planner.mpc.Planner` with ``config`` on the world model, the test split's
+    :class:`~ppuu.world_model.dataset.WindowDataset` of model-ready contexts)."""
+    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
+    from ppuu.planner.mpc import Planner
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import WindowDataset
+    from ppuu.world_model.train import load_model
+
+    world = load_model(resolve_run_file(Path(workdir), world_model), device)
+    mc = world.model_config
+    source = RecordedObservations.from_settings(scene, world.observation, device=device)
+    costs = cost_model_for(world, source.raster, source.cost_config)
+    data = WindowDataset(source, scene.split_vehicle_ids("test"), mc.context, 1, world.normaliser, mc.image_channels)
+    return Planner(world, costs, config), data
+
+
 def decision_rows(scene, workdir: Path, world_model: str, batches: list[int], horizon: int = 30,
                   futures: int = 10, iterations: int = 5, repeats: int = 3, device: str = "cpu"):
     """Time MPC decisions with one world model; yields a dict per batch size B.
@@ -36,19 +53,12 @@ def decision_rows(scene, workdir: Path, world_model: str, batches: list[int], ho
     Yields:
         {"world_model", "path", "B", "seconds" (median s per decision), "decisions_per_s" (B / seconds)}.
     """
-    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
-    from ppuu.planner.mpc import MPCConfig, Planner
-    from ppuu.simulator.recording import RecordedObservations
-    from ppuu.world_model.dataset import WindowDataset, sample_indices
-    from ppuu.world_model.train import load_model
+    from ppuu.planner.mpc import MPCConfig
+    from ppuu.world_model.dataset import sample_indices
 
     device = torch.device(device)
-    world = load_model(resolve_run_file(Path(workdir), world_model), device)
-    mc = world.model_config
-    source = RecordedObservations.from_settings(scene, world.observation, device=device)
-    costs = cost_model_for(world, source.raster, source.cost_config)
-    data = WindowDataset(source, scene.split_vehicle_ids("test"), mc.context, 1, world.normaliser, mc.image_channels)
-    planner = Planner(world, costs, MPCConfig(horizon=horizon, futures=futures, iterations=iterations))
+    planner, data = planner_on_test_contexts(scene, workdir, world_model,
+                                             MPCConfig(horizon=horizon, futures=futures, iterations=iterations), device)
     path = "plan-free traffic" if planner.plan_free_traffic else "through the model"
     for B in batches:
         batch = data.batch(sample_indices(len(data), 0, 0, B)).to(device)

@@ -26,24 +26,33 @@ import numpy as np
 import torch
 
 
-def steps_per_second(sim, batch: int, steps: int, device) -> float:
+def restarting_stepper(sim, batch: int):
+    """A function that advances ``batch`` slots of ``sim`` by one step, the egos driving their recorded
+    actions; finished slots restart at once with the next episodes (the episodes repeated to fill large
+    batches), so every slot runs at every step."""
     from ppuu.simulator.evaluate import human
 
-    episodes = sim.episode_vehicles(None)
-    queue = np.resize(episodes, batch + 100 * batch)   # repeat episodes to fill large batches
-    observation = sim.reset(queue[:batch])
-    next_episode = batch
-    sim.step(human(observation, sim))             # warm-up (caches, allocator)
+    queue = np.resize(sim.episode_vehicles(None), batch + 100 * batch)
+    state = {"observation": sim.reset(queue[:batch]), "next": batch}
+
+    def step() -> None:
+        result = sim.step(human(state["observation"], sim))
+        state["observation"] = result.observation
+        done = result.done.nonzero().squeeze(1)
+        if len(done):
+            state["observation"] = sim.reset(queue[state["next"]:state["next"] + len(done)], slots=done)
+            state["next"] += len(done)
+    return step
+
+
+def steps_per_second(sim, batch: int, steps: int, device) -> float:
+    step = restarting_stepper(sim, batch)
+    step()                                        # warm-up (caches, allocator)
     sync = torch.cuda.synchronize if sim.device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
     for _ in range(steps):
-        result = sim.step(human(observation, sim))
-        observation = result.observation
-        done = result.done.nonzero().squeeze(1)
-        if len(done):
-            observation = sim.reset(queue[next_episode:next_episode + len(done)], slots=done)
-            next_episode += len(done)
+        step()
     sync()
     return batch * steps / (time.perf_counter() - start)
 

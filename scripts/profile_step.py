@@ -16,11 +16,16 @@ the GPU figures and their targets.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+SCRIPTS = Path(__file__).resolve().parent
+if str(SCRIPTS) not in sys.path:                  # bench_sim and bench_mpc beside this file
+    sys.path.insert(0, str(SCRIPTS))
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 COPY_CALLS = ("cudaMemcpyAsync", "cudaMemcpy")
@@ -29,39 +34,22 @@ LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cu
 
 def simulator_call(scene, batch: int, device: torch.device):
     """A function that advances a batch of ``batch`` slots by one step (recorded actions; finished slots
-    restarted with new episodes, as ``scripts/bench_sim.py`` does)."""
-    import numpy as np
+    restarted with new episodes, as ``scripts/bench_sim.py`` times it)."""
+    from bench_sim import restarting_stepper
 
-    from ppuu.simulator.evaluate import human
     from ppuu.simulator.sim import BatchedSimulator, SimConfig
 
-    sim = BatchedSimulator(scene, SimConfig(), device=device)
-    queue = np.resize(sim.episode_vehicles(None), batch + 100 * batch)
-    state = {"observation": sim.reset(queue[:batch]), "next": batch}
-
-    def call():
-        result = sim.step(human(state["observation"], sim))
-        state["observation"] = result.observation
-        done = result.done.nonzero().squeeze(1)
-        if len(done):
-            state["observation"] = sim.reset(queue[state["next"]:state["next"] + len(done)], slots=done)
-            state["next"] += len(done)
-    return call
+    return restarting_stepper(BatchedSimulator(scene, SimConfig(), device=device), batch)
 
 
 def mpc_call(scene, workdir: Path, world_model: str, batch: int, device: torch.device):
     """A function that makes one MPC decision for ``batch`` test contexts (H 30, F 10, 5 Adam iterations)."""
-    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
-    from ppuu.planner.mpc import MPCConfig, Planner
-    from ppuu.simulator.recording import RecordedObservations
-    from ppuu.world_model.dataset import WindowDataset, sample_indices
-    from ppuu.world_model.train import load_model
+    from bench_mpc import planner_on_test_contexts
 
-    world = load_model(resolve_run_file(workdir, world_model), device)
-    mc = world.model_config
-    source = RecordedObservations.from_settings(scene, world.observation, device=device)
-    data = WindowDataset(source, scene.split_vehicle_ids("test"), mc.context, 1, world.normaliser, mc.image_channels)
-    planner = Planner(world, cost_model_for(world, source.raster, source.cost_config), MPCConfig())
+    from ppuu.planner.mpc import MPCConfig
+    from ppuu.world_model.dataset import sample_indices
+
+    planner, data = planner_on_test_contexts(scene, workdir, world_model, MPCConfig(), device)
     context = data.batch(sample_indices(len(data), 0, 0, batch)).to(device)
     init = torch.zeros(batch, planner.config.horizon, 2, device=device)
     return lambda: planner.plan(context.context_images, context.context_states, context.size, init)
