@@ -1,7 +1,8 @@
-"""Which plans do the planner's costs prefer? Constant-acceleration plans against the recorded one.
+"""Which plans do the planner's costs prefer? Constant-acceleration plans against the recorded one,
+the plans a planner finds, and the plans trained policies drive.
 
     python scripts/cost_ranking.py --workdir ppuu-work --scene i80-sumo-15min-s0 --world-model kin-none \
-        --windows 64 --horizon 30 --speed-weights 0 0.3 0.5 --threads 1
+        --windows 64 --horizon 30 --speed-weights 0 0.3 0.5 --optimise 20 --policies RUN ... --threads 1
 
 For a world model with the kinematic ego in a fixed frame, the ego's states under any plan are
 exact (the kinematic model) and, in replay, so is the future traffic: the recorded frames of
@@ -12,6 +13,23 @@ this script shows whether it does, and how the speed-keeping weight
 (:func:`ppuu.planner.objective.speed_deficit`) changes the ranking. Prints a Markdown table:
 mean per-step proximity and lane costs (true and predicted), the mean speed deficit, metres
 driven, and the total ``proximity + 0.2 lane + w_s deficit`` for each weight, true traffic.
+
+Two more kinds of rows say whether planning through the model can pay (issues 9 and 10):
+
+* ``--optimise I``: for each speed weight, the plan optimised by Adam (lr 0.1, I iterations, from no
+  action, inside the simulator's action bounds; per window the best iterate, so never worse than no
+  action on the traffic it was optimised against) against the **predicted** traffic (what MPC and MPUR
+  can do with this model) and against the **true** traffic (an oracle: the best a perfect model
+  allows). Each is then scored on the true traffic. The gap between no action and the oracle is
+  what the objective can gain at all; the share of it the model-optimised plan keeps is what this
+  world model lets a planner gain; a model-optimised plan that scores *worse* than no action on the
+  true traffic is the model being exploited.
+* ``--policies RUN ...``: the plan each trained policy drives, acting on the predicted windows of
+  the fixed frame (as in its training), scored the same way: its distance to the model-optimised
+  plan is what training left on the table.
+
+With an ego-conditioned model (``ego_conditioning = "state"``) the traffic is predicted once, under
+the recorded plan, for every row (the model's reaction to other plans is not scored here).
 """
 
 from __future__ import annotations
@@ -32,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=30)
     parser.add_argument("--accelerations", type=float, nargs="+", default=[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0])
     parser.add_argument("--speed-weights", type=float, nargs="+", default=[0.0, 0.3, 0.5])
+    parser.add_argument("--optimise", type=int, default=0, metavar="I",
+                        help="add plans optimised with I Adam iterations against the predicted and the true "
+                             "traffic, one pair per speed weight (0 = none)")
+    parser.add_argument("--policies", nargs="*", default=[], metavar="RUN",
+                        help="policy runs (trained on this world model) whose driven plans are added")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -40,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     from ppuu.app.cli_policy import cost_model_for, resolve_run_file
     from ppuu.data.scene import Scene
     from ppuu.planner.objective import speed_deficit
+    from ppuu.planner.policy import normalised_bounds
+    from ppuu.planner.train import load_policy
     from ppuu.simulator.recording import RecordedObservations
     from ppuu.world_model.dataset import WindowDataset, sample_indices
     from ppuu.world_model.interface import speeds
@@ -49,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(args.workdir)
     scene = Scene.load(workdir / "scenes" / args.scene)
-    world = load_model(resolve_run_file(workdir, args.world_model), "cpu")
+    try:
+        world = load_model(resolve_run_file(workdir, args.world_model), "cpu")
+        policies = {run: load_policy(resolve_run_file(workdir, run)).policy for run in args.policies}
+    except FileNotFoundError as exc:
+        raise SystemExit(f"cost_ranking.py: {exc}") from None
     mc, norm = world.model_config, world.normaliser
     if mc.ego_model != "kinematic":
         raise SystemExit(f"{args.world_model}: a kinematic-ego (fixed-frame) world model is needed: only there do "
@@ -78,8 +107,49 @@ def main(argv: list[str] | None = None) -> int:
             flat = norm.normalise_states(physical.reshape(-1, 4))
             return costs(frames.flatten(0, 1), flat, batch.size.repeat_interleave(N, 0)).view(B, N, 3)
 
+        def policy_plan(policy):                               # (B, N, 2) physical: the policy drives
+            images, states, state, actions = batch.context_images, batch.context_states, last, []
+            for t in range(N):
+                action = norm.denormalise_actions(policy(images, states, sample=False))
+                state = kinematic_rollout(state, action[:, None], mc.dt)[:, 0]
+                actions.append(action)
+                images, states = slide(images, predicted[:, t]), slide(states, norm.normalise_states(state))
+            return torch.stack(actions, 1)
+
         plans = {f"constant {a:+.1f} m/s^2": torch.tensor([a, 0.0]).expand(B, N, 2) for a in args.accelerations}
         plans["recorded (human)"] = norm.denormalise_actions(batch.actions)
+        for run, policy in policies.items():
+            plans[f"policy {run}"] = policy_plan(policy)
+
+    def optimised_plan(frames, speed_weight, bounds):        # (B, N, 2) physical, from no action
+        """Adam on normalised actions, projected into the bounds; per window the best iterate (no action included)."""
+        low, high = torch.tensor(bounds["action_low"]), torch.tensor(bounds["action_high"])
+        plan = norm.normalise_actions(torch.zeros(B, N, 2)).requires_grad_(True)
+        best, best_total = plan.detach().clone(), torch.full((B,), float("inf"))
+        optimiser = torch.optim.Adam([plan], lr=0.1)
+        for i in range(args.optimise + 1):
+            physical = drive(norm.denormalise_actions(plan))
+            c = score(frames, physical)
+            deficit = speed_deficit(physical[..., 2:4].norm(dim=-1), v0)
+            total = (c[..., 0] + 0.2 * c[..., 1] + speed_weight * deficit).mean(dim=1)
+            with torch.no_grad():
+                better = total < best_total
+                best[better], best_total[better] = plan[better], total[better]
+            if i == args.optimise:
+                break
+            optimiser.zero_grad()
+            total.sum().backward()
+            optimiser.step()
+            with torch.no_grad():
+                plan.copy_(torch.maximum(torch.minimum(plan, high), low))
+        return norm.denormalise_actions(best)
+
+    if args.optimise:
+        bounds = normalised_bounds(norm)
+        for w in args.speed_weights:
+            for traffic, frames in (("predicted", predicted), ("true", batch.target_images)):
+                plans[f"optimised on the {traffic} traffic, w_s = {w:g}"] = optimised_plan(frames, w, bounds)
+    with torch.no_grad():
         rows = []
         for name, actions in plans.items():
             physical = drive(actions)

@@ -19,8 +19,7 @@ with a pose they are (B, H, W). Every profile is a ramp of the distance |along| 
 
 * **Proximity** (vehicles channel): longitudinal ramp 1 up to ``plateau`` beyond the
   footprint's front/rear, 0 a safe distance ``d_safe = safe_time * speed + safe_margin``
-  further (1.5 s x speed + 1 m; the speed is *detached*, so a policy cannot shrink the
-  mask by slowing down), times a lateral ramp 1 up to ``plateau`` beyond the footprint's
+  further (1.5 s x speed + 1 m), times a lateral ramp 1 up to ``plateau`` beyond the footprint's
   sides, 0 ``lateral_widths`` ego widths further. ``plateau`` is 1.5 pixels (0.92 m): a
   vehicle that touches the footprint fully covers some pixel whose centre lies at most
   1.5 px from it (which one depends on the sub-pixel phase), so with the plateau a
@@ -40,6 +39,16 @@ with a pose they are (B, H, W). Every profile is a ramp of the distance |along| 
   per step falls from 0.292 to 0.155, no action's from 0.453 to 0.384. Narrower reaches
   buy little more (human 0.150 at 0.4, 0.141 at 0.25, 0.139 at 0.05): what remains is
   following traffic in the same lane, not a lateral floor.
+  *The safe distance is differentiable in the speed.* A faster ego needs a longer distance,
+  and a planner must be told so. With the speed detached (until 2026-12, "so that a policy
+  cannot shrink the mask by slowing down") the gradient of the proximity cost with respect
+  to a constant acceleration was a third of its finite difference (0.064 against 0.202 per
+  m/s^2 over 30 steps; 64 training windows of the default scene, fixed frame, traffic
+  predicted by a 3,000-step model) and of the wrong sign at -0.3 m/s^2; MPUR policies then
+  learned to speed up, and drove plans that cost more than no action's on the model's
+  traffic as well as on the true traffic (``scripts/cost_ranking.py --policies``). Slowing
+  down does shrink the mask, as it shrinks the distance a car needs; the speed-keeping term
+  (:mod:`ppuu.planner.objective`) is what charges braking.
 * **Lane** (lane-markings channel): the markings are drawn one pixel wide (see
   :mod:`ppuu.simulator.raster`) and the cost is the mask-weighted **sum** of the channel,
   normalised by the coverage of one line as long as the ego (``length x line_width``): how
@@ -146,8 +155,8 @@ def plateau(raster: RasterConfig) -> float:
 
 
 def safe_distance(speed: Tensor, config: CostConfig = CostConfig()) -> Tensor:
-    """(B,) m/s -> (B,) m: ``safe_time * speed + safe_margin`` (speed detached)."""
-    return config.safe_time * speed.detach().clamp(min=0) + config.safe_margin
+    """(B,) m/s -> (B,) m: ``safe_time * speed + safe_margin`` (differentiable in the speed)."""
+    return config.safe_time * speed.clamp(min=0) + config.safe_margin
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -209,7 +218,7 @@ def _ramp(distance: Tensor, one_until, zero_at) -> Tensor:
 
 def _safe_profile(along: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
     """Proximity / off-road longitudinal profile of |along| (m): 1 up to ``plateau`` beyond the
-    footprint's front/rear, 0 a safe distance further (speed detached)."""
+    footprint's front/rear, 0 a safe distance further."""
     flat = _per_sample(ego_size[:, 0], along) / 2 + plateau(raster)
     return _ramp(along, flat, flat + _per_sample(safe_distance(speed, config), along))
 
@@ -339,7 +348,7 @@ def proximity_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: Rast
 
     Args:
         images: (B, C, H, W) observations (rendered or predicted), values in [0, 1].
-        speed: (B,) m/s (detached inside).
+        speed: (B,) m/s (sets the safe distance; gradients flow through it).
         ego_size: (B, 2) (length, width) m.
         channel: index of the vehicles channel.
         pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None (image centre).

@@ -1,0 +1,50 @@
+"""scripts/cost_ranking.py: plans scored on the true and the predicted traffic, optimised plans, policies."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (fixtures of the app tests)
+from tests.app.test_drive import runs  # noqa: F401  (tiny-world and tiny-policy as real checkpoints)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("ppuu_cost_ranking_script", ROOT / "scripts" / "cost_ranking.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows(text: str) -> dict[str, list[float]]:
+    body = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in body]
+    return {c[0]: [float(v) for v in c[1:]] for c in cells}
+
+
+def test_plans_optimised_on_the_true_traffic_never_score_worse_than_no_action(runs, scene, capsys):  # noqa: F811
+    weights = ["0", "0.5"]
+    assert script().main(["--workdir", str(runs), "--scene", scene.meta.name, "--world-model", "tiny-world",
+                          "--windows", "6", "--horizon", "4", "--accelerations", "-1", "0", "1",
+                          "--speed-weights", *weights, "--optimise", "3", "--policies", "tiny-policy"]) == 0
+    table = rows(capsys.readouterr().out)
+    expected = {"constant -1.0 m/s^2", "constant +0.0 m/s^2", "constant +1.0 m/s^2", "recorded (human)",
+                "policy tiny-policy"} | {f"optimised on the {t} traffic, w_s = {w}" for t in ("predicted", "true")
+                                         for w in weights}
+    assert set(table) == expected
+    assert all(math.isfinite(v) for values in table.values() for v in values)
+    for k, w in enumerate(weights):     # totals are the last columns, one per speed weight
+        oracle = table[f"optimised on the true traffic, w_s = {w}"][6 + k]
+        assert oracle <= table["constant +0.0 m/s^2"][6 + k] + 1e-6
+    assert table["constant +1.0 m/s^2"][5] > table["constant -1.0 m/s^2"][5]    # metres driven
+
+
+def test_missing_runs_are_named(runs, scene):  # noqa: F811
+    for flags in (["--world-model", "no-such-run"], ["--world-model", "tiny-world", "--policies", "no-such-policy"]):
+        with pytest.raises(SystemExit, match="no-such"):
+            script().main(["--workdir", str(runs), "--scene", scene.meta.name, *flags])
