@@ -24,6 +24,9 @@ Two more kinds of rows say whether planning through the model can pay (issues 9 
   what the objective can gain at all; the share of it the model-optimised plan keeps is what this
   world model lets a planner gain; a model-optimised plan that scores *worse* than no action on the
   true traffic is the model being exploited.
+* ``--gradient-check``: the mean derivative of the proximity cost with respect to a constant
+  acceleration, by autograd and by a finite difference, on both traffics: what the planner's
+  optimisers are told against what is true.
 * ``--policies RUN ...``: the plan each trained policy drives, acting on the predicted windows of
   the fixed frame (as in its training), scored the same way: its distance to the model-optimised
   plan is what training left on the table.
@@ -55,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
                              "traffic, one pair per speed weight (0 = none)")
     parser.add_argument("--policies", nargs="*", default=[], metavar="RUN",
                         help="policy runs (trained on this world model) whose driven plans are added")
+    parser.add_argument("--gradient-check", action="store_true",
+                        help="also compare the proximity cost's gradient with respect to a constant acceleration "
+                             "with its finite difference")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -144,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
                 plan.copy_(torch.maximum(torch.minimum(plan, high), low))
         return norm.denormalise_actions(best)
 
+    def proximity_slope(frames, a0, h=0.1):                 # mean d(proximity)/d(a): autograd, finite difference
+        def mean_proximity(a):
+            return score(frames, drive(torch.stack([a[:, None].expand(B, N), torch.zeros(B, N)], -1)))[..., 0].mean()
+        a = torch.full((B,), a0, requires_grad=True)
+        grad, = torch.autograd.grad(mean_proximity(a) * B, a)
+        with torch.no_grad():
+            fd = (mean_proximity(torch.full((B,), a0 + h)) - mean_proximity(torch.full((B,), a0 - h))) / (2 * h)
+        return float(grad.mean()), float(fd)
+
     if args.optimise:
         bounds = normalised_bounds(norm)
         for w in args.speed_weights:
@@ -170,6 +185,15 @@ def main(argv: list[str] | None = None) -> int:
         cells = " | ".join(f"**{float(v):.3f}**" if best[k] == i else f"{float(v):.3f}" for k, v in enumerate(tot))
         print(f"| {name} | {tp:.3f} | {pp:.3f} | {tl:.3f} | {pl:.3f} | {d:.3f} | {m:.1f} | {cells} |")
     print("\nbold: the cheapest plan for that weight, on the true traffic")
+    if args.gradient_check:
+        print("\nGradient check: d(mean proximity)/d(constant acceleration), m/s^2, autograd against a central "
+              "finite difference (step 0.1 m/s^2)\n")
+        print("| traffic | acceleration m/s^2 | autograd | finite difference |")
+        print("| --- | ---: | ---: | ---: |")
+        for traffic, frames in (("predicted", predicted), ("true", batch.target_images)):
+            for a0 in (-0.3, 0.0, 0.3):
+                grad, fd = proximity_slope(frames, a0)
+                print(f"| {traffic} | {a0:+.1f} | {grad:+.4f} | {fd:+.4f} |")
     return 0
 
 

@@ -31,8 +31,11 @@ def test_plans_optimised_on_the_true_traffic_never_score_worse_than_no_action(ru
     weights = ["0", "0.5"]
     assert script().main(["--workdir", str(runs), "--scene", scene.meta.name, "--world-model", "tiny-world",
                           "--windows", "6", "--horizon", "4", "--accelerations", "-1", "0", "1",
-                          "--speed-weights", *weights, "--optimise", "3", "--policies", "tiny-policy"]) == 0
-    table = rows(capsys.readouterr().out)
+                          "--speed-weights", *weights, "--optimise", "3", "--policies", "tiny-policy",
+                          "--gradient-check"]) == 0
+    out = capsys.readouterr().out
+    plans, check = out.split("Gradient check")
+    table = rows(plans)
     expected = {"constant -1.0 m/s^2", "constant +0.0 m/s^2", "constant +1.0 m/s^2", "recorded (human)",
                 "policy tiny-policy"} | {f"optimised on the {t} traffic, w_s = {w}" for t in ("predicted", "true")
                                          for w in weights}
@@ -42,6 +45,13 @@ def test_plans_optimised_on_the_true_traffic_never_score_worse_than_no_action(ru
         oracle = table[f"optimised on the true traffic, w_s = {w}"][6 + k]
         assert oracle <= table["constant +0.0 m/s^2"][6 + k] + 1e-6
     assert table["constant +1.0 m/s^2"][5] > table["constant -1.0 m/s^2"][5]    # metres driven
+    slopes = [line.strip("|").split("|") for line in check.splitlines() if line.startswith("| predicted")
+              or line.startswith("| true")]
+    assert len(slopes) == 6
+    assert max(abs(float(cells[3])) for cells in slopes) > 1e-3    # some car lies on the masks' ramps
+    for cells in slopes:                # the costs' gradient is the derivative of their value (a speed detached
+        grad, fd = float(cells[2]), float(cells[3])                  # from the safe distance gave 1/9 of it here)
+        assert grad == pytest.approx(fd, abs=1e-4 + 0.1 * abs(fd))
 
 
 def test_missing_runs_are_named(runs, scene):  # noqa: F811
