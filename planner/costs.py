@@ -7,9 +7,10 @@ predicted image and call :func:`ppuu.simulator.costs.all_costs` (one definition,
   centred on the ego and aligned with it, so the masks sit at the image centre; the ego's
   speed (which sets the safe distance) comes from the predicted state.
 
-In both the gradient reaches the speed as well as the pose: the safe distance grows with the
-speed, and an optimiser that did not see that took accelerating towards a car ahead for about
-seven times cheaper than it is (:mod:`ppuu.simulator.costs`, "The safe distance is differentiable").
+In both the gradient reaches the speed as well as the pose: the safe distance ahead grows with
+the speed, and an optimiser that did not see that took accelerating towards a car ahead for about
+seven times cheaper than it is (:mod:`ppuu.simulator.costs`, "The safe distance ahead is
+differentiable").
 * :class:`PoseCosts` (``ego_model="kinematic"``, Sobal 2022): frames stay in the fixed frame of
   the last context step and the ego moves inside them, so the masks are placed at the ego's
   pose, read from its predicted state: gradients reach the pose, and through the kinematic

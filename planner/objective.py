@@ -27,7 +27,8 @@ policy's upward drift is never charged back, and a policy whose world model give
 signal ends ahead of its recording, in the car in front (``scripts/failure_modes.py``; BENCHMARKS.md
 "Why the demo's MPUR does not beat no action"). Part of that drift was a defect, not the term: until 2026-12 the
 costs' safe distance was detached from the speed, so the optimisers were told that speeding up
-towards a car cost about a seventh of what it does (:mod:`ppuu.simulator.costs`).
+towards a car cost about a seventh of what it does; the distance ahead is differentiable now
+(:mod:`ppuu.simulator.costs`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ Two more kinds of rows say whether planning through the model can pay (issues 9 
   true traffic is the model being exploited.
 * ``--gradient-check``: the mean derivative of the proximity cost with respect to a constant
   acceleration, by autograd and by a finite difference, on both traffics: what the planner's
-  optimisers are told against what is true.
+  optimisers are told against what is true. They differ by design where a car behind lies on the
+  mask's ramp: its safe distance is the follower's, not differentiable in the ego's speed
+  (:mod:`ppuu.simulator.costs`).
 * ``--policies RUN ...``: the plan each trained policy drives, acting on the predicted windows of
   the fixed frame (as in its training), scored the same way: its distance to the model-optimised
   plan is what training left on the table.

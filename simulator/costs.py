@@ -39,17 +39,20 @@ with a pose they are (B, H, W). Every profile is a ramp of the distance |along| 
   per step falls from 0.292 to 0.155, no action's from 0.453 to 0.384. Narrower reaches
   buy little more (human 0.150 at 0.4, 0.141 at 0.25, 0.139 at 0.05): what remains is
   following traffic in the same lane, not a lateral floor.
-  *The safe distance is differentiable in the speed.* A faster ego needs a longer distance,
-  and a planner must be told so. With the speed detached (until 2026-12, "so that a policy
-  cannot shrink the mask by slowing down") the mean gradient of the proximity cost with
-  respect to a constant acceleration, over 30 steps of 64 test windows of the default scene
-  (fixed frame), was 0.021 per m/s^2 where its finite difference is 0.152 on the traffic a
-  3,000-step model predicts, and -0.010 against +0.136 on the true traffic: accelerating
-  towards a car looked free, or better than free (``scripts/cost_ranking.py
-  --gradient-check``; BENCHMARKS.md). MPUR policies then learned to speed up and drove plans
-  that cost more than no action's on the model's traffic as well as on the true traffic
-  (``--policies``). Slowing down does shrink the mask, as it shrinks the distance a car
-  needs; the speed-keeping term (:mod:`ppuu.planner.objective`) is what charges braking.
+  *The safe distance ahead is differentiable in the speed; behind, it is not.* Ahead, the
+  distance is the ego's own stopping distance: a faster ego needs more room, and a planner
+  must be told so. Behind, it is the follower's, which the ego's speed does not change (a
+  faster ego pulls away). The value is the same both ways; only the gradient differs. Until
+  2026-12 the speed was detached everywhere ("so that a policy cannot shrink the mask by
+  slowing down"): the mean gradient of the proximity cost with respect to a constant
+  acceleration, over 30 steps of 64 test windows of the default scene (fixed frame, traffic a
+  3,000-step model predicts), was 0.021 per m/s^2 where its finite difference is 0.152, so
+  accelerating towards a car looked nearly free (``scripts/cost_ranking.py --gradient-check``;
+  BENCHMARKS.md "Can planning through the model beat no action?"). Differentiable on both sides
+  the gradient equals the finite difference, but then every car behind also charges the ego for
+  its speed, and MPC through the demo's model braked into the replayed followers (14.6 % success
+  on 48 test episodes against 29.2 % detached and 31.3 % with the gradient ahead only; no action
+  25.0 %).
 * **Lane** (lane-markings channel): the markings are drawn one pixel wide (see
   :mod:`ppuu.simulator.raster`) and the cost is the mask-weighted **sum** of the channel,
   normalised by the coverage of one line as long as the ego (``length x line_width``): how
@@ -156,7 +159,8 @@ def plateau(raster: RasterConfig) -> float:
 
 
 def safe_distance(speed: Tensor, config: CostConfig = CostConfig()) -> Tensor:
-    """(B,) m/s -> (B,) m: ``safe_time * speed + safe_margin`` (differentiable in the speed)."""
+    """(B,) m/s -> (B,) m: ``safe_time * speed + safe_margin`` (differentiable in the speed; the masks
+    use that gradient ahead of the ego only)."""
     return config.safe_time * speed.clamp(min=0) + config.safe_margin
 
 
@@ -191,10 +195,11 @@ def ego_frame(raster: RasterConfig, like: Tensor, pose: Tensor | None = None) ->
     return d_along * cos + d_left * sin, d_left * cos - d_along * sin
 
 
-def _distances(raster: RasterConfig, like: Tensor, pose: Tensor | None) -> tuple[Tensor, Tensor]:
-    """|along|, |left| of :func:`ego_frame`: every mask is symmetric, so this is all it reads."""
+def _distances(raster: RasterConfig, like: Tensor, pose: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """|along|, |left| of :func:`ego_frame` (every mask is symmetric in value) and ``ahead`` (along >= 0,
+    bool): the safe distance's gradient differs ahead of and behind the ego (:func:`_safe_profile`)."""
     along, left = ego_frame(raster, like, pose)
-    return along.abs(), left.abs()
+    return along.abs(), left.abs(), along >= 0
 
 
 def _per_sample(x: Tensor, like: Tensor) -> Tensor:
@@ -211,17 +216,23 @@ def _lane_width(config: CostConfig) -> float:
 
 # ---------------------------------------------------------------------------- profiles
 def _ramp(distance: Tensor, one_until, zero_at) -> Tensor:
-    """1 up to ``one_until``, linear to 0 at ``zero_at`` (floats or (B, 1, 1)), 0 beyond. One
+    """1 up to ``one_until``, linear to 0 at ``zero_at`` (floats or tensors that broadcast against
+    ``distance``), 0 beyond. One
     new tensor, updated in place (autograd supports it; the tests check gradients against
     finite differences), because fresh (B, H, W) tensors, not arithmetic, dominate on a CPU."""
     return (zero_at - distance).mul_(1.0 / (zero_at - one_until)).clamp_(0, 1)
 
 
-def _safe_profile(along: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
+def _safe_profile(along: Tensor, ahead: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig,
+                  config: CostConfig) -> Tensor:
     """Proximity / off-road longitudinal profile of |along| (m): 1 up to ``plateau`` beyond the
-    footprint's front/rear, 0 a safe distance further."""
+    footprint's front/rear, 0 a safe distance further. The same distance ahead and behind; its
+    gradient reaches the speed ahead only (``ahead``: along >= 0; module docstring)."""
     flat = _per_sample(ego_size[:, 0], along) / 2 + plateau(raster)
-    return _ramp(along, flat, flat + _per_sample(safe_distance(speed, config), along))
+    d = _per_sample(safe_distance(speed.detach(), config), along)
+    if speed.requires_grad:      # ahead, the ego's own stopping distance: differentiable in its speed
+        d = torch.where(ahead, _per_sample(safe_distance(speed, config), along), d)
+    return _ramp(along, flat, flat + d)
 
 
 def _proximity_lateral(left: Tensor, ego_size: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
@@ -255,7 +266,7 @@ def _offroad_lateral(left: Tensor, raster: RasterConfig, config: CostConfig) -> 
 def proximity_mask(speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
                    config: CostConfig = CostConfig(), like: Tensor | None = None,
                    pose: Tensor | None = None) -> Tensor:
-    """(B, H, W) proximity mask (module docstring); no gradient to ``speed``.
+    """(B, H, W) proximity mask (module docstring); a gradient to ``speed`` from the part ahead only.
 
     Args:
         speed: (B,) m/s.
@@ -263,8 +274,8 @@ def proximity_mask(speed: Tensor, ego_size: Tensor, raster: RasterConfig = Raste
         like: tensor giving device/dtype (default ``speed``).
         pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None.
     """
-    along, left = _distances(raster, speed if like is None else like, pose)
-    return _safe_profile(along, speed, ego_size, raster, config) * _proximity_lateral(left, ego_size, raster, config)
+    along, left, ahead = _distances(raster, speed if like is None else like, pose)
+    return _safe_profile(along, ahead, speed, ego_size, raster, config) * _proximity_lateral(left, ego_size, raster, config)
 
 
 def lane_mask(ego_size: Tensor, raster: RasterConfig = RasterConfig(), config: CostConfig = CostConfig(),
@@ -277,7 +288,7 @@ def lane_mask(ego_size: Tensor, raster: RasterConfig = RasterConfig(), config: C
         like: tensor giving device/dtype (default ``ego_size``).
         pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None.
     """
-    along, left = _distances(raster, ego_size if like is None else like, pose)
+    along, left, ahead = _distances(raster, ego_size if like is None else like, pose)
     longitudinal, lateral, scale = _lane_profiles(along, left, ego_size, raster, config)
     return longitudinal * lateral * scale[:, None, None]
 
@@ -285,10 +296,10 @@ def lane_mask(ego_size: Tensor, raster: RasterConfig = RasterConfig(), config: C
 def offroad_mask(speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
                  config: CostConfig = CostConfig(), like: Tensor | None = None,
                  pose: Tensor | None = None) -> Tensor:
-    """(B, H, W) off-road mask (module docstring); no gradient to ``speed``. Arguments as
+    """(B, H, W) off-road mask (module docstring); a gradient to ``speed`` from the part ahead only. Arguments as
     :func:`proximity_mask`."""
-    along, left = _distances(raster, speed if like is None else like, pose)
-    return _safe_profile(along, speed, ego_size, raster, config) * _offroad_lateral(left, raster, config)
+    along, left, ahead = _distances(raster, speed if like is None else like, pose)
+    return _safe_profile(along, ahead, speed, ego_size, raster, config) * _offroad_lateral(left, raster, config)
 
 
 # ---------------------------------------------------------------------------- reductions
@@ -324,9 +335,9 @@ def _reduce(longitudinal: Tensor, lateral: Tensor, channel: Tensor, raster: Rast
     return _weighted_sum(longitudinal, lateral, channel) * raster.metres_per_pixel ** 2
 
 
-def _proximity(along: Tensor, left: Tensor, channel: Tensor, speed: Tensor, ego_size: Tensor,
-               raster: RasterConfig, config: CostConfig, safe: Tensor | None = None) -> Tensor:
-    safe = _safe_profile(along, speed, ego_size, raster, config) if safe is None else safe
+def _proximity(safe: Tensor, left: Tensor, channel: Tensor, ego_size: Tensor, raster: RasterConfig,
+               config: CostConfig) -> Tensor:
+    """``safe``: the longitudinal profile (:func:`_safe_profile`)."""
     return _reduce(safe, _proximity_lateral(left, ego_size, raster, config), channel, raster, config.reduction)
 
 
@@ -336,9 +347,9 @@ def _lane(along: Tensor, left: Tensor, channel: Tensor, ego_size: Tensor, raster
     return (_weighted_sum(longitudinal, lateral, channel) * scale).clamp(max=1.0)
 
 
-def _offroad(along: Tensor, left: Tensor, channel: Tensor, speed: Tensor, ego_size: Tensor,
-             raster: RasterConfig, config: CostConfig, safe: Tensor | None = None) -> Tensor:
-    safe = _safe_profile(along, speed, ego_size, raster, config) if safe is None else safe
+def _offroad(safe: Tensor, left: Tensor, channel: Tensor, ego_size: Tensor, raster: RasterConfig,
+             config: CostConfig) -> Tensor:
+    """``safe``: the longitudinal profile (:func:`_safe_profile`)."""
     return _reduce(safe, _offroad_lateral(left, raster, config), channel, raster, config.reduction)
 
 
@@ -349,20 +360,21 @@ def proximity_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: Rast
 
     Args:
         images: (B, C, H, W) observations (rendered or predicted), values in [0, 1].
-        speed: (B,) m/s (sets the safe distance; gradients flow through it).
+        speed: (B,) m/s (sets the safe distance; gradients flow through it ahead of the ego only).
         ego_size: (B, 2) (length, width) m.
         channel: index of the vehicles channel.
         pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None (image centre).
     """
-    along, left = _distances(raster, images, pose)
-    return _proximity(along, left, images[:, channel], speed, ego_size, raster, config)
+    along, left, ahead = _distances(raster, images, pose)
+    safe = _safe_profile(along, ahead, speed, ego_size, raster, config)
+    return _proximity(safe, left, images[:, channel], ego_size, raster, config)
 
 
 def lane_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
               config: CostConfig = CostConfig(), channel: int = LANES, pose: Tensor | None = None) -> Tensor:
     """(B,) lane cost in [0, 1]: normalised mask-weighted sum of the lane-markings channel
     (module docstring; ``speed`` is unused, kept for one signature; shapes as :func:`proximity_cost`)."""
-    along, left = _distances(raster, images, pose)
+    along, left, ahead = _distances(raster, images, pose)
     return _lane(along, left, images[:, channel], ego_size, raster, config)
 
 
@@ -370,8 +382,9 @@ def offroad_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: Raster
                  config: CostConfig = CostConfig(), channel: int = OFFROAD, pose: Tensor | None = None) -> Tensor:
     """(B,) off-road cost: reduction over pixels of off-road mask x off-road channel (shapes as
     :func:`proximity_cost`)."""
-    along, left = _distances(raster, images, pose)
-    return _offroad(along, left, images[:, channel], speed, ego_size, raster, config)
+    along, left, ahead = _distances(raster, images, pose)
+    safe = _safe_profile(along, ahead, speed, ego_size, raster, config)
+    return _offroad(safe, left, images[:, channel], ego_size, raster, config)
 
 
 def all_costs(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
@@ -379,8 +392,8 @@ def all_costs(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterCon
     """The three costs of (B, 4, H, W) observations in the :mod:`ppuu.simulator.raster` channel
     order (equal to the three single-cost functions, sharing their coordinates and profiles);
     ``pose`` (B, 3) places the masks at the ego's pose in the image (None: the centre)."""
-    along, left = _distances(raster, images, pose)
-    safe = _safe_profile(along, speed, ego_size, raster, config)
-    return Costs(_proximity(along, left, images[:, VEHICLES], speed, ego_size, raster, config, safe),
+    along, left, ahead = _distances(raster, images, pose)
+    safe = _safe_profile(along, ahead, speed, ego_size, raster, config)
+    return Costs(_proximity(safe, left, images[:, VEHICLES], ego_size, raster, config),
                  _lane(along, left, images[:, LANES], ego_size, raster, config),
-                 _offroad(along, left, images[:, OFFROAD], speed, ego_size, raster, config, safe))
+                 _offroad(safe, left, images[:, OFFROAD], ego_size, raster, config))

@@ -156,6 +156,27 @@ def test_gradient_reaches_the_speed_and_the_image():
     assert float(img.grad[0, VEHICLES].abs().sum()) > 0
 
 
+def test_the_speed_gradient_comes_from_the_cars_ahead_not_from_those_behind():
+    # behind, the safe distance is the follower's: its value still grows with the ego's speed (the mask
+    # is symmetric), but speeding up does not bring the follower closer, so no gradient reaches the speed
+    size = torch.tensor([[4.5, 1.8]], **F64)
+    h = 1e-4
+    for where, expect_gradient in ((208.0, True), (192.0, False)):
+        img = scene([(where, LANE3, 0.0, 4.5, 1.8)])
+        speed = torch.tensor([10.0], **F64, requires_grad=True)
+        for reduction in ("max", "sum"):
+            config = CostConfig(reduction=reduction)
+            cost = proximity_cost(img, speed, size, config=config)
+            grad, = torch.autograd.grad(cost.sum(), speed)
+            slope = (float(proximity_cost(img, speed.detach() + h, size, config=config)[0])
+                     - float(proximity_cost(img, speed.detach() - h, size, config=config)[0])) / (2 * h)
+            assert slope > 0.01, (where, reduction)
+            expected = slope if expect_gradient else 0.0
+            assert float(grad[0]) == pytest.approx(expected, rel=1e-4, abs=1e-9), (where, reduction)
+            with torch.no_grad():       # without a gradient the value is the same
+                assert float(proximity_cost(img, speed, size, config=config)[0]) == float(cost.detach()[0])
+
+
 # ---------------------------------------------------------------------------- lane
 def straight_road(lane_width: float) -> Road:
     return Road.from_meta(SceneMeta(name=f"lanes-{lane_width}", site="test", source="test",
@@ -404,10 +425,9 @@ def test_gradients_match_finite_differences(reduction):
     pose = torch.tensor([[0.37, 0.41, 0.021], [-0.52, -0.33, -0.013]], **F64)
     config = CostConfig(reduction=reduction).for_road(ROAD)
     for k in range(3):
-        def cost(p, im, v, k=k):
-            return all_costs(im, v, size, config=config, pose=p)[k]
-        assert torch.autograd.gradcheck(cost, (pose.clone().requires_grad_(True), img.clone().requires_grad_(True),
-                                               speed.clone().requires_grad_(True)),
+        def cost(p, im, k=k):
+            return all_costs(im, speed, size, config=config, pose=p)[k]
+        assert torch.autograd.gradcheck(cost, (pose.clone().requires_grad_(True), img.clone().requires_grad_(True)),
                                         eps=1e-6, atol=1e-5, fast_mode=True)
 
         def egocentric(im, k=k):
