@@ -6,15 +6,15 @@ predicted image and call :func:`ppuu.simulator.costs.all_costs` (one definition,
 * :class:`EgocentricCosts` (``ego_model="learned"``, Henaff 2019): every predicted frame is
   centred on the ego and aligned with it, so the masks sit at the image centre; the ego's
   speed (which sets the safe distance) comes from the predicted state.
+* :class:`PoseCosts` (``ego_model="kinematic"``, Sobal 2022): frames stay in the fixed frame of
+  the last context step and the ego moves inside them, so the masks are placed at the ego's
+  pose, read from its predicted state: gradients reach the pose, and through the kinematic
+  model the actions, analytically.
 
 In both the gradient reaches the speed as well as the pose: the safe distance ahead grows with
 the speed, and an optimiser that did not see that took accelerating towards a car ahead for about
 seven times cheaper than it is (:mod:`ppuu.simulator.costs`, "The safe distance ahead is
 differentiable").
-* :class:`PoseCosts` (``ego_model="kinematic"``, Sobal 2022): frames stay in the fixed frame of
-  the last context step and the ego moves inside them, so the masks are placed at the ego's
-  pose, read from its predicted state: gradients reach the pose, and through the kinematic
-  model the actions, analytically.
 
 Both return (M, 3) costs (proximity, lane, off-road) for M predicted samples: images
 (M, C, H, W) in the raster's channel order (lanes, vehicles, off-road), normalised states

@@ -275,7 +275,8 @@ def proximity_mask(speed: Tensor, ego_size: Tensor, raster: RasterConfig = Raste
         pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None.
     """
     along, left, ahead = _distances(raster, speed if like is None else like, pose)
-    return _safe_profile(along, ahead, speed, ego_size, raster, config) * _proximity_lateral(left, ego_size, raster, config)
+    return (_safe_profile(along, ahead, speed, ego_size, raster, config)
+            * _proximity_lateral(left, ego_size, raster, config))
 
 
 def lane_mask(ego_size: Tensor, raster: RasterConfig = RasterConfig(), config: CostConfig = CostConfig(),
@@ -288,7 +289,7 @@ def lane_mask(ego_size: Tensor, raster: RasterConfig = RasterConfig(), config: C
         like: tensor giving device/dtype (default ``ego_size``).
         pose: (B, 3) ego pose in the image (see :func:`ego_frame`) or None.
     """
-    along, left, ahead = _distances(raster, ego_size if like is None else like, pose)
+    along, left, _ = _distances(raster, ego_size if like is None else like, pose)
     longitudinal, lateral, scale = _lane_profiles(along, left, ego_size, raster, config)
     return longitudinal * lateral * scale[:, None, None]
 
@@ -296,8 +297,8 @@ def lane_mask(ego_size: Tensor, raster: RasterConfig = RasterConfig(), config: C
 def offroad_mask(speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
                  config: CostConfig = CostConfig(), like: Tensor | None = None,
                  pose: Tensor | None = None) -> Tensor:
-    """(B, H, W) off-road mask (module docstring); a gradient to ``speed`` from the part ahead only. Arguments as
-    :func:`proximity_mask`."""
+    """(B, H, W) off-road mask (module docstring); a gradient to ``speed`` from the part ahead only.
+    Arguments as :func:`proximity_mask`."""
     along, left, ahead = _distances(raster, speed if like is None else like, pose)
     return _safe_profile(along, ahead, speed, ego_size, raster, config) * _offroad_lateral(left, raster, config)
 
@@ -374,7 +375,7 @@ def lane_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterCon
               config: CostConfig = CostConfig(), channel: int = LANES, pose: Tensor | None = None) -> Tensor:
     """(B,) lane cost in [0, 1]: normalised mask-weighted sum of the lane-markings channel
     (module docstring; ``speed`` is unused, kept for one signature; shapes as :func:`proximity_cost`)."""
-    along, left, ahead = _distances(raster, images, pose)
+    along, left, _ = _distances(raster, images, pose)
     return _lane(along, left, images[:, channel], ego_size, raster, config)
 
 
