@@ -1,26 +1,19 @@
 """scripts/benchmark.py, every benchmark in one run: end to end with tiny sizes on the small scene."""
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (fixtures of the app tests)
 from tests.app.test_drive import runs  # noqa: F401  (tiny-world and tiny-policy as real checkpoints)
+from tests.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("Simulator", "Closed-loop evaluation", "World-model training throughput", "Policy training throughput",
           "MPUR step at the reference sizes", "MPC decision latency", "Peak memory of the training data path")
 
 
 def benchmark_module():
-    spec = importlib.util.spec_from_file_location("ppuu_benchmark_script", ROOT / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module                       # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark")
 
 
 def rows_of(text: str, title: str) -> list[list[str]]:

@@ -1,24 +1,15 @@
 """scripts/cost_ranking.py: plans scored on the true and the predicted traffic, optimised plans, policies."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (fixtures of the app tests)
 from tests.app.test_drive import runs  # noqa: F401  (tiny-world and tiny-policy as real checkpoints)
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests.scripts import load_script
 
 def script():
-    spec = importlib.util.spec_from_file_location("ppuu_cost_ranking_script", ROOT / "scripts" / "cost_ranking.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cost_ranking")
 
 
 def rows(text: str) -> dict[str, list[float]]:

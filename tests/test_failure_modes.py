@@ -1,23 +1,14 @@
 """scripts/failure_modes.py: outcomes split by where the ego ended against its own recording."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (fixtures of the app tests)
 from tests.app.test_drive import runs  # noqa: F401  (tiny-world and tiny-policy as real checkpoints)
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests.scripts import load_script
 
 def script():
-    spec = importlib.util.spec_from_file_location("ppuu_failure_modes_script", ROOT / "scripts" / "failure_modes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("failure_modes")
 
 
 def rows(text: str) -> dict[tuple[str, str], list[str]]:

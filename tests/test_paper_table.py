@@ -3,22 +3,18 @@ the seeds into one row per method, resuming without redoing a finished step."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "paper_table.py"
+from tests.scripts import load_script as load_script_file
+
 TINY_WORLD_MODEL = "--steps 6 --batch-size 4 --val-every 0 --stats-windows 64"
 TINY_POLICY = "--steps 2 --horizon 4 --copies 2 --batch-size 2 --val-every 0"
 TINY_EVALUATE = "--episodes 3 --mpc-horizon 4 --mpc-futures 2 --mpc-iterations 1 --mpc-replan-every 4"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("paper_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_file("paper_table")
 
 
 def test_every_method_trains_through_its_model_for_every_seed(tmp_path):

@@ -1,21 +1,13 @@
 """scripts/profile_step.py: the profile tables of a simulator step and an MPC decision, on the CPU."""
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (fixtures of the app tests)
 from tests.app.test_drive import runs  # noqa: F401  (tiny-world as a real checkpoint)
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests.scripts import load_script
 
 def test_profile_step_reports_both_calls(runs, scene, capsys):  # noqa: F811
-    spec = importlib.util.spec_from_file_location("ppuu_profile_step", ROOT / "scripts" / "profile_step.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_script("profile_step")
     code = module.main(["--workdir", str(runs), "--scene", scene.meta.name, "--what", "sim", "mpc",
                         "--world-model", "tiny-world", "--device", "cpu", "--sim-batch", "4", "--repeats", "1",
                         "--rows", "5"])

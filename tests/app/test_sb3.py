@@ -72,14 +72,11 @@ def test_a_trained_model_drives_the_closed_loop_evaluation(scene):
 
 
 def test_train_script_trains_and_reports_beside_the_baselines(scene_workdir, scene_dir):
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "train_sb3.py"
-    spec = importlib.util.spec_from_file_location("train_sb3", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from tests.scripts import load_script
+
+    script = load_script("train_sb3")
     assert script.main(["--scene", scene_dir.name, "--workdir", str(scene_workdir), "--timesteps", "128",
                         "--num-envs", "2", "--n-steps", "32", "--n-epochs", "1", "--log-every", "64",
                         "--action", "discrete_meta", "--run", "tiny"]) == 0
