@@ -14,7 +14,7 @@ this script shows whether it does, and how the speed-keeping weight
 mean per-step proximity and lane costs (true and predicted), the mean speed deficit, metres
 driven, and the total ``proximity + 0.2 lane + w_s deficit`` for each weight, true traffic.
 
-Two more kinds of rows say whether planning through the model can pay (issues 9 and 10):
+Three options say whether planning through the model can pay (issues 9 and 10):
 
 * ``--optimise I``: for each speed weight, the plan optimised by Adam (lr 0.1, I iterations, from no
   action, inside the simulator's action bounds; per window the best iterate, so never worse than no
