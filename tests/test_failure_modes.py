@@ -7,6 +7,7 @@ from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (f
 from tests.app.test_drive import runs  # noqa: F401  (tiny-world and tiny-policy as real checkpoints)
 from tests.scripts import load_script
 
+
 def script():
     return load_script("failure_modes")
 

@@ -6,6 +6,7 @@ from tests.app.conftest import scene, scene_dir, scene_workdir  # noqa: F401  (f
 from tests.app.test_drive import runs  # noqa: F401  (tiny-world as a real checkpoint)
 from tests.scripts import load_script
 
+
 def test_profile_step_reports_both_calls(runs, scene, capsys):  # noqa: F811
     module = load_script("profile_step")
     code = module.main(["--workdir", str(runs), "--scene", scene.meta.name, "--what", "sim", "mpc",
