@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         for run, policy in policies.items():
             plans[f"policy {run}"] = policy_plan(policy)
 
-    def optimised_plan(frames, speed_weight, bounds):        # (B, N, 2) physical, from no action
+    def optimised_plan(frames, speed_weight, bounds, bar):   # (B, N, 2) physical, from no action
         """Adam on normalised actions, projected into the bounds; per window the best iterate (no action included)."""
         low, high = torch.tensor(bounds["action_low"]), torch.tensor(bounds["action_high"])
         plan = norm.normalise_actions(torch.zeros(B, N, 2)).requires_grad_(True)
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             optimiser.zero_grad()
             total.sum().backward()
             optimiser.step()
+            bar.update(1)
             with torch.no_grad():
                 plan.copy_(torch.maximum(torch.minimum(plan, high), low))
         return norm.denormalise_actions(best)
@@ -162,10 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         return float(grad.mean()), float(fd)
 
     if args.optimise:
+        from tqdm import tqdm
+
         bounds = normalised_bounds(norm)
-        for w in args.speed_weights:
-            for traffic, frames in (("predicted", predicted), ("true", batch.target_images)):
-                plans[f"optimised on the {traffic} traffic, w_s = {w:g}"] = optimised_plan(frames, w, bounds)
+        with tqdm(total=2 * len(args.speed_weights) * args.optimise, desc="optimising plans", unit="it") as bar:
+            for w in args.speed_weights:
+                for traffic, frames in (("predicted", predicted), ("true", batch.target_images)):
+                    plans[f"optimised on the {traffic} traffic, w_s = {w:g}"] = optimised_plan(frames, w, bounds, bar)
     with torch.no_grad():
         rows = []
         for name, actions in plans.items():
