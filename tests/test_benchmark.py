@@ -45,7 +45,9 @@ def test_benchmark_runs_every_part_on_tiny_models(runs, scene, tmp_path, capsys)
             if value.startswith("not measured"):        # only the CPU's missing optimised policy path
                 assert "CUDA-only" in value and "optimised" in what
                 continue
-            assert number(value) > 0 and unit, (title, what, value)
+            # a rise above the start can be 0: the allocator may reuse memory the process already holds
+            minimum = 0 if "above the start" in what else 1e-12
+            assert number(value) >= minimum and unit, (title, what, value)
             if reference != "-":                        # a reference figure comes with its ratio
                 number(reference.split(" ")[0])
                 assert number(ratio.rstrip("x")) > 0
