@@ -22,7 +22,7 @@ from ppuu.app.cli_data import add_workdir, resolve_scene
 def add_train_parser(sub) -> None:
     """``train policy`` (added to the ``train`` group)."""
     p = sub.add_parser(
-        "policy", help="train a driving policy through a world model (MPUR, VG, SVG, MPER, IL)",
+        "policy", help="train a driving policy through a world model (MPUR, VG, SVG, MPER, IL, MPC-IL)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a policy on real 20-frame contexts of the scene's training split by back-propagating\n"
                     "through a frozen world model (SPEC §6). Methods:\n"
@@ -32,12 +32,14 @@ def add_train_parser(sub) -> None:
                     "  svg   the same without the uncertainty cost, stochastic world model\n"
                     "  mper  imagine with the policy, match the recorded future positions\n"
                     "  il    one-step imitation of the recorded action\n"
+                    "  mpc-il  one-step imitation of the MPC planner: its first action on --planner-contexts\n"
+                    "        training contexts, planned once through the world model (amortised MPC)\n"
                     "Writes WORKDIR/runs/RUN/{config.json,metrics.csv,checkpoint.pt,best.pt}; the same command\n"
                     "resumes a killed run. Flags left out take the --profile's values.")
     p.add_argument("--world-model", required=True,
                    help="world-model checkpoint: a .pt file, a run folder or a run name under WORKDIR/runs")
     p.add_argument("--scene", help="scene name or folder (default: the most recent scene)")
-    p.add_argument("--method", default="mpur", choices=["mpur", "vg", "svg", "mper", "il"],
+    p.add_argument("--method", default="mpur", choices=["mpur", "vg", "svg", "mper", "il", "mpc-il"],
                    help="training method (default: %(default)s)")
     p.add_argument("--profile", default="cpu", choices=["cpu", "reference"],
                    help="presets: 'cpu' (policy 16/32/64, batch 6, 15 imagined steps, 4 dropout copies, 300 steps: "
@@ -50,6 +52,12 @@ def add_train_parser(sub) -> None:
     p.add_argument("--horizon", type=int, help="imagined steps per context (0.1 s each)")
     p.add_argument("--copies", type=int, help="dropout copies of the world model for the uncertainty cost (K)")
     p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--planner-contexts", type=int,
+                   help="mpc-il: training contexts the planner plans for (default 1600; cached in the run folder)")
+    p.add_argument("--planner-iterations", type=int,
+                   help="mpc-il: Adam iterations per plan, 2 futures (default 10); the plan's horizon is --horizon, "
+                        "its costs the weights below")
+    p.add_argument("--planner-lr", type=float, help="mpc-il: the planner's Adam learning rate (default 0.1)")
     p.add_argument("--grad-clip", type=float, help="max gradient norm (default 50)")
     p.add_argument("--proximity-weight", type=float, help="weight of the proximity cost (default 1.0)")
     p.add_argument("--lane-weight", type=float, help="weight of the lane cost (default 0.2)")
@@ -61,6 +69,10 @@ def add_train_parser(sub) -> None:
                    help="weight of speed keeping: the deficit against the speed at the end of the context, "
                         "max(v0 - v, 0) / max(v0, 1) (default 0, the paper's objective; see planner/objective.py)")
     p.add_argument("--gaussian", action="store_true", help="a Gaussian policy instead of a deterministic one")
+    p.add_argument("--steering", default="learned", choices=["learned", "straight"],
+                   help="'straight': the policy chooses the acceleration only and holds the wheel straight (curvature "
+                        "0), as no action does; the recorded drivers barely steer and learned steering drifts across "
+                        "lanes (planner/policy.py) (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--val-every", type=int, help="steps between validations (0 = never)")
@@ -90,7 +102,8 @@ def policy_config(args):
                                  ("speed", args.speed_weight)) if v is not None}
     return PolicyTrainConfig.for_profile(
         args.profile, args.method, steps=args.steps, batch_size=args.batch_size, horizon=args.horizon,
-        copies=args.copies, lr=args.lr, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
+        copies=args.copies, lr=args.lr, planner_contexts=args.planner_contexts,
+        planner_iterations=args.planner_iterations, planner_lr=args.planner_lr, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, weights=weights,
         policy={"gaussian": True} if args.gaussian else None)
 
@@ -138,9 +151,13 @@ def cmd_train(args) -> int:
     if config.policy.action_low is None:          # the simulator's bounds, as train_policy would set them
         from ppuu.planner.policy import normalised_bounds
         config.policy = dataclasses.replace(config.policy, **normalised_bounds(world.normaliser))
+    if getattr(args, "steering", "learned") == "straight":
+        from ppuu.planner.policy import straight_curvature
+        config.policy = dataclasses.replace(config.policy, fixed_curvature=straight_curvature(world.normaliser))
     if args.init and not (run_dir / "checkpoint.pt").is_file():
         init = load_policy(resolve_run_file(args.workdir, args.init))
-        if init.policy.config != config.policy:
+        same_weights = dataclasses.replace(init.policy.config, fixed_curvature=config.policy.fixed_curvature)
+        if same_weights != config.policy:           # the steering may differ: it is not a weight
             raise ValueError(f"--init {args.init}: its policy ({init.policy.config}) is not this run's "
                              f"({config.policy})")
         torch.manual_seed(config.seed)

@@ -7,11 +7,17 @@ exactly a ``ppuu ...`` command line, listed in the report so that anyone can rer
 2. ``world-model``: train the kinematic-ego world model (Sobal et al. 2022; the traffic step blind
    to the ego, ``--ego-conditioning none``: the variant MPC and MPUR did best with, BENCHMARKS.md).
 3. ``il``: the imitation baseline (one-step imitation of the recorded actions).
-4. ``mpur``: MPUR from the imitation warm start, with the uncertainty cost and speed keeping.
-5. ``evaluate``: the recording, no action, IL and MPUR on the test split, closed loop.
-6. ``mpc``: MPC through the world model on (a subset of) the same episodes.
-7. ``gif``: the MPUR policy driving one test episode, with the model's futures drawn.
-8. ``report``: one folder with the results table (SPEC §7 form), figures, GIF, commands, configs.
+4. ``mpc-il``: amortised MPC, the MPUR warm start: one-step imitation of the MPC planner's decisions
+   on training contexts, planned through the world model (:mod:`ppuu.planner.mpc_targets`).
+5. ``mpur``: MPUR from that warm start, with the uncertainty cost and speed keeping.
+6. ``evaluate``: the recording, no action, IL, MPC-IL and MPUR on the test split, closed loop.
+7. ``mpc``: MPC through the world model on (a subset of) the same episodes.
+8. ``gif``: the MPUR policy driving one test episode, with the model's futures drawn.
+9. ``report``: one folder with the results table (SPEC §7 form), figures, GIF, commands, configs.
+
+The policies hold the wheel straight (``--steering straight``) and choose the acceleration: the
+recorded drivers barely steer, and learned steering drifts across the lanes (BENCHMARKS.md,
+"Amortised MPC and straight steering").
 
 A stage that finished is recorded in ``WORKDIR/demo/RECIPE/stages.json`` and skipped when the demo
 runs again; a training stage that was interrupted resumes from its own checkpoint (the trainers
@@ -43,7 +49,7 @@ class DemoProfile:
         description: one line for ``--help`` and the report.
         minutes: length of the generated scene, min.
         world_model: extra flags of ``ppuu train world-model``.
-        il, mpur: extra flags of ``ppuu train policy`` for the two policies.
+        il, mpc_il, mpur: extra flags of ``ppuu train policy`` for the three policies.
         evaluate_episodes: test episodes for the policies (None = all).
         mpc_episodes: test episodes for MPC (evenly spaced; None = all).
         mpc: extra flags of the MPC evaluation.
@@ -55,6 +61,7 @@ class DemoProfile:
     minutes: float
     world_model: tuple[str, ...]
     il: tuple[str, ...]
+    mpc_il: tuple[str, ...]
     mpur: tuple[str, ...]
     evaluate_episodes: int | None
     mpc_episodes: int | None
@@ -62,27 +69,30 @@ class DemoProfile:
     gif_frames: int = 150
 
 
+_POLICY_CPU = ("--horizon", "15", "--speed-weight", str(SPEED_WEIGHT), "--steering", "straight", "--val-every", "0")
 _MPC_CPU = ("--mpc-horizon", "15", "--mpc-futures", "2", "--mpc-iterations", "3", "--mpc-replan-every", "3",
             "--mpc-uncertainty-weight", "0", "--mpc-speed-weight", str(SPEED_WEIGHT))
 
 PROFILES: dict[str, DemoProfile] = {
     "quick": DemoProfile(
         name="quick", description="about 15 minutes on 2 CPU cores: small models, short training, MPC on "
-                                  "24 test episodes",
+                                  "16 test episodes",
         minutes=15.0,
         world_model=("--profile", "cpu", "--steps", "800"),
-        il=("--batch-size", "64", "--steps", "300"),
-        mpur=("--steps", "100", "--horizon", "30", "--copies", "4", "--speed-weight", str(SPEED_WEIGHT),
-              "--val-every", "0"),
-        evaluate_episodes=None, mpc_episodes=24, mpc=_MPC_CPU, gif_frames=100),
+        il=("--batch-size", "64", "--steps", "150"),
+        mpc_il=("--batch-size", "64", "--steps", "150", "--planner-contexts", "600", *_POLICY_CPU),
+        mpur=("--steps", "70", "--batch-size", "24", "--copies", "2", *_POLICY_CPU),
+        evaluate_episodes=None, mpc_episodes=16, mpc=_MPC_CPU, gif_frames=100),
     "tiny": DemoProfile(
         name="tiny", description="a smoke run of every stage in about a minute (tests; results mean nothing)",
         minutes=1.5,
         world_model=("--profile", "cpu", "--steps", "6", "--batch-size", "4", "--val-every", "0",
                      "--stats-windows", "64"),
         il=("--batch-size", "8", "--steps", "4", "--val-every", "0"),
-        mpur=("--steps", "2", "--horizon", "4", "--copies", "2", "--batch-size", "2", "--speed-weight",
-              str(SPEED_WEIGHT), "--val-every", "0"),
+        mpc_il=("--batch-size", "8", "--steps", "4", "--horizon", "4", "--planner-contexts", "8",
+                "--planner-iterations", "2", "--steering", "straight", "--val-every", "0"),
+        mpur=("--steering", "straight", "--steps", "2", "--horizon", "4", "--copies", "2", "--batch-size", "2",
+              "--speed-weight", str(SPEED_WEIGHT), "--val-every", "0"),
         evaluate_episodes=6, mpc_episodes=2,
         mpc=("--mpc-horizon", "4", "--mpc-futures", "2", "--mpc-iterations", "1", "--mpc-replan-every", "4"),
         gif_frames=5),
@@ -91,7 +101,9 @@ PROFILES: dict[str, DemoProfile] = {
         minutes=15.0,
         world_model=("--profile", "reference"),
         il=("--profile", "reference", "--batch-size", "64", "--steps", "20000"),
-        mpur=("--profile", "reference", "--speed-weight", str(SPEED_WEIGHT)),
+        mpc_il=("--profile", "reference", "--batch-size", "64", "--steps", "20000", "--planner-contexts", "20000",
+                "--speed-weight", str(SPEED_WEIGHT), "--steering", "straight"),
+        mpur=("--profile", "reference", "--speed-weight", str(SPEED_WEIGHT), "--steering", "straight"),
         evaluate_episodes=None, mpc_episodes=None,
         mpc=("--mpc-horizon", "30", "--mpc-futures", "10", "--mpc-iterations", "5", "--mpc-speed-weight",
              str(SPEED_WEIGHT))),
@@ -105,8 +117,9 @@ STAGE_HELP = {
     "scene": "generate the I-80-like scene with SUMO (skipped when it exists)",
     "world-model": "train the kinematic-ego world model (the traffic step blind to the ego)",
     "il": "train the imitation baseline",
-    "mpur": "train MPUR through the world model, uncertainty cost on, from the imitation warm start",
-    "evaluate": "the recording, no action, IL and MPUR closed loop on the test split",
+    "mpc-il": "amortised MPC: imitate the MPC planner's decisions on training contexts (MPUR's warm start)",
+    "mpur": "train MPUR through the world model, uncertainty cost on, from the MPC-IL warm start",
+    "evaluate": "the recording, no action, IL, MPC-IL and MPUR closed loop on the test split",
     "mpc": "MPC through the world model on the same (or evenly spaced) test episodes",
     "gif": "MPUR driving one test episode, the model's futures drawn",
     "report": "results table, figures, GIF, commands and configs in one folder",
@@ -140,7 +153,7 @@ class Demo:
         self.recipe = f"{self.profile.name}-s{self.seed}"
         self.state_dir = self.workdir / "demo" / self.recipe
         self.scene_name = self.scene or f"i80-sumo-{self.profile.minutes:g}min-s{self.seed}"
-        self.runs = {stage: f"demo-{self.recipe}-{stage}" for stage in ("world-model", "il", "mpur")}
+        self.runs = {stage: f"demo-{self.recipe}-{stage}" for stage in ("world-model", "il", "mpc-il", "mpur")}
         self.report_dir = self.workdir / "reports" / f"demo-{self.recipe}"
         if self.run is None:
             from ppuu.app.cli import main
@@ -180,12 +193,16 @@ class Demo:
         if stage == "il":
             return ["train", "policy", "--scene", scene, "--world-model", self.runs["world-model"], "--method", "il",
                     "--run", self.runs["il"], *p.il, *seed, *common]
+        if stage == "mpc-il":
+            return ["train", "policy", "--scene", scene, "--world-model", self.runs["world-model"], "--method",
+                    "mpc-il", "--run", self.runs["mpc-il"], *p.mpc_il, *seed, *common]
         if stage == "mpur":
             return ["train", "policy", "--scene", scene, "--world-model", self.runs["world-model"], "--method",
-                    "mpur", "--init", self.runs["il"], "--run", self.runs["mpur"], *p.mpur, *seed, *common]
+                    "mpur", "--init", self.runs["mpc-il"], "--run", self.runs["mpur"], *p.mpur, *seed, *common]
         episodes = lambda n: [] if n is None else ["--episodes", str(n)]  # noqa: E731
         if stage == "evaluate":
-            return ["evaluate", "policy", scene, "--policy", self.runs["il"], self.runs["mpur"], "--controllers",
+            return ["evaluate", "policy", scene, "--policy", self.runs["il"], self.runs["mpc-il"], self.runs["mpur"],
+                    "--controllers",
                     "human", "no_action", "--no-gifs", "--report", f"demo-{self.recipe}",
                     *episodes(p.evaluate_episodes), "--seeds", str(self.seed), *common]
         if stage == "mpc":
@@ -246,7 +263,8 @@ class Demo:
         from ppuu.app.cli_evaluate import _filename
 
         folder = self.workdir / "reports" / self.scene_name
-        names = ["human", "no_action", f"il ({self.runs['il']})", f"mpur ({self.runs['mpur']})", "mpc-adam"]
+        names = ["human", "no_action", f"il ({self.runs['il']})", f"mpc-il ({self.runs['mpc-il']})",
+                 f"mpur ({self.runs['mpur']})", "mpc-adam"]
         tables = {}
         for name in names:
             matches = sorted(folder.glob(f"evaluate-{_filename(name)}-test-replay-*.csv"))
@@ -276,7 +294,7 @@ class Demo:
             lines += ["![outcomes](outcomes.png)", "", "![distance](distance.png)", ""]
         runs = {stage: self.workdir / "runs" / name for stage, name in self.runs.items()
                 if (self.workdir / "runs" / name / "metrics.csv").is_file()}
-        policy_runs = {k: v for k, v in runs.items() if k in ("il", "mpur")}
+        policy_runs = {k: v for k, v in runs.items() if k in ("il", "mpc-il", "mpur")}
         if policy_runs:
             training_curves(policy_runs, out / "training.png")
             lines += ["![training](training.png)", ""]

@@ -150,8 +150,9 @@ class AnchoredPolicyController:
 
     Args:
         loaded: the policy.
-        reanchor_every: steps between re-anchoring (at most the policy's training horizon, so
-            the ego never drives further from its anchor than it did in training).
+        reanchor_every: steps between re-anchoring (default: as far from its anchor as the policy drove in
+            training, :attr:`~ppuu.planner.train.LoadedPolicy.trained_steps_from_anchor`: every step for the
+            imitation methods, every ``horizon`` steps for those that imagine).
         sample: draw from a Gaussian policy instead of taking its mean.
     """
 
@@ -162,8 +163,7 @@ class AnchoredPolicyController:
         if frame.get("kind") != "fixed":
             raise ValueError("AnchoredPolicyController drives policies of fixed-frame world models; use "
                              "PolicyController")
-        horizon = loaded.train_config.horizon
-        self.reanchor_every = int(reanchor_every or horizon)
+        self.reanchor_every = int(reanchor_every or loaded.trained_steps_from_anchor)
         if not 1 <= self.reanchor_every:
             raise ValueError(f"reanchor_every = {self.reanchor_every}: expected >= 1")
         self.loaded, self.sample = loaded, sample

@@ -11,6 +11,9 @@ contexts from the training split (:func:`policy_loss`):
 * ``mper``: imagine with the policy, but match the recorded future positions instead of
   minimising costs.
 * ``il``: one-step imitation: the recorded action at the end of the context.
+* ``mpc-il``: one-step imitation of the MPC planner instead of the recording: its first action on
+  a fixed set of training contexts, planned once through the world model when the run starts
+  (amortised MPC, :mod:`ppuu.planner.mpc_targets`).
 
 Gradients reach the policy only: the world model's parameters are frozen. The uncertainty
 cost's statistics (:class:`~ppuu.planner.uncertainty.UncertaintyStats`) are measured with the
@@ -52,7 +55,7 @@ from ppuu.world_model.train import LoadedModel
 KIND = "policy"
 """The ``kind`` field of policy checkpoints."""
 CHECKPOINT_NAME = "checkpoint.pt"
-METHODS = ("mpur", "vg", "svg", "mper", "il")
+METHODS = ("mpur", "vg", "svg", "mper", "il", "mpc-il")
 METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "grad_norm", "samples_per_s", "val_loss",
                   *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error", "wall_s")
 
@@ -77,6 +80,9 @@ class PolicyTrainConfig:
         steps, batch_size, lr, grad_clip, seed: as usual (batch_size: contexts per step).
         horizon: imagined steps per context.
         copies: K, dropout copies for the uncertainty cost (mpur only; others use 1).
+        planner_contexts, planner_iterations, planner_lr, planner_futures: ``mpc-il``'s planner: training
+            contexts planned for, Adam iterations and learning rate per plan, imagined futures per plan
+            (the plan's horizon is ``horizon``; its cost weights are ``weights``).
         weights: the :class:`~ppuu.planner.objective.CostWeights`.
         stats_batches: batches of expert rollouts measured for the uncertainty statistics.
         device, amp: as the world model's training.
@@ -91,6 +97,10 @@ class PolicyTrainConfig:
     batch_size: int = 6
     horizon: int = 15
     copies: int = 4
+    planner_contexts: int = 1600
+    planner_iterations: int = 10
+    planner_lr: float = 0.1
+    planner_futures: int = 2
     lr: float = 1e-3
     grad_clip: float = 50.0
     seed: int = 0
@@ -109,11 +119,13 @@ class PolicyTrainConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method {self.method!r}: expected one of {METHODS}")
-        for name in ("steps", "batch_size", "horizon", "copies", "stats_batches", "log_every", "max_bad_steps"):
+        for name in ("steps", "batch_size", "horizon", "copies", "stats_batches", "log_every", "max_bad_steps",
+                     "planner_contexts", "planner_iterations", "planner_futures"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"PolicyTrainConfig.{name} = {getattr(self, name)}: expected >= 1")
-        if self.lr <= 0 or self.grad_clip <= 0:
-            raise ValueError(f"PolicyTrainConfig: lr and grad_clip must be > 0, got {self.lr}, {self.grad_clip}")
+        if self.lr <= 0 or self.grad_clip <= 0 or self.planner_lr <= 0:
+            raise ValueError(f"PolicyTrainConfig: lr, grad_clip and planner_lr must be > 0, got {self.lr}, "
+                             f"{self.grad_clip}, {self.planner_lr}")
         if isinstance(self.weights, dict):
             self.weights = CostWeights(**self.weights)
         if isinstance(self.policy, dict):
@@ -185,7 +197,7 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
     """
     first = policy(batch.context_images, batch.context_states)
     il_error = F.mse_loss(first, batch.actions[:, 0])
-    if config.method == "il":
+    if config.method in ("il", "mpc-il"):        # mpc-il's batches carry the planner's actions
         return il_error, {"il_error": il_error.detach()}
     steps = min(config.horizon, batch.actions.shape[1])
 
@@ -279,6 +291,14 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
             data.normaliser = world.normaliser
     ckpt_path = run_dir / CHECKPOINT_NAME
     try:
+        if config.method == "mpc-il":                # the planner's decisions replace the recorded actions
+            from ppuu.planner.mpc_targets import plan_windows
+            shown, cache = progress and dist_info.main, run_dir if dist_info.main else None   # one writer
+            train_data = plan_windows(world, train_data, cost_model, config, config.planner_contexts, config.seed,
+                                      device, cache and cache / "mpc-targets-train.pt", shown)
+            if val_data is not None and config.val_every:
+                val_data = plan_windows(world, val_data, cost_model, config, config.val_windows, config.seed + 1,
+                                        device, cache and cache / "mpc-targets-val.pt", shown)
         torch.manual_seed(config.seed)
         policy = DrivingPolicy(config.policy)
         ckpt = load_checkpoint_file(ckpt_path, KIND) if ckpt_path.is_file() else None
@@ -397,7 +417,8 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
 
 def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path) -> None:
     saved = PolicyTrainConfig.from_json(ckpt["train_config"])
-    for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "seed", "weights", "policy"):
+    for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "seed", "weights", "policy",
+                 "planner_contexts", "planner_iterations", "planner_lr", "planner_futures"):
         if getattr(saved, name) != getattr(config, name):
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "
                              f"{getattr(config, name)!r} now (use another --run name)")
@@ -417,6 +438,13 @@ class LoadedPolicy:
     train_config: PolicyTrainConfig
     uncertainty: UncertaintyStats | None
     step: int
+
+    @property
+    def trained_steps_from_anchor(self) -> int:
+        """How many steps from the real context the policy acted in training: 1 for the one-step imitation
+        methods (``il``, ``mpc-il``: only real contexts), the imagined horizon for the others. A fixed-frame
+        policy is re-anchored this often in the closed loop (``AnchoredPolicyController``)."""
+        return 1 if self.method in ("il", "mpc-il") else int(self.train_config.horizon)
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> LoadedPolicy:

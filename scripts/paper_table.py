@@ -24,6 +24,11 @@ world models with the ego on its exact kinematics (Sobal et al. 2022) instead of
 learned ego. ``--extra-policy-flags='--speed-weight 0.5'`` adds flags to every policy's training
 (``--extra-il-flags`` to the imitation baseline's alone, after those);
 ``--extra-world-model-flags`` and ``--extra-evaluate-flags`` likewise.
+
+``--warm-start mpc-il`` adds amortised MPC (``mpc-il``: the policy fitted to the MPC planner's
+decisions through the deterministic model, ``--extra-mpc-il-flags`` after the policy flags) as a
+row and starts VG, SVG and MPUR from it (``--init``), the recipe ``ppuu demo`` uses; the runs and the
+report are named ``...-from-mpc-il``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from ppuu.app.steps import FinishedSteps
 
 #: Policy methods (SPEC §6-7) and the world model each trains through.
 METHODS = {"il": "det", "mper": "det", "vg": "det", "svg": "vae", "mpur": "vae"}
+#: With ``warm_start="mpc-il"``: amortised MPC as well, and the methods that start from it.
+WARM_STARTED = ("vg", "svg", "mpur")
 
 
 class Recipe:
@@ -57,6 +64,8 @@ class Recipe:
         extra_world_model_flags: extra argv for every ``ppuu train world-model``.
         extra_evaluate_flags: extra argv for every ``ppuu evaluate policy`` (e.g. MPC settings, ``--episodes``).
         mpc: drive with MPC too.
+        warm_start: None, or "mpc-il": train amortised MPC too and start VG, SVG and MPUR from it.
+        extra_mpc_il_flags: extra argv for ``mpc-il`` only, after ``extra_policy_flags``.
         run: ``argv -> exit code`` (default: :func:`ppuu.app.cli.main`).
     """
 
@@ -64,18 +73,25 @@ class Recipe:
                  ego_model: str = "learned", threads: int | None = None, extra_policy_flags: tuple[str, ...] = (),
                  extra_world_model_flags: tuple[str, ...] = (), extra_evaluate_flags: tuple[str, ...] = (),
                  mpc: bool = True, run: Callable[[list[str]], int] | None = None, log: Callable[[str], None] = print,
-                 extra_il_flags: tuple[str, ...] = ()):
+                 extra_il_flags: tuple[str, ...] = (), warm_start: str | None = None,
+                 extra_mpc_il_flags: tuple[str, ...] = ()):
         if profile not in ("cpu", "reference"):
             raise ValueError(f"profile {profile!r}: expected 'cpu' or 'reference'")
         if ego_model not in ("learned", "kinematic"):
             raise ValueError(f"ego_model {ego_model!r}: expected 'learned' or 'kinematic'")
         if not seeds:
             raise ValueError("at least one seed")
+        if warm_start not in (None, "mpc-il"):
+            raise ValueError(f"warm_start {warm_start!r}: expected None or 'mpc-il'")
+        self.warm_start = warm_start
+        self.methods = dict(METHODS) if warm_start is None else \
+            {"il": "det", "mper": "det", "mpc-il": "det", "vg": "det", "svg": "vae", "mpur": "vae"}
         self.workdir, self.scene, self.profile, self.seeds = Path(workdir), scene, profile, tuple(seeds)
         self.ego_model, self.threads, self.mpc = ego_model, threads, mpc
         self.extra = {"policy": tuple(extra_policy_flags), "world-model": tuple(extra_world_model_flags),
-                      "evaluate": tuple(extra_evaluate_flags), "il": tuple(extra_il_flags)}
-        self.name = f"{profile}-{ego_model}-{scene}"
+                      "evaluate": tuple(extra_evaluate_flags), "il": tuple(extra_il_flags),
+                      "mpc-il": tuple(extra_mpc_il_flags)}
+        self.name = f"{profile}-{ego_model}-{scene}" + ("" if warm_start is None else f"-from-{warm_start}")
         self.state_file = self.workdir / "paper" / self.name / "steps.json"
         self.report_dir = self.workdir / "reports" / f"paper-{self.name}"
         self.log = log
@@ -105,14 +121,15 @@ class Recipe:
             out.append((f"world-model vae s{seed}", ["train", "world-model", "--scene", self.scene, "--model", "vae",
                                                      "--profile", self.profile, *ego, "--init", init, "--run", vae,
                                                      *self.extra["world-model"], *self._common(seed)]))
-            for method, model in METHODS.items():
+            for method, model in self.methods.items():
+                init = ["--init", self.run_name(self.warm_start, seed)] \
+                    if self.warm_start and method in WARM_STARTED else []
                 out.append((f"{method} s{seed}", ["train", "policy", "--scene", self.scene, "--world-model",
                                                   self.run_name(model, seed), "--method", method, "--profile",
-                                                  self.profile, "--run", self.run_name(method, seed),
-                                                  *self.extra["policy"],
-                                                  *(self.extra.get("il", ()) if method == "il" else ()),
+                                                  self.profile, "--run", self.run_name(method, seed), *init,
+                                                  *self.extra["policy"], *self.extra.get(method, ()),
                                                   *self._common(seed)]))
-            policies = [self.run_name(m, seed) for m in METHODS]
+            policies = [self.run_name(m, seed) for m in self.methods]
             mpc = ["--mpc", det] if self.mpc else []
             out.append((f"evaluate s{seed}", ["evaluate", "policy", self.scene, "--policy", *policies, *mpc,
                                               "--controllers", "human", "no_action", "--no-gifs", "--report",
@@ -171,7 +188,7 @@ class Recipe:
         """Controller name in the evaluation files -> the table's row (policies are named by their method,
         so each row pools its seeds)."""
         names = {"human": "human", "no_action": "no_action"}
-        names.update({f"{m} ({self.run_name(m, seed)})": m for m in METHODS})
+        names.update({f"{m} ({self.run_name(m, seed)})": m for m in self.methods})
         names.update({name: name for name in self._mpc_rows()})
         return names
 
@@ -214,7 +231,7 @@ class Recipe:
 
         tables = self.tables()
         done = self.finished()
-        order = ["human", "no_action", *METHODS, *self._mpc_rows()]
+        order = ["human", "no_action", *self.methods, *self._mpc_rows()]
         lines = [f"# The paper's table: {self.profile} profile, {self.ego_model} ego, scene `{self.scene}`", "",
                  f"Seeds {', '.join(map(str, self.seeds))}; the split, traffic and course of the evaluation "
                  "commands below (default: test split, replay traffic, the site's course); mean ± std over the "
@@ -255,12 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ego-model", default="learned", choices=["learned", "kinematic"],
                         help="the world models' ego: the paper's learned one or exact kinematics (default: %(default)s)")
     for what, example in (("policy", "--speed-weight 0.5"), ("world-model", "--steps 1000"),
-                           ("evaluate", "--mpc-futures 2 --episodes 40"), ("il", "--batch-size 64 --steps 300")):
+                           ("evaluate", "--mpc-futures 2 --episodes 40"), ("il", "--batch-size 64 --steps 300"),
+                           ("mpc-il", "--planner-contexts 800")):
         parser.add_argument(f"--extra-{what}-flags", default="", metavar="FLAGS",
-                            help=(f"extra flags for the imitation baseline only, after --extra-policy-flags (the later "
-                              f"flag wins)" if what == "il" else f"extra flags for every `ppuu "
+                            help=(f"extra flags for the {'imitation baseline' if what == 'il' else 'mpc-il policy'} "
+                              f"only, after --extra-policy-flags (the later flag wins)" if what in ("il", "mpc-il")
+                              else f"extra flags for every `ppuu "
                               f"{'evaluate policy' if what == 'evaluate' else 'train ' + what}`")
                              + f", one string given with '=' (e.g. --extra-{what}-flags='{example}')")
+    parser.add_argument("--warm-start", choices=["mpc-il"], default=None,
+                        help="train amortised MPC (mpc-il) too and start VG, SVG and MPUR from it (ppuu demo's recipe)")
     parser.add_argument("--no-mpc", action="store_true", help="leave MPC out (it is the slowest controller on a CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for every command")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
@@ -269,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Recipe(Path(args.workdir), args.scene, args.profile, tuple(args.seeds), args.ego_model, args.threads,
                     tuple(shlex.split(args.extra_policy_flags)), tuple(shlex.split(args.extra_world_model_flags)),
                     tuple(shlex.split(args.extra_evaluate_flags)), mpc=not args.no_mpc,
-                    extra_il_flags=tuple(shlex.split(args.extra_il_flags)))
+                    extra_il_flags=tuple(shlex.split(args.extra_il_flags)), warm_start=args.warm_start,
+                    extra_mpc_il_flags=tuple(shlex.split(args.extra_mpc_il_flags)))
     if args.dry_run:
         for step, command in recipe.steps():
             print(f"# {step}\nppuu {shlex.join(command)}")

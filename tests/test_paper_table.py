@@ -46,6 +46,28 @@ def test_every_method_trains_through_its_model_for_every_seed(tmp_path):
     assert "--mpc" not in dict(script.Recipe(tmp_path, "scene", mpc=False, run=lambda a: 0).steps())["evaluate s2"]
 
 
+def test_the_mpc_il_warm_start_trains_first_and_starts_vg_svg_and_mpur(tmp_path):
+    script = load_script()
+    recipe = script.Recipe(tmp_path, "scene", seeds=(0,), run=lambda argv: 0, warm_start="mpc-il",
+                           extra_mpc_il_flags=("--planner-contexts", "800"))
+    order = [name for name, _ in recipe.steps()]
+    steps = dict(recipe.steps())
+    fitted = recipe.run_name("mpc-il", 0)
+    assert "-from-mpc-il-" in fitted
+    assert order.index("mpc-il s0") < min(order.index(f"{m} s0") for m in script.WARM_STARTED)
+    mpc_il = steps["mpc-il s0"]
+    assert mpc_il[mpc_il.index("--world-model") + 1] == recipe.run_name("det", 0) and "800" in mpc_il
+    for method in ("il", "mper", "mpc-il"):
+        assert "--init" not in steps[f"{method} s0"] and (method == "mpc-il") == ("800" in steps[f"{method} s0"])
+    for method in script.WARM_STARTED:
+        argv = steps[f"{method} s0"]
+        assert argv[argv.index("--init") + 1] == fitted
+    evaluate = steps["evaluate s0"]
+    assert fitted in evaluate and "mpc-il" in recipe._controllers(0).values()
+    with pytest.raises(ValueError, match="warm_start"):
+        script.Recipe(tmp_path, "scene", warm_start="il")
+
+
 @pytest.mark.slow
 def test_tiny_recipe_pools_the_seeds_and_resumes(tmp_path, small_scene, capsys):
     from ppuu.data.scene import scene_path

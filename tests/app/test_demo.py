@@ -27,15 +27,17 @@ def test_the_tiny_demo_runs_every_stage_and_writes_the_report(demo_workdir, smal
     out = capsys.readouterr().out
     report = demo_workdir / "reports" / "demo-tiny-s0"
     text = (report / "README.md").read_text()
-    for row in ("| human |", "| no_action |", "| il (demo-tiny-s0-il) |", "| mpur (demo-tiny-s0-mpur) |",
-                "| mpc-adam |"):
+    for row in ("| human |", "| no_action |", "| il (demo-tiny-s0-il) |", "| mpc-il (demo-tiny-s0-mpc-il) |",
+                "| mpur (demo-tiny-s0-mpur) |", "| mpc-adam |"):
         assert row in text and row in out
     for name in ("outcomes.png", "distance.png", "training.png", "mpur-driving.gif", "mpc-decision.png", "configs/world-model.json",
-                 "configs/il.json", "configs/mpur.json"):
+                 "configs/il.json", "configs/mpc-il.json", "configs/mpur.json"):
         assert (report / name).stat().st_size > 0, name
     done = json.loads((demo_workdir / "demo" / "tiny-s0" / "stages.json").read_text())
     assert list(done) == list(STAGES)
-    assert done["mpur"]["command"][:3] == ["train", "policy", "--scene"] and "--init" in done["mpur"]["command"]
+    mpur = done["mpur"]["command"]
+    assert mpur[:3] == ["train", "policy", "--scene"] and mpur[mpur.index("--init") + 1] == "demo-tiny-s0-mpc-il"
+    assert (demo_workdir / "runs" / "demo-tiny-s0-mpc-il" / "mpc-targets-train.pt").is_file()
     assert "`ppuu train world-model --scene" in text and f"report: {report / 'README.md'}" in out
     # The verdict against no action, on the same episodes, from the evaluation tables themselves.
     import pandas as pd

@@ -143,6 +143,27 @@ def test_policy_actions_stay_inside_the_simulator_bounds():
         PolicyConfig(action_low=(1.0, 0.0), action_high=(0.0, 1.0))
 
 
+def test_a_straight_policy_holds_the_wheel_at_zero_curvature_and_learns_the_acceleration():
+    from ppuu.planner.policy import straight_curvature
+    from ppuu.world_model.normalisation import Normaliser
+
+    norm = Normaliser(torch.zeros(4), torch.ones(4), torch.tensor([0.1, 0.001]), torch.tensor([1.2, 0.004]))
+    config = PolicyConfig(context=2, image_height=20, image_width=8, hidden_channels=(4,), hidden_mlp=8,
+                          fixed_curvature=straight_curvature(norm), **normalised_bounds(norm))
+    policy = DrivingPolicy(PolicyConfig.from_json(config.to_json()))
+    images, states = torch.rand(3, 2, 3, 20, 8), torch.randn(3, 2, 4)
+    with torch.no_grad():
+        policy.head[-1].bias.fill_(2.0)                      # a policy that would steer hard
+    action = policy(images, states)
+    physical = norm.denormalise_actions(action)
+    assert torch.allclose(physical[:, 1], torch.zeros(3), atol=1e-7)
+    assert float(physical[:, 0].min()) > 1.0                  # the acceleration is still the network's
+    action[:, 0].sum().backward()
+    assert policy.head[-1].weight.grad[0].abs().sum() > 0 and policy.head[-1].weight.grad[1].abs().sum() == 0
+    with pytest.raises(ValueError, match="fixed_curvature"):
+        PolicyConfig(action_dim=3, fixed_curvature=0.0)
+
+
 def test_speed_deficit_charges_slowing_down_only():
     from ppuu.planner.objective import speed_deficit
 
@@ -173,3 +194,43 @@ def test_the_speed_term_grows_when_the_plan_brakes_and_pulls_its_gradient_up(set
     assert float(speed_term.mean()) > float(keep.terms[..., 6].detach().mean()) + 0.05
     trajectory_cost(brake.terms, weights)[0].sum().backward()
     assert float(plan.grad[..., 0].sum()) < 0          # descending the cost means braking less
+
+
+def test_mpc_il_regresses_on_the_planners_first_action_planned_once(setup, tmp_path, monkeypatch):
+    from ppuu.planner import mpc_targets
+    from ppuu.planner.mpc import Planner
+
+    world, data, costs = setup
+    if world.model_config.ego_model != "kinematic":
+        pytest.skip("the planner's plans of an untrained egocentric model are noise; the kinematic ego's are not")
+    config = _config(world, "mpc-il", steps=30, lr=3e-3, checkpoint_every=15, batch_size=8, planner_contexts=24,
+                     planner_iterations=4, weights=CostWeights(speed=0.5))
+    planned = mpc_targets.plan_windows(world, data, costs, config, config.planner_contexts, config.seed,
+                                       torch.device("cpu"), tmp_path / "targets.pt", progress=False)
+    assert len(planned) == 24 and len(np.unique(planned.indices)) == 24
+    assert planned.plans.shape == (24, HORIZON, 2) and planned.plans.abs().sum() > 0     # the plans moved
+    batch = planned.batch(np.array([3, 0]))
+    torch.testing.assert_close(batch.actions, planned.plans[[3, 0]])
+    torch.testing.assert_close(batch.context_images, data.batch(planned.indices[[3, 0]]).context_images)
+
+    def no_planning(*args, **kwargs):
+        raise AssertionError("planned again instead of reading the cached plans")
+
+    monkeypatch.setattr(Planner, "plan", no_planning)
+    again = mpc_targets.plan_windows(world, data, costs, config, config.planner_contexts, config.seed,
+                                     torch.device("cpu"), tmp_path / "targets.pt", progress=False)
+    torch.testing.assert_close(again.plans, planned.plans)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "targets.pt").rename(tmp_path / "run" / "mpc-targets-train.pt")      # the run's own cache
+    train_policy(config, world, costs, data, None, tmp_path / "run", progress=False)
+    loaded = load_policy(tmp_path / "run" / "checkpoint.pt")
+    torch.manual_seed(config.seed)
+    untrained = DrivingPolicy(config.policy)
+    everything = planned.batch(np.arange(24))
+    with torch.no_grad():
+        error = [float((p.eval()(everything.context_images, everything.context_states) - planned.plans[:, 0])
+                       .pow(2).mean()) for p in (untrained, loaded.policy)]
+    assert loaded.method == "mpc-il" and error[1] < error[0]
+    with pytest.raises(AssertionError, match="planned again"):       # other settings: the cache does not apply
+        mpc_targets.plan_windows(world, data, costs, replace(config, planner_iterations=5), 24, config.seed,
+                                 torch.device("cpu"), tmp_path / "run" / "mpc-targets-train.pt", progress=False)
