@@ -38,6 +38,9 @@ def test_the_tiny_demo_runs_every_stage_and_writes_the_report(demo_workdir, smal
     mpur = done["mpur"]["command"]
     assert mpur[:3] == ["train", "policy", "--scene"] and mpur[mpur.index("--init") + 1] == "demo-tiny-s0-mpc-il"
     assert (demo_workdir / "runs" / "demo-tiny-s0-mpc-il" / "mpc-targets-train.pt").is_file()
+    fitted = json.loads((report / "configs" / "mpc-il.json").read_text())
+    assert (fitted["method"], fitted["planner_iterations"], fitted["planner_lr"]) == ("mpc-il", 2, 0.2)
+    assert fitted["policy"]["fixed_curvature"] is not None
     assert "`ppuu train world-model --scene" in text and f"report: {report / 'README.md'}" in out
     # The verdict against no action, on the same episodes, from the evaluation tables themselves.
     import pandas as pd
