@@ -13,8 +13,8 @@ policy, trained on the same objective through the same model, stays timid (its m
 acceleration in the closed loop is a third of MPC's) within the CPU budget. Adam normalises each plan
 coordinate's step, so the planner commits to a direction wherever the costs' gradient has one, and a
 policy fitted to those decisions inherits that; MPUR's policy gradient averages small, conflicting
-per-context gradients. BENCHMARKS.md, "Amortised MPC and straight steering", has the
-measurements.
+per-context gradients. MPUR then starts from the fitted policy (``--init``). BENCHMARKS.md,
+"Amortised MPC and straight steering", has the measurements.
 
 Shapes: N target contexts, H planned steps, 2 normalised actions.
 """
@@ -88,7 +88,7 @@ def plan_windows(world, data, cost_model, config, count: int, seed: int, device:
 
     Args:
         world: the loaded world model (frozen by the planner).
-        data: the windows (at least ``config.horizon`` predicted steps are not needed: only contexts are read).
+        data: the windows (only their contexts are read).
         cost_model: how predictions are scored (:mod:`ppuu.planner.costs`).
         config: the run's :class:`~ppuu.planner.train.PolicyTrainConfig` (horizon, weights, ``planner_*``).
         count: N windows (at most the dataset's).

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ppuu.simulator.collision import any_collision, box_corners, boxes_overlap, footprint_offroad
@@ -37,6 +37,8 @@ def _clip(subject, clipper):
             x1, y1, x2, y2 = p[0], p[1], q[0], q[1]
             x3, y3, x4, y4 = a[0], a[1], b[0], b[1]
             den = (x1 - x2) * (y3 - y4) - (y1 - y2) * (x3 - x4)
+            if den == 0:       # p-q lies along the clip line (its ends on either side only by rounding)
+                return q
             t = ((x1 - x3) * (y3 - y4) - (y1 - y3) * (x3 - x4)) / den
             return (x1 + t * (x2 - x1), y1 + t * (y2 - y1))
 
@@ -104,6 +106,7 @@ def test_corner_near_corner_separated_by_diagonal_axis():
 @settings(max_examples=300, deadline=None)
 @given(st.floats(-6, 6), st.floats(-4, 4), st.floats(-math.pi, math.pi), st.floats(-math.pi, math.pi),
        st.floats(0.5, 12), st.floats(0.5, 3), st.floats(0.5, 12), st.floats(0.5, 3))
+@example(0.0, 0.0, 0.5, 0.5, 0.5, 1.96875, 0.5, 1.0)      # collinear edges: once broke the reference clipper
 def test_sat_matches_polygon_clipping(dx, dy, ha, hb, la, wa, lb, wb):
     a = (0.0, 0.0, ha, la, wa)
     b = (dx, dy, hb, lb, wb)
