@@ -10,7 +10,7 @@ regression reuses each context many times.
 
 Why it exists: with the demo's world model the MPC planner drives ahead of no action, but MPUR's
 policy, trained on the same objective through the same model, stays timid (its mean absolute
-acceleration in the closed loop is a third of MPC's) within the CPU budget. Adam normalises each plan
+acceleration in the closed loop is a quarter to a half of MPC's) within the CPU budget. Adam normalises each plan
 coordinate's step, so the planner commits to a direction wherever the costs' gradient has one, and a
 policy fitted to those decisions inherits that; MPUR's policy gradient averages small, conflicting
 per-context gradients. MPUR then starts from the fitted policy (``--init``). BENCHMARKS.md,
