@@ -151,7 +151,7 @@ def cmd_train(args) -> int:
     if config.policy.action_low is None:          # the simulator's bounds, as train_policy would set them
         from ppuu.planner.policy import normalised_bounds
         config.policy = dataclasses.replace(config.policy, **normalised_bounds(world.normaliser))
-    if getattr(args, "steering", "learned") == "straight":
+    if args.steering == "straight":
         from ppuu.planner.policy import straight_curvature
         config.policy = dataclasses.replace(config.policy, fixed_curvature=straight_curvature(world.normaliser))
     if args.init and not (run_dir / "checkpoint.pt").is_file():

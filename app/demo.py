@@ -203,8 +203,7 @@ class Demo:
         episodes = lambda n: [] if n is None else ["--episodes", str(n)]  # noqa: E731
         if stage == "evaluate":
             return ["evaluate", "policy", scene, "--policy", self.runs["il"], self.runs["mpc-il"], self.runs["mpur"],
-                    "--controllers",
-                    "human", "no_action", "--no-gifs", "--report", f"demo-{self.recipe}",
+                    "--controllers", "human", "no_action", "--no-gifs", "--report", f"demo-{self.recipe}",
                     *episodes(p.evaluate_episodes), "--seeds", str(self.seed), *common]
         if stage == "mpc":
             return ["evaluate", "policy", scene, "--mpc", self.runs["world-model"], "--controllers", "--no-gifs",

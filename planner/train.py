@@ -56,6 +56,8 @@ KIND = "policy"
 """The ``kind`` field of policy checkpoints."""
 CHECKPOINT_NAME = "checkpoint.pt"
 METHODS = ("mpur", "vg", "svg", "mper", "il", "mpc-il")
+ONE_STEP_METHODS = ("il", "mpc-il")
+"""The methods that only regress the first action on real contexts (no imagined rollout)."""
 METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "grad_norm", "samples_per_s", "val_loss",
                   *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error", "wall_s")
 
@@ -197,7 +199,7 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
     """
     first = policy(batch.context_images, batch.context_states)
     il_error = F.mse_loss(first, batch.actions[:, 0])
-    if config.method in ("il", "mpc-il"):        # mpc-il's batches carry the planner's actions
+    if config.method in ONE_STEP_METHODS:        # mpc-il's batches carry the planner's actions
         return il_error, {"il_error": il_error.detach()}
     steps = min(config.horizon, batch.actions.shape[1])
 
@@ -444,7 +446,7 @@ class LoadedPolicy:
         """How many steps from the real context the policy acted in training: 1 for the one-step imitation
         methods (``il``, ``mpc-il``: only real contexts), the imagined horizon for the others. A fixed-frame
         policy is re-anchored this often in the closed loop (``AnchoredPolicyController``)."""
-        return 1 if self.method in ("il", "mpc-il") else int(self.train_config.horizon)
+        return 1 if self.method in ONE_STEP_METHODS else int(self.train_config.horizon)
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> LoadedPolicy:

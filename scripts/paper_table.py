@@ -84,8 +84,11 @@ class Recipe:
         if warm_start not in (None, "mpc-il"):
             raise ValueError(f"warm_start {warm_start!r}: expected None or 'mpc-il'")
         self.warm_start = warm_start
-        self.methods = dict(METHODS) if warm_start is None else \
-            {"il": "det", "mper": "det", "mpc-il": "det", "vg": "det", "svg": "vae", "mpur": "vae"}
+        self.methods: dict[str, str] = {}             # METHODS, with mpc-il (deterministic model) before VG
+        for method, model in METHODS.items():
+            if warm_start and method == WARM_STARTED[0]:
+                self.methods[warm_start] = "det"
+            self.methods[method] = model
         self.workdir, self.scene, self.profile, self.seeds = Path(workdir), scene, profile, tuple(seeds)
         self.ego_model, self.threads, self.mpc = ego_model, threads, mpc
         self.extra = {"policy": tuple(extra_policy_flags), "world-model": tuple(extra_world_model_flags),
