@@ -122,6 +122,10 @@ def test_configuration_is_checked(setup):
     with pytest.raises(ValueError, match="copies >= 2"):
         PolicyTrainConfig(copies=1)
     assert PolicyTrainConfig(method="vg").weights.uncertainty == 0 and PolicyTrainConfig(method="vg").copies == 1
+    with pytest.raises(ValueError, match="planner_contexts = 0"):
+        PolicyTrainConfig(method="mpc-il", planner_contexts=0)
+    with pytest.raises(ValueError, match="planner_lr"):
+        PolicyTrainConfig(method="mpc-il", planner_lr=0.0)
     with pytest.raises(ValueError, match="svg imagines with a stochastic"):
         det, _ = tiny_world(data.source, np.unique(data.vehicle_ids)[:30], world.model_config.ego_model,
                             latent_dim=0)
