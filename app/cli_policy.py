@@ -92,6 +92,12 @@ def resolve_run_file(workdir: Path, value: str) -> Path:
                             f"{Path(workdir) / 'runs'})")
 
 
+def policy_label(path: Path) -> str:
+    """A checkpoint's name in reports: its run's name, and the file's when it is not the run's checkpoint."""
+    run = path.resolve().parent.name
+    return run if path.name == "checkpoint.pt" else f"{run}/{path.name}"
+
+
 def policy_config(args):
     """The run's :class:`~ppuu.planner.train.PolicyTrainConfig` from the flags."""
     from ppuu.planner.train import PolicyTrainConfig
@@ -287,7 +293,7 @@ def mpc_entries(args, scene, base, device) -> list:
 def cmd_evaluate(args) -> int:
     import dataclasses
 
-    from ppuu.app.cli_evaluate import closed_loop_setup, run_and_report
+    from ppuu.app.cli_evaluate import _filename, closed_loop_setup, run_and_report
     from ppuu.planner.controller import make_controller, sim_config_for
     from ppuu.planner.report import distance_histograms, outcome_bars, training_curves
     from ppuu.planner.train import load_policy
@@ -301,14 +307,16 @@ def cmd_evaluate(args) -> int:
     scene, course, base = closed_loop_setup(args)
     device = resolve_device(args.device)
     entries = [(name, CONTROLLERS[name], base) for name in args.controllers]
-    runs = {}
+    runs, labels = {}, {}
     for value in args.policy:
         path = resolve_run_file(args.workdir, value)
         loaded = load_policy(path, device)
-        name = f"{loaded.method} ({path.parent.name})"
+        name = f"{loaded.method} ({policy_label(path)})"
+        if name in runs:
+            raise ValueError(f"--policy {value!r}: {name} is given twice")
         controller = make_controller(loaded, sample=args.sample, reanchor_every=args.reanchor_every)
         entries.append((name, controller, sim_config_for(loaded, dataclasses.replace(base))))
-        runs[name] = path.parent
+        runs[name], labels[name] = path.parent, policy_label(path)
     planners = mpc_entries(args, scene, base, device) if args.mpc else []
     entries += [(name, controller, config) for name, controller, config in planners]
     results = run_and_report(args, scene, course, base, entries, "Policies", args.report)
@@ -322,7 +330,6 @@ def cmd_evaluate(args) -> int:
     tag = f"{args.split}-{args.traffic}"
     for name, controller, _ in planners:
         if controller.first is not None:
-            from ppuu.app.cli_evaluate import _filename
             from ppuu.planner.decision_figure import decision_figure
 
             decision, context = controller.first
@@ -348,7 +355,7 @@ def cmd_evaluate(args) -> int:
                     else table.sort_values("distance").iloc[-1])
             for label, row in (("best", best), ("worst", table.sort_values("distance").iloc[0])):
                 controller, config = by_name[name]
-                gif = out / f"{args.report}-{tag}-{runs[name].name}-{label}.gif"
+                gif = out / f"{args.report}-{tag}-{_filename(labels[name])}-{label}.gif"
                 record_episode(scene, config, controller, int(row["vehicle_id"]), gif, device=str(device),
                                title=f"{name} {label}")
                 print(f"wrote {gif} (vehicle {int(row['vehicle_id'])}, {row['outcome_name']}, "

@@ -18,3 +18,23 @@ def test_mpur_starts_from_an_imitation_run(runs, scene, capsys):  # noqa: F811
     # one optimiser step from the imitation weights: close to them, not equal (it trained)
     moved = [float((mpur["policy"][k] - v).abs().max()) for k, v in il["policy"].items() if v.is_floating_point()]
     assert 0 < max(moved) < 0.1
+
+
+def test_two_checkpoints_of_one_run_are_two_rows_and_a_repeat_is_refused(runs, scene, tmp_path, capsys):  # noqa: F811
+    """Snapshots of one run (``run/a.pt``, ``run/b.pt``) are reported apart, not merged under the run's name."""
+    import json
+    import shutil
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    for name in ("a.pt", "b.pt"):
+        shutil.copy(runs / "runs" / "tiny-policy" / "checkpoint.pt", folder / name)
+    common = ["evaluate", "policy", scene.meta.name, "--workdir", str(runs), "--controllers", "--no-gifs",
+              "--episodes", "2", "--threads", "1", "--report", "snapshots"]
+    assert main([*common, "--policy", str(folder / "a.pt"), str(folder / "b.pt")]) == 0
+    reports = list((runs / "reports" / scene.meta.name).glob("snapshots-*.json"))
+    assert len(reports) == 1
+    names = sorted(json.loads(reports[0].read_text())["results"])
+    assert [n.split(" ", 1)[1] for n in names] == ["(snapshots/a.pt)", "(snapshots/b.pt)"]
+    assert main([*common, "--policy", str(folder / "a.pt"), str(folder / "a.pt")]) != 0
+    assert "(snapshots/a.pt) is given twice" in capsys.readouterr().err
