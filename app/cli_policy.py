@@ -52,6 +52,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--horizon", type=int, help="imagined steps per context (0.1 s each)")
     p.add_argument("--copies", type=int, help="dropout copies of the world model for the uncertainty cost (K)")
     p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--warmup-steps", type=int,
+                   help="raise the learning rate linearly over this many first steps (default 0: none)")
+    p.add_argument("--anchor-weight", type=float,
+                   help="with --init: weight of a trust region keeping the policy's first action near the warm "
+                        "start's on the same context (mean squared normalised action; default 0: off)")
     p.add_argument("--planner-contexts", type=int,
                    help="mpc-il: training contexts the planner plans for (default 1600; cached in the run folder)")
     p.add_argument("--planner-iterations", type=int,
@@ -108,7 +113,8 @@ def policy_config(args):
                                  ("speed", args.speed_weight)) if v is not None}
     return PolicyTrainConfig.for_profile(
         args.profile, args.method, steps=args.steps, batch_size=args.batch_size, horizon=args.horizon,
-        copies=args.copies, lr=args.lr, planner_contexts=args.planner_contexts,
+        copies=args.copies, lr=args.lr, warmup_steps=args.warmup_steps, anchor_weight=args.anchor_weight,
+        planner_contexts=args.planner_contexts,
         planner_iterations=args.planner_iterations, planner_lr=args.planner_lr, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, weights=weights,
         policy={"gaussian": True} if args.gaussian else None)

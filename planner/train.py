@@ -58,8 +58,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 METHODS = ("mpur", "vg", "svg", "mper", "il", "mpc-il")
 ONE_STEP_METHODS = ("il", "mpc-il")
 """The methods that only regress the first action on real contexts (no imagined rollout)."""
-METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "grad_norm", "samples_per_s", "val_loss",
-                  *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error", "wall_s")
+METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "anchor_error", "grad_norm", "samples_per_s",
+                  "lr", "val_loss", *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error",
+                  "val_anchor_error", "wall_s")
 
 PROFILES: dict[str, dict[str, Any]] = {
     # Trains in minutes on 2 CPU cores: a narrow policy, 6 contexts, 15 imagined steps, 4 copies.
@@ -80,6 +81,12 @@ class PolicyTrainConfig:
         profile: "cpu" or "reference": the preset the other fields started from.
         world_model: path of the world-model checkpoint imagined with (frozen).
         steps, batch_size, lr, grad_clip, seed: as usual (batch_size: contexts per step).
+        warmup_steps: the learning rate rises linearly from ``lr / warmup_steps`` to ``lr`` over this many
+            first steps (0 = none). Fine-tuning a warm start: Adam's first steps move every weight by
+            about ``lr`` whatever its gradient, which can undo a converged policy before it improves it.
+        anchor_weight: weight of the trust region around the warm start (``--init``; imagining methods
+            only): the mean squared distance, in normalised units, between the policy's first action and
+            the warm start's on the same real context. 0 = off.
         horizon: imagined steps per context.
         copies: K, dropout copies for the uncertainty cost (mpur only; others use 1).
         planner_contexts, planner_iterations, planner_lr, planner_futures: ``mpc-il``'s planner: training
@@ -104,6 +111,8 @@ class PolicyTrainConfig:
     planner_lr: float = 0.1
     planner_futures: int = 2
     lr: float = 1e-3
+    warmup_steps: int = 0
+    anchor_weight: float = 0.0
     grad_clip: float = 50.0
     seed: int = 0
     weights: CostWeights = field(default_factory=CostWeights)
@@ -125,6 +134,12 @@ class PolicyTrainConfig:
                      "planner_contexts", "planner_iterations", "planner_futures"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"PolicyTrainConfig.{name} = {getattr(self, name)}: expected >= 1")
+        if self.warmup_steps < 0 or self.anchor_weight < 0:
+            raise ValueError(f"PolicyTrainConfig: warmup_steps and anchor_weight must be >= 0, got "
+                             f"{self.warmup_steps}, {self.anchor_weight}")
+        if self.anchor_weight and self.method in ONE_STEP_METHODS:
+            raise ValueError(f"anchor_weight is a trust region for the imagining methods; {self.method} "
+                             "regresses its targets directly")
         if self.lr <= 0 or self.grad_clip <= 0 or self.planner_lr <= 0:
             raise ValueError(f"PolicyTrainConfig: lr, grad_clip and planner_lr must be > 0, got {self.lr}, "
                              f"{self.grad_clip}, {self.planner_lr}")
@@ -190,12 +205,15 @@ def fit_uncertainty_stats(world: LoadedModel, data: WindowDataset, cost_model: C
 
 
 def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, config: PolicyTrainConfig,
-                cost_model: CostModel, uncertainty: UncertaintyStats | None) -> tuple[Tensor, dict[str, Tensor]]:
+                cost_model: CostModel, uncertainty: UncertaintyStats | None,
+                anchor: torch.nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """The method's loss on one batch of contexts and its parts (detached), for logging.
 
     ``parts`` holds the discounted mean of every cost term (:data:`ppuu.planner.objective.TERMS`)
     for the imagining methods, ``mper_error`` (m, mean position error against the recording)
-    and ``il_error`` (normalised action MSE of the first step) for all.
+    and ``il_error`` (normalised action MSE of the first step) for all, and ``anchor_error`` (the
+    first action's MSE against the frozen warm start ``anchor``, weighted by
+    ``config.anchor_weight`` in the loss) when there is one.
     """
     first = policy(batch.context_images, batch.context_states)
     il_error = F.mse_loss(first, batch.actions[:, 0])
@@ -215,15 +233,20 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
     position_error = (predicted - recorded).norm(dim=-1).mean()
     parts = {name: per_term[:, i].mean().detach() for i, name in enumerate(TERMS)}
     parts.update(mper_error=position_error.detach(), il_error=il_error.detach())
-    if config.method == "mper":
-        return F.mse_loss(predicted, recorded), parts
-    return cost.mean(), parts
+    loss = F.mse_loss(predicted, recorded) if config.method == "mper" else cost.mean()
+    if anchor is not None:
+        with torch.no_grad():
+            target = anchor(batch.context_images, batch.context_states)
+        anchor_error = F.mse_loss(first, target)
+        parts["anchor_error"] = anchor_error.detach()
+        loss = loss + config.anchor_weight * anchor_error
+    return loss, parts
 
 
 @torch.no_grad()
 def validate(policy: torch.nn.Module, world: LoadedModel, data: WindowDataset, indices: np.ndarray,
              config: PolicyTrainConfig, cost_model: CostModel, uncertainty: UncertaintyStats | None,
-             device: torch.device) -> dict[str, float]:
+             device: torch.device, anchor: torch.nn.Module | None = None) -> dict[str, float]:
     """Mean loss and parts over fixed validation windows, with fixed random draws."""
     was_training = policy.training
     policy.eval()
@@ -233,7 +256,7 @@ def validate(policy: torch.nn.Module, world: LoadedModel, data: WindowDataset, i
         torch.manual_seed(config.seed + 1)
         for lo in range(0, len(indices), config.batch_size):
             batch = data.batch(indices[lo:lo + config.batch_size]).to(device)
-            loss, parts = policy_loss(policy, world, batch, config, cost_model, uncertainty)
+            loss, parts = policy_loss(policy, world, batch, config, cost_model, uncertainty, anchor)
             for k, v in {"loss": loss, **parts}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(batch)
             count += len(batch)
@@ -258,7 +281,8 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
         extra: JSON-able settings stored with the policy (e.g. the scene's name).
         stop_after: stop once this many steps are done (as a kill would; tests, time boxes).
         initial_weights: a policy ``state_dict`` to start a new run from (a warm start, e.g. an IL policy);
-            ignored when the run resumes.
+            ignored when the run resumes. With ``config.anchor_weight`` it is also the frozen anchor of the
+            trust region (stored in the checkpoint, so a resumed run keeps it).
 
     Returns:
         A summary: step, last metrics, validation metrics, checkpoint path, seconds, device.
@@ -308,6 +332,14 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
         uncertainty = None
         if ckpt is None and initial_weights is not None:
             policy.load_state_dict(initial_weights)
+        anchor_weights = ckpt.get("anchor_policy") if ckpt is not None else initial_weights
+        anchor = None
+        if config.anchor_weight > 0:
+            if anchor_weights is None:
+                raise ValueError("anchor_weight > 0 keeps the policy near its warm start: give one (--init RUN)")
+            anchor = DrivingPolicy(config.policy)
+            anchor.load_state_dict(anchor_weights)
+            anchor.to(device).eval().requires_grad_(False)
         if ckpt is not None:
             _check_resumable(config, ckpt, ckpt_path)
             policy.load_state_dict(ckpt["policy"])
@@ -340,6 +372,7 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
                      "normaliser": world.normaliser.state_dict(), "model_config": world.model_config.to_json(),
                      "observation": world.observation, "extra": extra or {},
                      "uncertainty": None if uncertainty is None else uncertainty.state_dict(),
+                     "anchor_policy": None if anchor is None else anchor.state_dict(),
                      "optimiser": optimiser.state_dict(), "step": step, "best_val": best_val,
                      "rng": capture_rng_state()}
             atomic_save(state, ckpt_path)
@@ -364,8 +397,11 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
                         dist_info.rank, dist_info.world_size, depth=config.prefetch) as batches:
             for step, batch in batches:
                 torch.manual_seed(step_seed(config.seed, step, dist_info.rank))
+                lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
+                for group in optimiser.param_groups:      # a function of the step: a resumed run gets the same
+                    group["lr"] = lr
                 with autocast(device, amp):
-                    loss, parts = policy_loss(net, world, batch, config, cost_model, uncertainty)
+                    loss, parts = policy_loss(net, world, batch, config, cost_model, uncertainty, anchor)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 dist_info.average_gradients(policy.parameters())
@@ -380,14 +416,15 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
                 else:
                     consecutive_bad = 0
                     optimiser.step()
-                    for k, v in {"loss": loss.detach(), **parts, "grad_norm": grad_norm.detach()}.items():
+                    for k, v in {"loss": loss.detach(), **parts, "grad_norm": grad_norm.detach(), "lr": lr}.items():
                         sums[k] = sums.get(k, 0.0) + float(v)
                     sum_count += 1
                 done = step + 1
                 if bar is not None:
                     bar.update(1)
                 if val_data is not None and config.val_every and done % config.val_every == 0 and dist_info.main:
-                    val_metrics = validate(policy, world, val_data, val_indices, config, cost_model, uncertainty, device)
+                    val_metrics = validate(policy, world, val_data, val_indices, config, cost_model, uncertainty, device,
+                                           anchor)
                 if done % config.log_every == 0 or done == last_step or done == 1:
                     row: dict[str, Any] = {"step": done, "wall_s": round(time.perf_counter() - started, 3)}
                     if sum_count:
@@ -419,8 +456,8 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
 
 def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path) -> None:
     saved = PolicyTrainConfig.from_json(ckpt["train_config"])
-    for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "seed", "weights", "policy",
-                 "planner_contexts", "planner_iterations", "planner_lr", "planner_futures"):
+    for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "warmup_steps", "anchor_weight",
+                 "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr", "planner_futures"):
         if getattr(saved, name) != getattr(config, name):
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "
                              f"{getattr(config, name)!r} now (use another --run name)")

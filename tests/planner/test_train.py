@@ -238,3 +238,58 @@ def test_mpc_il_regresses_on_the_planners_first_action_planned_once(setup, tmp_p
     with pytest.raises(AssertionError, match="planned again"):       # other settings: the cache does not apply
         mpc_targets.plan_windows(world, data, costs, replace(config, planner_iterations=5), 24, config.seed,
                                  torch.device("cpu"), tmp_path / "run" / "mpc-targets-train.pt", progress=False)
+
+
+def test_warmup_raises_the_learning_rate_linearly(setup, tmp_path):
+    world, data, costs = setup
+    config = _config(world, "svg", steps=4, warmup_steps=4, lr=2e-3, checkpoint_every=4)
+    train_policy(config, world, costs, data, None, tmp_path / "run", progress=False)
+    import pandas as pd
+    logged = pd.read_csv(tmp_path / "run" / "metrics.csv")["lr"].to_numpy()
+    np.testing.assert_allclose(logged, [5e-4, 1e-3, 1.5e-3, 2e-3], rtol=1e-5)
+
+
+def test_the_anchor_keeps_a_fine_tuned_policy_near_its_warm_start_and_survives_a_resume(setup, tmp_path):
+    """``anchor_weight``: a trust region around ``--init`` (the frozen warm start, kept in the checkpoint)."""
+    world, data, costs = setup
+    if world.model_config.ego_model == "learned":
+        pytest.skip("the kinematic ego model's costs respond to the actions exactly: the one to pull away from")
+    base = _config(world, "svg", steps=8, lr=3e-2, checkpoint_every=4)
+    torch.manual_seed(5)
+    warm = DrivingPolicy(base.policy)
+    warm_weights = {k: v.clone() for k, v in warm.state_dict().items()}
+    fixed = data.batch(np.arange(16))
+
+    def distance_from_warm_start(run):
+        policy = load_policy(tmp_path / run / "checkpoint.pt").policy
+        with torch.no_grad():
+            return float((policy(fixed.context_images, fixed.context_states)
+                          - warm.eval()(fixed.context_images, fixed.context_states)).pow(2).mean())
+
+    for run, weight in (("free", 0.0), ("anchored", 100.0)):
+        train_policy(replace(base, anchor_weight=weight), world, costs, data, None, tmp_path / run, progress=False,
+                     initial_weights=warm_weights)
+    assert distance_from_warm_start("anchored") < 0.5 * distance_from_warm_start("free")
+    # killed and resumed: the anchor comes back from the checkpoint (no --init the second time)
+    anchored = replace(base, anchor_weight=100.0)
+    train_policy(anchored, world, costs, data, None, tmp_path / "killed", progress=False, stop_after=4,
+                 initial_weights=warm_weights)
+    train_policy(anchored, world, costs, data, None, tmp_path / "killed", progress=False)
+    a = load_policy(tmp_path / "anchored" / "checkpoint.pt").policy.state_dict()
+    b = load_policy(tmp_path / "killed" / "checkpoint.pt").policy.state_dict()
+    for k, v in a.items():
+        torch.testing.assert_close(v, b[k])
+    import pandas as pd
+    errors = pd.read_csv(tmp_path / "anchored" / "metrics.csv")["anchor_error"].to_numpy()
+    assert errors[0] == 0 and errors[1:].max() > 0          # the first step starts at the warm start
+
+
+def test_the_anchor_needs_a_warm_start_and_an_imagining_method(setup, tmp_path):
+    world, data, costs = setup
+    with pytest.raises(ValueError, match="give one"):
+        train_policy(_config(world, "svg", anchor_weight=1.0), world, costs, data, None, tmp_path / "run",
+                     progress=False)
+    with pytest.raises(ValueError, match="imagining methods"):
+        PolicyTrainConfig(method="il", anchor_weight=1.0)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        PolicyTrainConfig(warmup_steps=-1)
