@@ -114,8 +114,8 @@ def policy_config(args):
     return PolicyTrainConfig.for_profile(
         args.profile, args.method, steps=args.steps, batch_size=args.batch_size, horizon=args.horizon,
         copies=args.copies, lr=args.lr, warmup_steps=args.warmup_steps, anchor_weight=args.anchor_weight,
-        planner_contexts=args.planner_contexts,
-        planner_iterations=args.planner_iterations, planner_lr=args.planner_lr, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
+        planner_contexts=args.planner_contexts, planner_iterations=args.planner_iterations, planner_lr=args.planner_lr,
+        grad_clip=args.grad_clip, seed=args.seed, device=args.device,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, weights=weights,
         policy={"gaussian": True} if args.gaussian else None)
 

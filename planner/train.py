@@ -423,8 +423,8 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
                 if bar is not None:
                     bar.update(1)
                 if val_data is not None and config.val_every and done % config.val_every == 0 and dist_info.main:
-                    val_metrics = validate(policy, world, val_data, val_indices, config, cost_model, uncertainty, device,
-                                           anchor)
+                    val_metrics = validate(policy, world, val_data, val_indices, config, cost_model, uncertainty,
+                                           device, anchor)
                 if done % config.log_every == 0 or done == last_step or done == 1:
                     row: dict[str, Any] = {"step": done, "wall_s": round(time.perf_counter() - started, 3)}
                     if sum_count:
@@ -457,7 +457,8 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
 def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path) -> None:
     saved = PolicyTrainConfig.from_json(ckpt["train_config"])
     for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "warmup_steps", "anchor_weight",
-                 "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr", "planner_futures"):
+                 "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
+                 "planner_futures"):
         if getattr(saved, name) != getattr(config, name):
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "
                              f"{getattr(config, name)!r} now (use another --run name)")

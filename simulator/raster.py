@@ -412,17 +412,54 @@ def render(road: Road, ego_centre: Tensor, ego_heading: Tensor, ego_size: Tensor
     B, N = others_centre.shape[0], others_centre.shape[1]
     if others_centre.shape != (B, N, 2) or B != ego_centre.shape[0]:
         raise ValueError(f"others_centre of shape {tuple(others_centre.shape)}: expected (B={ego_centre.shape[0]}, N, 2)")
+    ego_unit = as_unit_heading(ego_heading, 1).to(ego_centre)
+    others = _sanitised(ego_centre, ego_unit, others_centre, others_heading, others_size, others_mask)
+    image = ego_centre.new_empty(B, len(CHANNELS), config.length_px, config.width_px)
+    return render_into(image, road, ego_centre, ego_unit, ego_size.to(ego_centre), *others, config)
+
+
+def _sanitised(ego_centre: Tensor, ego_unit: Tensor, others_centre: Tensor, others_heading: Tensor,
+               others_size: Tensor, others_mask: Tensor | None):
+    """(centre, unit, size, mask) of the other vehicles with absent ones (masked or not finite) moved onto
+    the ego with unit size, so that NaNs cannot leak through the arithmetic."""
+    B, N = others_centre.shape[:2]
     if others_mask is None:
         others_mask = torch.ones(B, N, dtype=torch.bool, device=ego_centre.device)
-    like = ego_centre
-    ego_unit = as_unit_heading(ego_heading, 1).to(like)
     others_mask = others_mask & torch.isfinite(others_centre).all(-1)
-    # sanitise absent vehicles so that NaNs cannot leak through the arithmetic
     safe = others_mask[..., None]
-    others_centre = torch.where(safe, others_centre.to(like), ego_centre[:, None, :])
-    others_size = torch.where(safe, others_size.to(like), torch.ones_like(others_centre))
-    o_unit = as_unit_heading(others_heading, 2).to(like)
-    o_unit = torch.where(safe, o_unit, ego_unit[:, None, :].expand_as(o_unit))
-    image = like.new_empty(B, len(CHANNELS), config.length_px, config.width_px)
-    return render_into(image, road, like, ego_unit, ego_size.to(like), others_centre, o_unit, others_size,
-                       others_mask, config)
+    centre = torch.where(safe, others_centre.to(ego_centre), ego_centre[:, None, :])
+    size = torch.where(safe, others_size.to(ego_centre), torch.ones_like(centre))
+    unit = as_unit_heading(others_heading, 2).to(ego_centre)
+    unit = torch.where(safe, unit, ego_unit[:, None, :].expand_as(unit))
+    return centre, unit, size, others_mask
+
+
+def render_traffic_frames(road: Road, centre: Tensor, unit: Tensor, others_centre: Tensor, others_unit: Tensor,
+                          others_size: Tensor, others_mask: Tensor | None = None,
+                          config: RasterConfig = RasterConfig()) -> Tensor:
+    """F frames of traffic around one pose per slot: (S, F, 4, H, W), the ego channel empty.
+
+    What :func:`render` gives for the S x F (pose, frame) pairs, with the road (the same for every
+    frame of a pose) rendered once per pose: re-rendering a 20-frame history around a new pose is
+    then about a third cheaper on a CPU.
+
+    Args:
+        centre: (S, 2) m, world-frame image centres; unit: (S, 2) unit vectors, the images' up direction.
+        others_centre: (S, F, N, 2) m; others_unit (S, F, N, 2) unit headings; others_size (S, F, N, 2) m;
+            others_mask (S, F, N) bool (None = all exist; masked entries may hold NaN).
+    """
+    S, F_, N = others_centre.shape[:3]
+    H, W = config.length_px, config.width_px
+    images = centre.new_empty(S, F_, len(CHANNELS), H, W)
+    if S == 0 or F_ == 0:
+        return images
+    road_once = centre.new_empty(S, len(CHANNELS), H, W)
+    _render_road(road, config, centre, unit, road_once)
+    images[:, :, LANES] = road_once[:, None, LANES]
+    images[:, :, OFFROAD] = road_once[:, None, OFFROAD]
+    poses = centre.repeat_interleave(F_, dim=0), unit.repeat_interleave(F_, dim=0)
+    others = _sanitised(*poses, others_centre.flatten(0, 1), others_unit.flatten(0, 1), others_size.flatten(0, 1),
+                        None if others_mask is None else others_mask.flatten(0, 1))
+    _render_vehicles(config, *poses, *others, images.view(S * F_, len(CHANNELS), H, W))
+    images[:, :, EGO] = 0.0
+    return images

@@ -52,7 +52,7 @@ from ppuu.simulator.costs import CostConfig, Costs, all_costs
 from ppuu.simulator.dynamics import ActionBounds, EgoState
 from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
                                      episode_vehicles, get_course)
-from ppuu.simulator.raster import EGO, RasterConfig, render, render_into
+from ppuu.simulator.raster import RasterConfig, render, render_into, render_traffic_frames
 from ppuu.simulator.reactive import IDMConfig, ReactiveTraffic
 from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog, VehicleSlice
@@ -332,13 +332,9 @@ class BatchedSimulator:
         F_ = K if frames is None else int(frames)
         if not 1 <= F_ <= K:
             raise ValueError(f"frames = {frames}: expected 1 .. {K} (the history kept)")
-        S = len(slots)
         lo = self._head + 1 + K - F_
-        o_centre, o_unit, o_size, o_mask = (ring[slots, lo:lo + F_].flatten(0, 1) for ring in self._traffic_ring)
-        images = render(self.road, centre.repeat_interleave(F_, dim=0), unit.repeat_interleave(F_, dim=0),
-                        self.size[slots].repeat_interleave(F_, dim=0), o_centre, o_unit, o_size, o_mask, raster)
-        images[:, EGO] = 0.0
-        return images.view(S, F_, *images.shape[1:])
+        o_centre, o_unit, o_size, o_mask = (ring[slots, lo:lo + F_] for ring in self._traffic_ring)
+        return render_traffic_frames(self.road, centre, unit, o_centre, o_unit, o_size, o_mask, raster)
 
     def _allocate(self, batch: int) -> None:
         d, f = self.device, self.dtype

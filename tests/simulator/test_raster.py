@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppuu.simulator.raster import CHANNELS, EGO, LANES, OFFROAD, VEHICLES, RasterConfig, render
+from ppuu.simulator.raster import CHANNELS, EGO, LANES, OFFROAD, VEHICLES, RasterConfig, render, render_traffic_frames
 from ppuu.simulator.road import Road
 from tests.simulator.conftest import LANE, i80_meta
 
@@ -244,6 +244,33 @@ def test_batch_equals_single_renders_and_large_vehicle_window(i80_road):
     # without the separate large-vehicle window the result is the same
     wide = RasterConfig(large_vehicle_length=100.0, large_vehicle_width=100.0)
     torch.testing.assert_close(render(i80_road, ego, heading, es, centre, oh, size, None, wide), batch)
+
+
+def test_traffic_frames_around_one_pose_equal_separate_renders(i80_road):
+    """render_traffic_frames (the road once per pose) gives render's images for every (pose, frame), ego
+    channel empty, absent vehicles (masked or NaN) not drawn."""
+    g = torch.Generator().manual_seed(4)
+    S, F_, N = 3, 5, 8
+    pose = i80_road.sample_points(S, g, x_range=(50, 400))
+    heading = (torch.rand(S, generator=g, **F64) - 0.5) * 0.2
+    unit = torch.stack([heading.cos(), heading.sin()], -1)
+    spread = torch.tensor([60.0, 14.0], **F64)
+    centre = pose[:, None, None] + (torch.rand(S, F_, N, 2, generator=g, **F64) - 0.5) * spread
+    oh = (torch.rand(S, F_, N, generator=g, **F64) - 0.5) * 0.4
+    o_unit = torch.stack([oh.cos(), oh.sin()], -1)
+    size = torch.tensor([4.5, 1.8], **F64).repeat(S, F_, N, 1)
+    mask = torch.rand(S, F_, N, generator=g) > 0.2
+    centre[0, 1, 0] = float("nan")
+    frames = render_traffic_frames(i80_road, pose, unit, centre, o_unit, size, mask)
+    assert frames.shape == (S, F_, len(CHANNELS), 117, 24)
+    ego_size = torch.tensor([[4.5, 1.8]], **F64)
+    for s in range(S):
+        for f in range(F_):
+            single = render(i80_road, pose[s:s + 1], unit[s:s + 1], ego_size, centre[s:s + 1, f], o_unit[s:s + 1, f],
+                            size[s:s + 1, f], mask[s:s + 1, f])
+            single[:, EGO] = 0.0
+            torch.testing.assert_close(frames[s, f], single[0])
+    assert frames[:, :, VEHICLES].sum() > 0 and frames[:, :, EGO].abs().sum() == 0
 
 
 def test_thousand_observations_in_one_call(i80_road):
