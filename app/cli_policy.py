@@ -240,7 +240,7 @@ def add_evaluate_parser(sub) -> None:
                      help="weight of speed keeping (default: %(default)s; see ppuu train policy --speed-weight)")
     p.add_argument("--reanchor-every", type=int, default=None,
                    help="fixed-frame policies: steps between re-rendering their window around the current pose "
-                        "(default: their training horizon)")
+                        "(default: every step)")
     add_closed_loop_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -479,13 +479,6 @@ class LoadedPolicy:
     uncertainty: UncertaintyStats | None
     step: int
 
-    @property
-    def trained_steps_from_anchor(self) -> int:
-        """How many steps from the real context the policy acted in training: 1 for the one-step imitation
-        methods (``il``, ``mpc-il``: only real contexts), the imagined horizon for the others. A fixed-frame
-        policy is re-anchored this often in the closed loop (``AnchoredPolicyController``)."""
-        return 1 if self.method in ONE_STEP_METHODS else int(self.train_config.horizon)
-
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> LoadedPolicy:
     """Load a policy checkpoint written by :func:`train_policy` (``weights_only=True``)."""

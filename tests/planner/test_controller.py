@@ -67,17 +67,16 @@ def test_policy_actions_of_no_context_is_empty():
     assert policy_actions(policy, torch.zeros(5, 2, 3, 8, 4), torch.zeros(5, 2, 4)).shape == (5, 2)
 
 
-def test_an_anchored_policy_is_re_anchored_as_far_as_it_drove_from_its_anchor_in_training(runs):  # noqa: F811
+def test_an_anchored_policy_is_re_anchored_every_step_unless_told_otherwise(runs):  # noqa: F811
     import dataclasses
 
     from ppuu.planner.controller import AnchoredPolicyController
     from ppuu.planner.train import load_policy
 
     loaded = load_policy(runs / "runs" / "tiny-policy" / "checkpoint.pt", torch.device("cpu"))
-    imagined = dataclasses.replace(loaded, method="mpur",
-                                   train_config=dataclasses.replace(loaded.train_config, method="mpur", horizon=7))
-    assert AnchoredPolicyController(imagined).reanchor_every == 7
-    for method in ("il", "mpc-il"):              # trained on real contexts only: a fresh anchor every step
-        one_step = dataclasses.replace(imagined, method=method)
-        assert AnchoredPolicyController(one_step).reanchor_every == 1
-        assert AnchoredPolicyController(one_step, reanchor_every=5).reanchor_every == 5
+    for method in ("mpur", "il", "mpc-il"):
+        policy = dataclasses.replace(loaded, method=method)
+        assert AnchoredPolicyController(policy).reanchor_every == 1
+        assert AnchoredPolicyController(policy, reanchor_every=5).reanchor_every == 5
+    with pytest.raises(ValueError, match="reanchor_every = 0"):
+        AnchoredPolicyController(loaded, reanchor_every=0)
