@@ -82,7 +82,8 @@ PROFILES: dict[str, DemoProfile] = {
         il=("--batch-size", "64", "--steps", "100"),
         mpc_il=("--batch-size", "64", "--steps", "150", "--planner-contexts", "800", "--planner-iterations", "5",
                 "--planner-lr", "0.2", *_POLICY_CPU),
-        mpur=("--steps", "70", "--batch-size", "24", "--copies", "2", "--lr", "3e-4", *_POLICY_CPU),
+        mpur=("--steps", "70", "--batch-size", "24", "--copies", "2", "--lr", "3e-4", "--warmup-steps", "10",
+              *_POLICY_CPU),
         evaluate_episodes=None, mpc_episodes=16, mpc=_MPC_CPU, gif_frames=100),
     "tiny": DemoProfile(
         name="tiny", description="a smoke run of every stage in about a minute (tests; results mean nothing)",
