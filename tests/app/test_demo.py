@@ -101,3 +101,18 @@ def test_every_profile_builds_every_stage_command(tmp_path):
         assert demo.scene_name == f"i80-sumo-{profile.minutes:g}min-s3" and demo.command("report") is None
     with pytest.raises(ValueError, match="unknown stage"):
         demo.command("nothing")
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_profiles_stage_commands_parse(profile, tmp_path):
+    """Each stage of each profile (``paper`` included, which only a GPU runs in earnest) is a valid ``ppuu``
+    command line: the flags exist and their values parse."""
+    from ppuu.app.cli import build_parser
+
+    demo = Demo(tmp_path, PROFILES[profile], run=lambda argv: 0)
+    parser = build_parser()
+    for stage in STAGES:
+        argv = demo.command(stage)
+        if argv is not None:
+            args = parser.parse_args(argv)
+            assert callable(args.func), (profile, stage)
