@@ -128,7 +128,7 @@ def run_and_report(args, scene, course, base, entries, what: str, prefix: str) -
                 spent += time.perf_counter() - start
                 print(f"{name}, seed {seed}: {len(tables[-1])} episodes in {time.perf_counter() - start:.1f} s")
             results[name], seconds[name], configs[name] = pd.concat(tables, ignore_index=True), spent, config
-            csv = out / f"evaluate-{_filename(name)}-{tag}.csv"
+            csv = out / f"{prefix}-{_filename(name)}-{tag}.csv"      # the report's own: never another's
             results[name].to_csv(csv, index=False)
             print(f"  -> {csv}")
     summary = markdown_summary(results)

@@ -264,11 +264,13 @@ class Demo:
         from ppuu.app.cli_evaluate import _filename
 
         folder = self.workdir / "reports" / self.scene_name
-        names = ["human", "no_action", f"il ({self.runs['il']})", f"mpc-il ({self.runs['mpc-il']})",
-                 f"mpur ({self.runs['mpur']})", "mpc-adam"]
+        evaluate, mpc = f"demo-{self.recipe}", f"demo-{self.recipe}-mpc"      # the two stages' --report
+        reports = {"human": evaluate, "no_action": evaluate, f"il ({self.runs['il']})": evaluate,
+                   f"mpc-il ({self.runs['mpc-il']})": evaluate, f"mpur ({self.runs['mpur']})": evaluate,
+                   "mpc-adam": mpc}
         tables = {}
-        for name in names:
-            matches = sorted(folder.glob(f"evaluate-{_filename(name)}-test-replay-*.csv"))
+        for name, report in reports.items():
+            matches = sorted(folder.glob(f"{report}-{_filename(name)}-test-replay-*.csv"))
             if matches:
                 tables[name] = pd.read_csv(matches[-1])
         return tables

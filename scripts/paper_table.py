@@ -211,7 +211,7 @@ class Recipe:
         target = self.state_file.parent / "evaluations" / f"s{seed}"
         target.mkdir(parents=True, exist_ok=True)
         for controller, row in self._controllers(seed).items():
-            fresh = [p for p in source.glob(f"evaluate-{_filename(controller)}-*.csv") if p.stat().st_mtime >= since]
+            fresh = [p for p in source.glob(f"*-{_filename(controller)}-*.csv") if p.stat().st_mtime >= since]
             if not fresh:
                 raise RuntimeError(f"evaluate s{seed} wrote no table for {controller} in {source}")
             shutil.copyfile(max(fresh, key=lambda p: p.stat().st_mtime), target / f"{row}.csv")

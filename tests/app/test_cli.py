@@ -92,7 +92,7 @@ def test_evaluate_baselines_states_course_and_seeds(scene_workdir, scene_dir, ca
     out = capsys.readouterr().out
     assert "course full" in out and "mean ± std over seeds 0, 1" in out and "| no_action | full | 0,1 |" in out
     report = scene_workdir / "reports" / scene_dir.name
-    table = pd.read_csv(report / "evaluate-no_action-test-replay-full.csv")
+    table = pd.read_csv(report / "baselines-no_action-test-replay-full.csv")
     assert set(table["course"]) == {"full"} and set(table["seed"]) == {0, 1}
     assert {"mean_abs_acceleration", "mean_abs_jerk", "distance"} <= set(table.columns)
     md = (report / "baselines-test-replay-full.md").read_text()
