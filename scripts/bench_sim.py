@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--skip-evaluation", action="store_true")
     parser.add_argument("--copies", type=int, default=1, help="repeat the traffic N times along x (docstring)")
     parser.add_argument("--chunk", type=int, help="slots per render call (SimConfig.chunk; default: by device)")
+    parser.add_argument("--compile", action="store_true",
+                        help="wrap the step in torch.compile and report its graph breaks (the first timed batch "
+                             "size pays the compilation: warm it up with a repeated batch, e.g. --batches 1 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -104,6 +107,8 @@ def main() -> None:
     if args.copies > 1:
         scene = repeated_along_x(scene, args.copies)
     sim = BatchedSimulator(scene, SimConfig(traffic=args.traffic, chunk=args.chunk), device=args.device)
+    if args.compile:
+        sim.step = torch.compile(sim.step)
     name = torch.cuda.get_device_name() if sim.device.type == "cuda" else (platform.processor() or platform.machine())
     print(f"device: {args.device} ({name}), torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"scene {scene.meta.name} (up to {sim.log.max_vehicles} vehicles at once), traffic {args.traffic}, "
@@ -112,6 +117,13 @@ def main() -> None:
     for batch in args.batches:
         rate = steps_per_second(sim, batch, args.steps, args.device)
         print(f"| {batch} | {rate:,.0f} | {1000 * batch / rate:.1f} |", flush=True)
+    if args.compile:
+        from torch._dynamo.utils import counters
+
+        breaks = counters["graph_break"]
+        print(f"\ntorch.compile: {sum(breaks.values())} graph breaks, {len(breaks)} distinct reasons:")
+        for reason, count in breaks.most_common():
+            print(f"  {count} x {reason.splitlines()[0][:150]}")
 
     if not args.skip_evaluation:
         start = time.perf_counter()
