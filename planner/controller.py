@@ -150,9 +150,11 @@ class AnchoredPolicyController:
     method trained its first action on (the imitation methods only that). Fewer renewals render less
     and let an imagining policy act on windows as far from their anchor as in training, but cost
     success: MPUR fine-tuned from amortised MPC, 147 validation episodes, 18.4 / 23.8 % arrived
-    renewing every 15 steps against 24.5 / 27.9 % every step (two seeds, BENCHMARKS.md). States are the simulator's world-frame states turned
-    into the anchor's frame. The simulator must keep its traffic history
-    (``SimConfig.keep_traffic``) and T frames of history (:func:`sim_config_for`).
+    renewing every 15 steps against 24.5 / 27.9 % every step (two seeds, BENCHMARKS.md).
+
+    States are the simulator's world-frame states turned into the anchor's frame. The simulator
+    must keep its traffic history (``SimConfig.keep_traffic``) and T frames of history
+    (:func:`sim_config_for`).
 
     Args:
         loaded: the policy.
