@@ -197,15 +197,18 @@ class AnchoredPolicyController:
         running = ~sim.done
         position, unit = sim.ego.position, sim.ego.heading
         fresh = running & (self.since >= self.reanchor_every)
+        frames = None
         if bool(fresh.any()):
             slots = fresh.nonzero().squeeze(1)
             self.anchor_position[slots], self.anchor_unit[slots] = position[slots], unit[slots]
             centre = position[slots] + self.centre_ahead * unit[slots]
-            frames = sim.render_history(slots, centre, unit[slots], self.raster, self.context)
-            self.window[slots] = frames[:, :, :self.channels]
+            frames = sim.render_history(slots, centre, unit[slots], self.raster, self.context)[:, :, :self.channels]
+            if self.reanchor_every > 1:            # kept for the steps that slide it; at 1 none does
+                self.window[slots] = frames
             self.since[slots] = 0
         slide = running & ~fresh
-        if bool(slide.any()):
+        sliding = bool(slide.any())
+        if sliding:
             slots = slide.nonzero().squeeze(1)
             centre = self.anchor_position[slots] + self.centre_ahead * self.anchor_unit[slots]
             newest = sim.render_history(slots, centre, self.anchor_unit[slots], self.raster, 1)[:, :, :self.channels]
@@ -217,7 +220,9 @@ class AnchoredPolicyController:
         device = next(policy.parameters()).device
         slots = running.nonzero().squeeze(1)
         normalised = self.loaded.normaliser.normalise_states(local[slots].to(device))
-        action = policy_actions(policy, self.window[slots].to(device), normalised, self.sample)
+        # every running slot re-anchored at this step: its frames as rendered (no copy through the window)
+        images = frames if frames is not None and not sliding else self.window[slots]
+        action = policy_actions(policy, images.to(device), normalised, self.sample)
         out = torch.zeros(sim.batch_size, 2, device=sim.device, dtype=sim.dtype)
         out[slots] = physical_actions(action, self.loaded.normaliser).to(sim.device, sim.dtype)
         return out

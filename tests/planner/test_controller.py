@@ -80,3 +80,33 @@ def test_an_anchored_policy_is_re_anchored_every_step_unless_told_otherwise(runs
         assert AnchoredPolicyController(policy, reanchor_every=5).reanchor_every == 5
     with pytest.raises(ValueError, match="reanchor_every = 0"):
         AnchoredPolicyController(loaded, reanchor_every=0)
+
+
+def test_an_anchored_window_slides_between_anchors_and_is_rendered_afresh_at_each(runs, scene):  # noqa: F811
+    """With anchors renewed every step the policy reads the history re-rendered around its current pose;
+    with one anchor kept, the window slides: frame k at step t is frame k + t of the first step's."""
+    from ppuu.planner.controller import AnchoredPolicyController, sim_config_for
+    from ppuu.planner.train import load_policy
+    from ppuu.simulator.evaluate import evaluate
+    from ppuu.simulator.sim import SimConfig
+
+    def seen_windows(reanchor_every):
+        loaded = load_policy(runs / "runs" / "tiny-policy" / "checkpoint.pt", torch.device("cpu"))
+        windows = []
+
+        def spy(images, states, sample=False):       # records what the policy reads; the egos keep going
+            windows.append(images.clone())
+            return torch.zeros(len(images), 2)
+
+        loaded.policy.forward = spy
+        controller = AnchoredPolicyController(loaded, reanchor_every)
+        evaluate(scene, controller, split="test", config=sim_config_for(loaded, SimConfig(course="full")),
+                 progress=False, episodes=1)
+        return windows
+
+    fresh, kept = seen_windows(1), seen_windows(10 ** 6)
+    assert len(fresh) == len(kept) > 3
+    torch.testing.assert_close(fresh[0], kept[0])                     # the first step anchors both
+    for t in (1, 3):
+        torch.testing.assert_close(kept[t][:, :-t], kept[0][:, t:])   # slid by t frames
+        assert not torch.equal(fresh[t], kept[t])                     # re-rendered around a pose that moved
