@@ -177,22 +177,23 @@ class AnchoredPolicyController:
         self.raster = RasterConfig(**loaded.observation["raster"])
         self.channels = loaded.policy.config.image_channels
         self.context = loaded.policy.config.context
-        self.window: Tensor | None = None        # (B, T, C, H, W) anchored frames
+        self.window: Tensor | None = None        # (B, T, C, H, W) anchored frames; none when every step re-anchors
         self.anchor_position = self.anchor_unit = None
-        self.since = None                        # (B,) steps since the slot's anchor
+        self.since: Tensor | None = None         # (B,) steps since the slot's anchor
 
     def on_episode_start(self, slots: Tensor, sim: BatchedSimulator) -> None:
         B = sim.batch_size
-        if self.window is None or self.window.shape[0] != B:
-            H, W = self.raster.length_px, self.raster.width_px
-            self.window = torch.zeros(B, self.context, self.channels, H, W, device=sim.device, dtype=sim.dtype)
+        if self.since is None or len(self.since) != B:
+            if self.reanchor_every > 1:
+                H, W = self.raster.length_px, self.raster.width_px
+                self.window = torch.zeros(B, self.context, self.channels, H, W, device=sim.device, dtype=sim.dtype)
             self.anchor_position = torch.zeros(B, 2, device=sim.device, dtype=sim.dtype)
             self.anchor_unit = torch.zeros(B, 2, device=sim.device, dtype=sim.dtype)
             self.since = torch.zeros(B, dtype=torch.int64, device=sim.device)
         self.since[slots] = self.reanchor_every                    # re-anchor at the next call
 
     def __call__(self, observation: Observation, sim: BatchedSimulator) -> Tensor:
-        if self.window is None or self.window.shape[0] != sim.batch_size:
+        if self.since is None or len(self.since) != sim.batch_size:
             self.on_episode_start(torch.arange(sim.batch_size, device=sim.device), sim)
         running = ~sim.done
         position, unit = sim.ego.position, sim.ego.heading

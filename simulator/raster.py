@@ -448,7 +448,7 @@ def render_traffic_frames(road: Road, centre: Tensor, unit: Tensor, others_centr
         others_centre: (S, F, N, 2) m; others_unit (S, F, N, 2) unit headings; others_size (S, F, N, 2) m;
             others_mask (S, F, N) bool (None = all exist; masked entries may hold NaN).
     """
-    S, F_, N = others_centre.shape[:3]
+    S, F_ = others_centre.shape[:2]
     H, W = config.length_px, config.width_px
     images = centre.new_empty(S, F_, len(CHANNELS), H, W)
     if S == 0 or F_ == 0:
