@@ -38,7 +38,7 @@ from torch import Tensor
 from ppuu.planner.imagination import CostModel, imagine
 from ppuu.planner.objective import CostWeights, action_terms, discounts, speed_deficit
 from ppuu.planner.policy import normalised_bounds
-from ppuu.planner.uncertainty import UncertaintyStats, variances
+from ppuu.planner.uncertainty import UncertaintyStats, copy_variance
 from ppuu.simulator.dynamics import ActionBounds
 from ppuu.world_model.interface import physical_actions, speeds
 from ppuu.world_model.kinematics import kinematic_rollout
@@ -213,7 +213,7 @@ class Planner:
                                 size.repeat_interleave(H, 0).repeat(F, 1)).view(F, S, H, 3)
         total = costs @ costs.new_tensor([c.weights.proximity, c.weights.lane, c.weights.offroad])
         var = torch.stack([image_var, torch.zeros_like(image_var),
-                           total.var(0, unbiased=False) if F > 1 else torch.zeros_like(image_var)], -1)
+                           copy_variance(total) if F > 1 else torch.zeros_like(image_var)], -1)
         return costs, var, traffic.view(F, S, *traffic.shape[1:]), ego
 
     def objective(self, plan: Tensor, images: Tensor, states: Tensor, size: Tensor, z: Tensor | None,
@@ -259,7 +259,7 @@ class Planner:
         finally:
             model.train(was)
         traffic = torch.cat(parts)                                                   # (F * S, H, C, h, w)
-        image_var = traffic.view(F, S, H, -1).var(0, unbiased=False).mean(-1) if F > 1 else traffic.new_zeros(S, H)
+        image_var = copy_variance(traffic.view(F, S, H, -1)).mean(-1) if F > 1 else traffic.new_zeros(S, H)
         return traffic, image_var
 
     # ------------------------------------------------------------------ one decision
