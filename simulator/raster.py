@@ -141,6 +141,13 @@ class RasterConfig:
         return self.width_px / self.pixels_per_metre
 
     @property
+    def reach_m(self) -> float:
+        """Metres from the image centre within which a point can touch a pixel of the raster: its
+        half diagonal plus half a pixel's coverage support. A vehicle whose centre is farther along x
+        than this plus its own half diagonal cannot appear in the image."""
+        return (math.hypot(self.length_m, self.width_m) + math.sqrt(2) * self.metres_per_pixel) / 2
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         """(channels, H, W) of one observation."""
         return (len(CHANNELS), self.length_px, self.width_px)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ppuu.data.scene import Scene
 from ppuu.simulator.costs import CostConfig, all_costs
-from ppuu.simulator.raster import EGO, RasterConfig, render
+from ppuu.simulator.raster import EGO, RasterConfig, render, render_traffic_frames
 from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog
 
@@ -95,6 +95,7 @@ class RecordedObservations:
         self.road = Road.from_meta(scene.meta)
         self.cost_config = (costs or CostConfig()).for_road(self.road)     # the scene's lane width
         self.log = log or TrafficLog(scene, self.device)
+        self._reach: float | None = None       # m along x: TrafficLog.near's reach for this raster
 
     def settings(self) -> dict:
         """How these windows are made, as JSON (stored with a world model, read by :meth:`from_settings`):
@@ -171,6 +172,17 @@ class RecordedObservations:
         offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
         return np.asarray(vehicle_ids, dtype=np.int64)[owner], first[owner] + offset
 
+    def _others_near(self, frames: Tensor, x: Tensor, own_ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The recorded vehicles that can appear in images centred at world x (m) at ``frames`` (both
+        (R,)), the vehicles ``own_ids`` (R,) left out: centres (R, M, 2), unit headings (R, M, 2), sizes
+        (R, M, 2), mask (R, M). Only the vehicles near each image (:meth:`TrafficLog.near`), not every
+        vehicle of the frame: the work grows with the traffic in view, not with the scene."""
+        if self._reach is None:
+            self._reach = self.raster.reach_m + self.log.max_half_diagonal + 1.0
+        packed, vehicle_id, mask = self.log.near(frames, x, self._reach)
+        packed = packed.to(x.dtype)
+        return packed[..., 0:2], packed[..., 2:4], packed[..., 4:6], mask & (vehicle_id != own_ids[:, None])
+
     def windows(self, vehicle_ids: np.ndarray | Tensor, start_frames: np.ndarray | Tensor, length: int) -> Windows:
         """Render B windows of ``length`` frames in one call.
 
@@ -195,29 +207,29 @@ class RecordedObservations:
         rows = self.log.rows_of(flat_ids, frames)
         centre, heading = self.log.centre[rows], self.log.heading[rows]
         size, speed = self.log.size[rows], self.log.speed[rows]
-        others = self.log.at(frames)
-        others.mask &= others.vehicle_id != flat_ids[:, None]
         unit = torch.stack([torch.cos(heading), torch.sin(heading)], dim=-1)
         states = torch.cat([centre, unit * speed[:, None]], dim=-1)
         if self.frame is None:
-            images = render(self.road, centre, heading, size, others.centre, others.heading, others.size,
-                            others.mask, self.raster)
+            o_centre, o_unit, o_size, o_mask = self._others_near(frames, centre[:, 0], flat_ids)
+            images = render(self.road, centre, unit, size, o_centre, o_unit, o_size, o_mask, self.raster)
             costs = all_costs(images, speed, size, self.raster, self.cost_config)
         else:
             if not 0 <= self.frame.anchor < T:
                 raise ValueError(f"windows of {T} frames have no frame {self.frame.anchor} to anchor on")
             anchor = torch.arange(B, device=self.device) * T + self.frame.anchor
+            image_centre = centre[anchor] + self.frame.centre_ahead * unit[anchor]      # (B, 2): one pose a window
+            o_centre, o_unit, o_size, o_mask = self._others_near(
+                frames, image_centre[:, 0].repeat_interleave(T), flat_ids)
+            others = (x.unflatten(0, (B, T)) for x in (o_centre, o_unit, o_size, o_mask))
+            images = render_traffic_frames(self.road, image_centre, unit[anchor], *others,
+                                           self.raster).flatten(0, 1)              # the ego channel empty
             a_unit = unit[anchor].repeat_interleave(T, dim=0)                           # (B*T, 2)
             a_centre = centre[anchor].repeat_interleave(T, dim=0)
-            image_centre = a_centre + self.frame.centre_ahead * a_unit
-            images = render(self.road, image_centre, a_unit, size, others.centre, others.heading, others.size,
-                            others.mask, self.raster)
             states = torch.cat([into_frame(centre - a_centre, a_unit), into_frame(states[:, 2:], a_unit)], dim=-1)
             pose_unit = into_frame(unit, a_unit)
             pose = torch.stack([states[:, 0] - self.frame.centre_ahead, states[:, 1],
                                 torch.atan2(pose_unit[:, 1], pose_unit[:, 0])], dim=-1)
             costs = all_costs(images, speed, size, self.raster, self.cost_config, pose=pose)
-            images[:, EGO] = 0.0            # the rasteriser draws the ego at the image centre: not where it is
         actions = torch.stack([self.log.acceleration[rows], self.log.curvature[rows]], dim=-1)
         return Windows(
             images=images.reshape(B, T, *images.shape[1:]),

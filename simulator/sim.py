@@ -199,8 +199,7 @@ class BatchedSimulator:
         # m along x within which another vehicle can reach an ego's raster (its corners, a half
         # pixel of coverage support, the other's half diagonal) or its footprint (collision), plus
         # a margin: the step looks only at these (TrafficLog.near), whatever the scene's size.
-        raster_reach = (np.hypot(raster.length_m, raster.width_m) + np.sqrt(2) * raster.metres_per_pixel) / 2
-        self._reach = float(max(raster_reach, self.log.max_half_diagonal) + self.log.max_half_diagonal + 1.0)
+        self._reach = float(max(raster.reach_m, self.log.max_half_diagonal) + self.log.max_half_diagonal + 1.0)
 
     # ------------------------------------------------------------------ episodes
     def episode_vehicles(self, split: str | None = "test") -> np.ndarray:

@@ -94,3 +94,35 @@ def test_render_states_along_the_recording_gives_the_windows(small_scene, egocen
     w = recorded.windows(ids, starts, 12)
     again = recorded.render_states(ids, starts, 6, w.states[:, 6:])
     torch.testing.assert_close(again[:, :, :3], w.images[:, 6:, :3], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_windows_render_only_the_traffic_in_view_and_lose_nothing(small_scene, egocentric, fixed):
+    """Windows look at the vehicles near each image (TrafficLog.near), not every vehicle of the frame;
+    in a fixed frame the road is drawn once per window. The images equal a render of every vehicle."""
+    from ppuu.simulator.raster import render
+
+    T, anchor, ahead = 12, 5, 10.0
+    recorded = RecordedObservations(small_scene, frame=FixedFrame(anchor=anchor, centre_ahead=ahead),
+                                    log=egocentric.log) if fixed else egocentric
+    ids, starts = _windows(small_scene, egocentric, T)
+    got = recorded.windows(ids, starts, T)
+    log = egocentric.log
+    reach = recorded.raster.reach_m + log.max_half_diagonal + 1.0
+    assert log.near_width(reach) < log.max_vehicles          # the culling leaves vehicles out in this scene
+    frames = torch.as_tensor(starts)[:, None] + torch.arange(T)
+    flat_ids = torch.as_tensor(ids)[:, None].expand(-1, T).reshape(-1)
+    rows = log.rows_of(flat_ids, frames.reshape(-1))
+    everyone = log.at(frames.reshape(-1))
+    everyone.mask &= everyone.vehicle_id != flat_ids[:, None]
+    centre, heading = log.centre[rows], log.heading[rows]
+    if fixed:
+        first = rows.view(-1, T)[:, anchor].repeat_interleave(T)
+        unit = torch.stack([torch.cos(log.heading[first]), torch.sin(log.heading[first])], -1)
+        centre, heading = log.centre[first] + ahead * unit, unit
+    expected = render(recorded.road, centre, heading, log.size[rows], everyone.centre, everyone.heading,
+                      everyone.size, everyone.mask, recorded.raster)
+    if fixed:
+        expected[:, EGO] = 0.0
+    torch.testing.assert_close(got.images.flatten(0, 1), expected, atol=1e-6, rtol=0)
+    assert float(expected[:, VEHICLES].sum()) > 0
