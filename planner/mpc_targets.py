@@ -36,23 +36,41 @@ PLAN_CHUNK = 32
 """Contexts planned per call (the planner splits further for the CPU's cache)."""
 
 
+CACHE_BYTES = 1 << 30
+"""Largest context cache :class:`PlannedWindows` keeps in memory (1 GiB): about 4,700 contexts of the cpu
+profile's 20 x 3 x 156 x 24 frames as bytes. Beyond it the contexts are rendered again for every batch."""
+
+
 class PlannedWindows:
     """Windows of a :class:`~ppuu.world_model.dataset.WindowDataset` whose actions are the planner's.
 
     ``batch(i)`` is the dataset's batch of windows ``indices[i]`` with ``actions`` replaced by the
     plans (B, H, 2), so ``actions[:, 0]`` is the planner's first action: what ``il``'s loss reads.
 
+    The regression draws every batch from the same N contexts, so they are rendered once and kept
+    (when they fit in :data:`CACHE_BYTES`): images as bytes (0-255; within 1/510 of the rendering,
+    a quarter of float32's memory), states, size and origin as they are. Rendering a batch cost about
+    twice the policy's step on a CPU, and the prefetching thread was the regression's bottleneck. A
+    cached batch carries its first predicted step only (``target_*`` of one step): the one-step
+    methods that read these windows look at nothing later.
+
     Args:
         data: the windows (training or validation split).
         indices: (N,) the planned windows' indices in ``data``.
         plans: (N, H, 2) their plans, normalised.
+        cache: keep the contexts in memory when they fit (False: render every batch).
+        batches: the windows' batches in order, already rendered (e.g. while planning), to fill the
+            cache without rendering them again.
     """
 
-    def __init__(self, data, indices: np.ndarray, plans: Tensor):
+    def __init__(self, data, indices: np.ndarray, plans: Tensor, cache: bool = True, batches: list[Batch] | None = None):
         if len(indices) != len(plans):
             raise ValueError(f"{len(indices)} windows and {len(plans)} plans")
         self.data, self.indices, self.plans = data, np.asarray(indices, dtype=np.int64), plans
         self.context, self.predicted_steps = data.context, data.predicted_steps
+        self.cached: Batch | None = None
+        if cache and len(self) and self._context_bytes() * len(self) <= CACHE_BYTES:
+            self.cached = self._render_cache(batches)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -71,9 +89,35 @@ class PlannedWindows:
 
     def batch(self, idx) -> Batch:
         idx = np.asarray(idx, dtype=np.int64)
-        batch = self.data.batch(self.indices[idx])
+        if self.cached is None:
+            batch = self.data.batch(self.indices[idx])
+        else:
+            at = torch.as_tensor(idx, device=self.cached.context_images.device)
+            parts = {f.name: getattr(self.cached, f.name)[at] for f in dataclasses.fields(Batch)}
+            parts["context_images"] = parts["context_images"].float().div_(255.0)
+            parts["target_images"] = parts["target_images"].float().div_(255.0)
+            batch = Batch(**parts)
         plans = self.plans[torch.as_tensor(idx)].to(batch.actions)
         return dataclasses.replace(batch, actions=plans)
+
+    def _context_bytes(self) -> int:
+        """Bytes of one cached window: its (T + 1) frames as bytes (the first predicted one included)."""
+        raster = self.data.source.raster
+        return (self.context + 1) * self.data.channels * raster.length_px * raster.width_px
+
+    def _render_cache(self, batches: list[Batch] | None) -> Batch:
+        if batches is None:
+            batches = [self.data.batch(self.indices[lo:lo + PLAN_CHUNK]) for lo in range(0, len(self), PLAN_CHUNK)]
+        as_bytes = lambda x: (x * 255.0).round_().to(torch.uint8)        # noqa: E731
+        parts = {}
+        for f in dataclasses.fields(Batch):
+            values = [getattr(b, f.name) for b in batches]
+            if f.name.startswith("target_") or f.name == "actions":
+                values = [v[:, :1] for v in values]
+            if f.name.endswith("_images"):
+                values = [as_bytes(v) for v in values]
+            parts[f.name] = torch.cat(values)
+        return Batch(**parts)
 
 
 def planner_config(config) -> MPCConfig:
@@ -107,7 +151,7 @@ def plan_windows(world, data, cost_model, config, count: int, seed: int, device:
         if saved.get("key") == repr(key):
             return PlannedWindows(data, saved["indices"].numpy(), saved["plans"])
     planner = Planner(world, cost_model, mpc)
-    plans = []
+    plans, batches = [], []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -115,7 +159,9 @@ def plan_windows(world, data, cost_model, config, count: int, seed: int, device:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for lo in range(0, count, PLAN_CHUNK):
-            batch = data.batch(indices[lo:lo + PLAN_CHUNK]).to(device)
+            batch = data.batch(indices[lo:lo + PLAN_CHUNK])
+            batches.append(batch)
+            batch = batch.to(device)
             init = torch.zeros(len(batch), mpc.horizon, 2, device=device)
             plans.append(planner.plan(batch.context_images, batch.context_states, batch.size, init).plan.detach().cpu())
             if bar is not None:
@@ -125,4 +171,4 @@ def plan_windows(world, data, cost_model, config, count: int, seed: int, device:
     plans_t = torch.cat(plans) if plans else torch.zeros(0, mpc.horizon, 2)
     if cache is not None:
         atomic_save({"key": repr(key), "indices": torch.as_tensor(indices), "plans": plans_t}, cache)
-    return PlannedWindows(data, indices, plans_t)
+    return PlannedWindows(data, indices, plans_t, batches=batches)

@@ -214,8 +214,20 @@ def test_mpc_il_regresses_on_the_planners_first_action_planned_once(setup, tmp_p
     assert len(planned) == 24 and len(np.unique(planned.indices)) == 24
     assert planned.plans.shape == (24, HORIZON, 2) and planned.plans.abs().sum() > 0     # the plans moved
     batch = planned.batch(np.array([3, 0]))
+    rendered = data.batch(planned.indices[[3, 0]])
     torch.testing.assert_close(batch.actions, planned.plans[[3, 0]])
-    torch.testing.assert_close(batch.context_images, data.batch(planned.indices[[3, 0]]).context_images)
+    # the contexts are kept as bytes: within 1/510 of the rendering, the states exactly
+    torch.testing.assert_close(batch.context_images, rendered.context_images, atol=1 / 510 + 1e-6, rtol=0)
+    torch.testing.assert_close(batch.context_states, rendered.context_states)
+    torch.testing.assert_close(batch.size, rendered.size)
+    monkeypatch.setattr(mpc_targets, "CACHE_BYTES", 0)                  # too big to keep: rendered per batch
+    uncached = mpc_targets.PlannedWindows(data, planned.indices, planned.plans)
+    assert uncached.cached is None
+    torch.testing.assert_close(uncached.batch(np.array([3, 0])).context_images, rendered.context_images)
+    monkeypatch.undo()
+    monkeypatch.setattr(type(data), "batch", lambda *a: pytest.fail("rendered a cached context again"))
+    torch.testing.assert_close(planned.batch(np.array([3, 0])).context_images, batch.context_images)
+    monkeypatch.undo()
 
     def no_planning(*args, **kwargs):
         raise AssertionError("planned again instead of reading the cached plans")
