@@ -80,7 +80,7 @@ PROFILES: dict[str, DemoProfile] = {
         minutes=15.0,
         world_model=("--profile", "cpu", "--steps", "800"),
         il=("--batch-size", "64", "--steps", "100"),
-        mpc_il=("--batch-size", "64", "--steps", "150", "--planner-contexts", "800", "--planner-iterations", "5",
+        mpc_il=("--batch-size", "64", "--steps", "300", "--planner-contexts", "1600", "--planner-iterations", "5",
                 "--planner-lr", "0.2", *_POLICY_CPU),
         mpur=("--steps", "70", "--batch-size", "24", "--copies", "2", "--lr", "3e-4", "--warmup-steps", "10",
               *_POLICY_CPU),

@@ -1,11 +1,16 @@
-"""Where the time of one simulator step or one MPC decision goes: a torch.profiler table.
+"""Where the time of one simulator step, MPC decision, batch of training windows or MPUR step goes:
+a torch.profiler table.
 
     python scripts/profile_step.py --workdir ppuu-work --scene i80-sumo-15min-s0 --what sim mpc \
         --world-model kin-none --device cuda --sim-batch 131072 --threads 8
+    python scripts/profile_step.py --workdir ppuu-work --what windows mpur --world-model kin-none --threads 1
 
 For each ``--what``: one warm-up, then ``--repeats`` profiled calls (a simulator step of ``--sim-batch``
 slots with the recorded actions; an MPC decision of ``--mpc-batch`` plans, H 30 x F 10 x 5 Adam
-iterations as ``scripts/bench_mpc.py`` times it). Prints, per call: wall ms, and on CUDA the kernels
+iterations as ``scripts/bench_mpc.py`` times it; ``--data-batch`` training windows of the world model's
+context + ``--horizon`` frames rendered, a new draw each call; an MPUR step of a cpu-profile policy on
+``--mpur-batch`` contexts, ``--horizon`` imagined steps, ``--copies`` dropout copies with the uncertainty
+cost, backward and Adam). Prints, per call: wall ms, and on CUDA the kernels
 launched, the host-device synchronisations and copies (the runtime calls that make the CPU wait), and
 the GPU's busy time (the kernels' summed time: far below the wall time means the step is bound by the
 launches and the Python around them, not by the GPU); then the operators that take the most time
@@ -55,6 +60,61 @@ def mpc_call(scene, workdir: Path, world_model: str, batch: int, device: torch.d
     return lambda: planner.plan(context.context_images, context.context_states, context.size, init)
 
 
+def _windows(scene, workdir: Path, world_model: str, horizon: int, device: torch.device):
+    """(loaded world model, the training split's windows of its context + ``horizon`` frames, cost model)."""
+    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
+    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.world_model.dataset import WindowDataset
+    from ppuu.world_model.train import load_model
+
+    world = load_model(resolve_run_file(workdir, world_model), device)
+    mc = world.model_config
+    source = RecordedObservations.from_settings(scene, world.observation, device=device)
+    data = WindowDataset(source, scene.split_vehicle_ids("train"), mc.context, horizon, world.normaliser,
+                         mc.image_channels)
+    return world, data, cost_model_for(world, source.raster, source.cost_config)
+
+
+def windows_call(scene, workdir: Path, world_model: str, batch: int, horizon: int, device: torch.device):
+    """A function that renders ``batch`` training windows of the world model's context + ``horizon`` frames
+    (the data path of every trainer: ``WindowDataset.batch``), a new draw each call."""
+    from ppuu.world_model.dataset import sample_indices
+
+    _, data, _ = _windows(scene, workdir, world_model, horizon, device)
+    draws = iter(range(1 << 30))
+    return lambda: data.batch(sample_indices(len(data), 0, next(draws), batch))
+
+
+def mpur_call(scene, workdir: Path, world_model: str, batch: int, horizon: int, copies: int, device: torch.device):
+    """A function that takes one MPUR step (loss over ``horizon`` imagined steps with ``copies`` dropout
+    copies and the uncertainty cost, backward, Adam) for a cpu-profile policy on a fixed batch of contexts."""
+    import dataclasses
+
+    from ppuu.planner.policy import DrivingPolicy
+    from ppuu.planner.train import PolicyTrainConfig, fit_uncertainty_stats, policy_loss
+    from ppuu.world_model.dataset import sample_indices
+
+    world, data, costs = _windows(scene, workdir, world_model, horizon, device)
+    world.model.requires_grad_(False)
+    mc = world.model_config
+    config = PolicyTrainConfig.for_profile("cpu", "mpur", batch_size=batch, horizon=horizon, copies=copies,
+                                           stats_batches=2, weights=dict(speed=0.5))
+    config.policy = dataclasses.replace(config.policy, context=mc.context, image_channels=mc.image_channels,
+                                        image_height=mc.image_height, image_width=mc.image_width)
+    uncertainty = fit_uncertainty_stats(world, data, costs, config, device)
+    torch.manual_seed(0)
+    policy = DrivingPolicy(config.policy).to(device)
+    optimiser = torch.optim.Adam(policy.parameters(), lr=1e-5)
+    contexts = data.batch(sample_indices(len(data), 0, 0, batch)).to(device)
+
+    def step():
+        loss, _ = policy_loss(policy, world, contexts, config, costs, uncertainty)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return step
+
+
 def profile_call(name: str, call, repeats: int, device: torch.device, rows: int) -> None:
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -88,10 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="ppuu-work", help="workspace with scenes/ and runs/")
     parser.add_argument("--scene", default="i80-sumo-15min-s0", help="scene name under WORKDIR/scenes or a folder")
-    parser.add_argument("--what", nargs="+", choices=["sim", "mpc"], default=["sim", "mpc"])
-    parser.add_argument("--world-model", help="world-model run for --what mpc")
+    parser.add_argument("--what", nargs="+", choices=["sim", "mpc", "windows", "mpur"], default=["sim", "mpc"],
+                        help="sim: a simulator step; mpc: an MPC decision; windows: rendering a batch of training "
+                             "windows; mpur: an MPUR training step (default: sim mpc)")
+    parser.add_argument("--world-model", help="world-model run for --what mpc, windows and mpur")
     parser.add_argument("--sim-batch", type=int, default=1024, help="simulator slots (default: %(default)s)")
     parser.add_argument("--mpc-batch", type=int, default=1, help="MPC plans optimised at once (default: %(default)s)")
+    parser.add_argument("--data-batch", type=int, default=64, help="windows rendered per call (default: %(default)s)")
+    parser.add_argument("--mpur-batch", type=int, default=24, help="MPUR contexts per step (default: %(default)s)")
+    parser.add_argument("--horizon", type=int, default=15,
+                        help="predicted frames per window and MPUR's imagined steps (default: %(default)s)")
+    parser.add_argument("--copies", type=int, default=2, help="MPUR's dropout copies (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="profiled calls after one warm-up")
     parser.add_argument("--rows", type=int, default=15, help="operators listed")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -110,9 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     if "sim" in args.what:
         profile_call(f"simulator step, B = {args.sim_batch}", simulator_call(scene, args.sim_batch, device),
                      args.repeats, device, args.rows)
+    if set(args.what) & {"mpc", "windows", "mpur"} and not args.world_model:
+        parser.error("--what mpc, windows and mpur need --world-model")
+    workdir = Path(args.workdir)
+    if "windows" in args.what:
+        profile_call(f"training windows, {args.data_batch} of context + {args.horizon} frames",
+                     windows_call(scene, workdir, args.world_model, args.data_batch, args.horizon, device),
+                     args.repeats, device, args.rows)
+    if "mpur" in args.what:
+        profile_call(f"MPUR step, batch {args.mpur_batch}, H {args.horizon}, K {args.copies}",
+                     mpur_call(scene, workdir, args.world_model, args.mpur_batch, args.horizon, args.copies, device),
+                     args.repeats, device, args.rows)
     if "mpc" in args.what:
-        if not args.world_model:
-            parser.error("--what mpc needs --world-model")
         profile_call(f"MPC decision, B = {args.mpc_batch}, H 30 x F 10 x 5 Adam iterations",
                      mpc_call(scene, Path(args.workdir), args.world_model, args.mpc_batch, device),
                      args.repeats, device, args.rows)

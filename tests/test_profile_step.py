@@ -19,3 +19,16 @@ def test_profile_step_reports_both_calls(runs, scene, capsys):  # noqa: F811
     assert len(walls) == 2 and all(ms > 0 for ms in walls)
     # each table lists operators with their self CPU time, the costliest first
     assert out.count("Self CPU time total") == 2 and "aten::" in out
+
+
+def test_profile_step_times_the_training_data_path_and_an_mpur_step(runs, scene, capsys):  # noqa: F811
+    module = load_script("profile_step")
+    code = module.main(["--workdir", str(runs), "--scene", scene.meta.name, "--what", "windows", "mpur",
+                        "--world-model", "tiny-world", "--device", "cpu", "--data-batch", "4", "--mpur-batch", "2",
+                        "--horizon", "3", "--repeats", "1", "--rows", "5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "### training windows, 4 of context + 3 frames" in out and "### MPUR step, batch 2, H 3, K 2" in out
+    walls = [float(ms) for ms in re.findall(r"wall ([\d.]+) ms per call", out)]
+    assert len(walls) == 2 and all(ms > 0 for ms in walls)
+    assert "convolution" in out                     # the MPUR step runs the world model and the policy
