@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ppuu.data.scene import Scene
 from ppuu.simulator.costs import CostConfig, all_costs
-from ppuu.simulator.raster import EGO, RasterConfig, render, render_traffic_frames
+from ppuu.simulator.raster import RasterConfig, render, render_traffic_frames
 from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog
 
@@ -138,26 +138,23 @@ class RecordedObservations:
         B, N = states.shape[:2]
         frames = (start[:, None] + first + torch.arange(N, device=self.device)).reshape(-1)
         flat_ids = ids[:, None].expand(B, N).reshape(-1)
-        others = self.log.at(frames)
-        others.mask &= others.vehicle_id != flat_ids[:, None]
-        size = self.log.size[self.log.rows_of(flat_ids, frames)]
         states = states.to(self.device, self.log.centre.dtype).reshape(-1, 4)
         if self.frame is None:
-            recorded = self.log.heading[self.log.rows_of(flat_ids, frames)]
+            rows = self.log.rows_of(flat_ids, frames)
+            recorded = self.log.heading[rows]
             fallback = torch.stack([torch.cos(recorded), torch.sin(recorded)], dim=-1)
             speed = states[:, 2:].norm(dim=-1, keepdim=True)
             unit = torch.where(speed > 1e-3, states[:, 2:] / speed.clamp(min=1e-3), fallback)
-            images = render(self.road, states[:, :2], unit, size, others.centre, others.heading, others.size,
-                            others.mask, self.raster)
-        else:
-            anchor_rows = self.log.rows_of(ids, start + self.frame.anchor)
-            a_heading = self.log.heading[anchor_rows]
-            a_unit = torch.stack([torch.cos(a_heading), torch.sin(a_heading)], dim=-1).repeat_interleave(N, dim=0)
-            a_centre = self.log.centre[anchor_rows].repeat_interleave(N, dim=0)
-            images = render(self.road, a_centre + self.frame.centre_ahead * a_unit, a_unit, size, others.centre,
-                            others.heading, others.size, others.mask, self.raster)
-            images[:, EGO] = 0.0
-        return images.view(B, N, *images.shape[1:])
+            others = self._others_near(frames, states[:, 0], flat_ids)
+            images = render(self.road, states[:, :2], unit, self.log.size[rows], *others, self.raster)
+            return images.view(B, N, *images.shape[1:])
+        anchor_rows = self.log.rows_of(ids, start + self.frame.anchor)
+        a_heading = self.log.heading[anchor_rows]
+        a_unit = torch.stack([torch.cos(a_heading), torch.sin(a_heading)], dim=-1)                # (B, 2)
+        image_centre = self.log.centre[anchor_rows] + self.frame.centre_ahead * a_unit
+        others = self._others_near(frames, image_centre[:, 0].repeat_interleave(N), flat_ids)
+        return render_traffic_frames(self.road, image_centre, a_unit, *(x.unflatten(0, (B, N)) for x in others),
+                                     self.raster)                                   # the ego channel empty
 
     def window_starts(self, vehicle_ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         """Every window of ``length`` frames inside the given vehicles' recordings.
