@@ -59,18 +59,23 @@ class PlannedWindows:
         indices: (N,) the planned windows' indices in ``data``.
         plans: (N, H, 2) their plans, normalised.
         cache: keep the contexts in memory when they fit (False: render every batch).
-        batches: the windows' batches in order, already rendered (e.g. while planning), to fill the
-            cache without rendering them again.
+        batches: the windows' batches in order, already rendered and :func:`compact` (e.g. while
+            planning), to fill the cache without rendering them again.
     """
 
-    def __init__(self, data, indices: np.ndarray, plans: Tensor, cache: bool = True, batches: list[Batch] | None = None):
+    def __init__(self, data, indices: np.ndarray, plans: Tensor, cache: bool = True,
+                 batches: list[Batch] | None = None):
         if len(indices) != len(plans):
             raise ValueError(f"{len(indices)} windows and {len(plans)} plans")
         self.data, self.indices, self.plans = data, np.asarray(indices, dtype=np.int64), plans
         self.context, self.predicted_steps = data.context, data.predicted_steps
         self.cached: Batch | None = None
-        if cache and len(self) and self._context_bytes() * len(self) <= CACHE_BYTES:
-            self.cached = self._render_cache(batches)
+        if cache and len(self) and fits_cache(data, len(self)):
+            if batches is None:
+                batches = [compact(data.batch(self.indices[lo:lo + PLAN_CHUNK]))
+                           for lo in range(0, len(self), PLAN_CHUNK)]
+            self.cached = Batch(**{f.name: torch.cat([getattr(b, f.name) for b in batches])
+                                   for f in dataclasses.fields(Batch)})
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -100,24 +105,26 @@ class PlannedWindows:
         plans = self.plans[torch.as_tensor(idx)].to(batch.actions)
         return dataclasses.replace(batch, actions=plans)
 
-    def _context_bytes(self) -> int:
-        """Bytes of one cached window: its (T + 1) frames as bytes (the first predicted one included)."""
-        raster = self.data.source.raster
-        return (self.context + 1) * self.data.channels * raster.length_px * raster.width_px
 
-    def _render_cache(self, batches: list[Batch] | None) -> Batch:
-        if batches is None:
-            batches = [self.data.batch(self.indices[lo:lo + PLAN_CHUNK]) for lo in range(0, len(self), PLAN_CHUNK)]
-        as_bytes = lambda x: (x * 255.0).round_().to(torch.uint8)        # noqa: E731
-        parts = {}
-        for f in dataclasses.fields(Batch):
-            values = [getattr(b, f.name) for b in batches]
-            if f.name.startswith("target_") or f.name == "actions":
-                values = [v[:, :1] for v in values]
-            if f.name.endswith("_images"):
-                values = [as_bytes(v) for v in values]
-            parts[f.name] = torch.cat(values)
-        return Batch(**parts)
+
+def fits_cache(data, count: int) -> bool:
+    """Whether ``count`` windows of ``data`` fit in :data:`CACHE_BYTES` as :func:`compact` keeps them
+    (their T + 1 frames as bytes)."""
+    raster = data.source.raster
+    return count * (data.context + 1) * data.channels * raster.length_px * raster.width_px <= CACHE_BYTES
+
+
+def compact(batch: Batch) -> Batch:
+    """A batch as :class:`PlannedWindows` keeps it: images as bytes (0-255), the first predicted step only."""
+    parts = {}
+    for f in dataclasses.fields(Batch):
+        value = getattr(batch, f.name)
+        if f.name.startswith("target_") or f.name == "actions":
+            value = value[:, :1].clone()
+        if f.name.endswith("_images"):
+            value = (value * 255.0).round_().to(torch.uint8)
+        parts[f.name] = value
+    return Batch(**parts)
 
 
 def planner_config(config) -> MPCConfig:
@@ -151,7 +158,8 @@ def plan_windows(world, data, cost_model, config, count: int, seed: int, device:
         if saved.get("key") == repr(key):
             return PlannedWindows(data, saved["indices"].numpy(), saved["plans"])
     planner = Planner(world, cost_model, mpc)
-    plans, batches = [], []
+    plans, batches = [], []             # the planned contexts, compacted for PlannedWindows' cache
+    keep = fits_cache(data, count)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -160,7 +168,8 @@ def plan_windows(world, data, cost_model, config, count: int, seed: int, device:
         torch.manual_seed(seed)
         for lo in range(0, count, PLAN_CHUNK):
             batch = data.batch(indices[lo:lo + PLAN_CHUNK])
-            batches.append(batch)
+            if keep:
+                batches.append(compact(batch))
             batch = batch.to(device)
             init = torch.zeros(len(batch), mpc.horizon, 2, device=device)
             plans.append(planner.plan(batch.context_images, batch.context_states, batch.size, init).plan.detach().cpu())
@@ -171,4 +180,4 @@ def plan_windows(world, data, cost_model, config, count: int, seed: int, device:
     plans_t = torch.cat(plans) if plans else torch.zeros(0, mpc.horizon, 2)
     if cache is not None:
         atomic_save({"key": repr(key), "indices": torch.as_tensor(indices), "plans": plans_t}, cache)
-    return PlannedWindows(data, indices, plans_t, batches=batches)
+    return PlannedWindows(data, indices, plans_t, batches=batches if keep else None)
