@@ -224,6 +224,9 @@ def test_mpc_il_regresses_on_the_planners_first_action_planned_once(setup, tmp_p
     uncached = mpc_targets.PlannedWindows(data, planned.indices, planned.plans)
     assert uncached.cached is None
     torch.testing.assert_close(uncached.batch(np.array([3, 0])).context_images, rendered.context_images)
+    over_budget = mpc_targets.plan_windows(world, data, costs, replace(config, planner_iterations=1), 8, config.seed,
+                                           torch.device("cpu"), None, progress=False)
+    assert over_budget.cached is None and len(over_budget) == 8
     monkeypatch.undo()
     monkeypatch.setattr(type(data), "batch", lambda *a: pytest.fail("rendered a cached context again"))
     torch.testing.assert_close(planned.batch(np.array([3, 0])).context_images, batch.context_images)
