@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 
-def planner_on_test_contexts(scene, workdir: Path, world_model: str, config, device: torch.device):
-    """(:class:`~ppuu.planner.mpc.Planner` with ``config`` on the world model, the test split's
-    :class:`~ppuu.world_model.dataset.WindowDataset` of model-ready contexts)."""
+def world_and_windows(scene, workdir: Path, world_model: str, split: str, predicted_steps: int,
+                      device: torch.device):
+    """(the loaded world model, ``split``'s :class:`~ppuu.world_model.dataset.WindowDataset` of its context +
+    ``predicted_steps`` frames, model-ready, and the planner's cost model for it)."""
     from ppuu.app.cli_policy import cost_model_for, resolve_run_file
-    from ppuu.planner.mpc import Planner
     from ppuu.simulator.recording import RecordedObservations
     from ppuu.world_model.dataset import WindowDataset
     from ppuu.world_model.train import load_model
@@ -34,8 +34,17 @@ def planner_on_test_contexts(scene, workdir: Path, world_model: str, config, dev
     world = load_model(resolve_run_file(Path(workdir), world_model), device)
     mc = world.model_config
     source = RecordedObservations.from_settings(scene, world.observation, device=device)
-    costs = cost_model_for(world, source.raster, source.cost_config)
-    data = WindowDataset(source, scene.split_vehicle_ids("test"), mc.context, 1, world.normaliser, mc.image_channels)
+    data = WindowDataset(source, scene.split_vehicle_ids(split), mc.context, predicted_steps, world.normaliser,
+                         mc.image_channels)
+    return world, data, cost_model_for(world, source.raster, source.cost_config)
+
+
+def planner_on_test_contexts(scene, workdir: Path, world_model: str, config, device: torch.device):
+    """(:class:`~ppuu.planner.mpc.Planner` with ``config`` on the world model, the test split's
+    :class:`~ppuu.world_model.dataset.WindowDataset` of model-ready contexts)."""
+    from ppuu.planner.mpc import Planner
+
+    world, data, costs = world_and_windows(scene, workdir, world_model, "test", 1, device)
     return Planner(world, costs, config), data
 
 

@@ -60,27 +60,14 @@ def mpc_call(scene, workdir: Path, world_model: str, batch: int, device: torch.d
     return lambda: planner.plan(context.context_images, context.context_states, context.size, init)
 
 
-def _windows(scene, workdir: Path, world_model: str, horizon: int, device: torch.device):
-    """(loaded world model, the training split's windows of its context + ``horizon`` frames, cost model)."""
-    from ppuu.app.cli_policy import cost_model_for, resolve_run_file
-    from ppuu.simulator.recording import RecordedObservations
-    from ppuu.world_model.dataset import WindowDataset
-    from ppuu.world_model.train import load_model
-
-    world = load_model(resolve_run_file(workdir, world_model), device)
-    mc = world.model_config
-    source = RecordedObservations.from_settings(scene, world.observation, device=device)
-    data = WindowDataset(source, scene.split_vehicle_ids("train"), mc.context, horizon, world.normaliser,
-                         mc.image_channels)
-    return world, data, cost_model_for(world, source.raster, source.cost_config)
-
-
 def windows_call(scene, workdir: Path, world_model: str, batch: int, horizon: int, device: torch.device):
     """A function that renders ``batch`` training windows of the world model's context + ``horizon`` frames
     (the data path of every trainer: ``WindowDataset.batch``), a new draw each call."""
+    from bench_mpc import world_and_windows
+
     from ppuu.world_model.dataset import sample_indices
 
-    _, data, _ = _windows(scene, workdir, world_model, horizon, device)
+    _, data, _ = world_and_windows(scene, workdir, world_model, "train", horizon, device)
     draws = iter(range(1 << 30))
     return lambda: data.batch(sample_indices(len(data), 0, next(draws), batch))
 
@@ -90,11 +77,13 @@ def mpur_call(scene, workdir: Path, world_model: str, batch: int, horizon: int, 
     copies and the uncertainty cost, backward, Adam) for a cpu-profile policy on a fixed batch of contexts."""
     import dataclasses
 
+    from bench_mpc import world_and_windows
+
     from ppuu.planner.policy import DrivingPolicy
     from ppuu.planner.train import PolicyTrainConfig, fit_uncertainty_stats, policy_loss
     from ppuu.world_model.dataset import sample_indices
 
-    world, data, costs = _windows(scene, workdir, world_model, horizon, device)
+    world, data, costs = world_and_windows(scene, workdir, world_model, "train", horizon, device)
     world.model.requires_grad_(False)
     mc = world.model_config
     config = PolicyTrainConfig.for_profile("cpu", "mpur", batch_size=batch, horizon=horizon, copies=copies,

@@ -95,7 +95,8 @@ class RecordedObservations:
         self.road = Road.from_meta(scene.meta)
         self.cost_config = (costs or CostConfig()).for_road(self.road)     # the scene's lane width
         self.log = log or TrafficLog(scene, self.device)
-        self._reach: float | None = None       # m along x: TrafficLog.near's reach for this raster
+        # m along x within which another vehicle can reach an image (TrafficLog.near), with a margin
+        self._reach = self.raster.reach_m + self.log.max_half_diagonal + 1.0
 
     def settings(self) -> dict:
         """How these windows are made, as JSON (stored with a world model, read by :meth:`from_settings`):
@@ -174,8 +175,6 @@ class RecordedObservations:
         (R,)), the vehicles ``own_ids`` (R,) left out: centres (R, M, 2), unit headings (R, M, 2), sizes
         (R, M, 2), mask (R, M). Only the vehicles near each image (:meth:`TrafficLog.near`), not every
         vehicle of the frame: the work grows with the traffic in view, not with the scene."""
-        if self._reach is None:
-            self._reach = self.raster.reach_m + self.log.max_half_diagonal + 1.0
         packed, vehicle_id, mask = self.log.near(frames, x, self._reach)
         packed = packed.to(x.dtype)
         return packed[..., 0:2], packed[..., 2:4], packed[..., 4:6], mask & (vehicle_id != own_ids[:, None])
