@@ -57,27 +57,23 @@ def boxes_overlap(centre_a: Tensor, heading_a: Tensor, size_a: Tensor, centre_b:
     Returns:
         (B, N) bool.
     """
-    ua = as_unit_heading(heading_a, 1).unsqueeze(1)          # (B, 1, 2)
-    ub = as_unit_heading(heading_b, 2)                       # (B, N, 2)
-    na, nb = left_normal(ua), left_normal(ub)
-    la = size_a[:, None, 0] / 2 + margin                     # (B, 1)
-    wa = size_a[:, None, 1] / 2 + margin
-    lb = size_b[..., 0] / 2 + margin                         # (B, N)
-    wb = size_b[..., 1] / 2 + margin
-    d = centre_b - centre_a.unsqueeze(1)                     # (B, N, 2)
-
-    def dot(p: Tensor, q: Tensor) -> Tensor:
-        return (p * q).sum(-1)
-
-    # cos/sin of the relative heading: projections of b's axes on a's axes
-    c = dot(ua, ub).abs()
-    s = dot(ua, nb).abs()
-    # axes of a: ua, na; half extent of a is la / wa; of b is lb*|..| + wb*|..|
-    sep = dot(d, ua).abs() >= la + lb * c + wb * s
-    sep |= dot(d, na).abs() >= wa + lb * s + wb * c
-    # axes of b
-    sep |= dot(d, ub).abs() >= lb + la * c + wa * s
-    sep |= dot(d, nb).abs() >= wb + la * s + wa * c
+    ua = as_unit_heading(heading_a, 1)                               # (B, 2)
+    ub = as_unit_heading(heading_b, 2)                               # (B, N, 2)
+    N = ub.shape[1]
+    # b's offset d and heading on a's axes (ua and its left normal na), in one batched product:
+    # rows (d.ua, cos), (d.na, sin), each (B, N) and contiguous, cos and sin of the relative heading
+    axes = torch.stack([ua, left_normal(ua)], dim=1)                 # (B, 2, 2), rows ua, na
+    local = torch.bmm(axes, torch.cat([centre_b - centre_a[:, None, :], ub], dim=1).transpose(1, 2))  # (B, 2, 2N)
+    d_ua, d_na, cos, sin = local[:, 0, :N], local[:, 1, :N], local[:, 0, N:], local[:, 1, N:]
+    abs_cos, abs_sin = cos.abs(), sin.abs()
+    la, wa = (size_a[:, :, None] * 0.5 + margin).unbind(1)           # (B, 1) half length, half width
+    lb, wb = (size_b * 0.5 + margin).unbind(-1)                      # (B, N)
+    # separated along an axis when the centres' distance on it reaches the two half-projections:
+    # a footprint's half-projection along the other's heading is |cos| l + |sin| w, across it |sin| l + |cos| w
+    sep = d_ua.abs() >= torch.addcmul(torch.addcmul(la, lb, abs_cos), wb, abs_sin)
+    sep |= d_na.abs() >= torch.addcmul(torch.addcmul(wa, lb, abs_sin), wb, abs_cos)
+    sep |= torch.addcmul(d_ua * cos, d_na, sin).abs() >= torch.addcmul(torch.addcmul(lb, la, abs_cos), wa, abs_sin)
+    sep |= (d_na * cos - d_ua * sin).abs() >= torch.addcmul(torch.addcmul(wb, la, abs_sin), wa, abs_cos)
     overlap = ~sep
     if mask_b is not None:
         overlap &= mask_b

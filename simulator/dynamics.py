@@ -22,6 +22,7 @@ that brakes to a stop stays stopped instead of reversing; the clamp passes no gr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -123,7 +124,14 @@ class ActionBounds:
 
     def clip(self, action: Tensor) -> Tensor:
         """Clamp (..., 2) actions (m/s^2, 1/m) into the bounds; gradient 1 inside, 0 outside."""
-        return torch.maximum(torch.minimum(action, self.high(action)), self.low(action))
+        low, high = _bound_tensors(self, action.device, action.dtype)
+        return torch.clamp(action, low, high)
+
+
+@functools.lru_cache(maxsize=32)
+def _bound_tensors(bounds: ActionBounds, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(low, high) of :meth:`ActionBounds.clip`, made once per bounds, device and dtype (read only)."""
+    return bounds.low(torch.empty(0, device=device, dtype=dtype)), bounds.high(torch.empty(0, device=device, dtype=dtype))
 
 
 def step(state: EgoState, action: Tensor, dt: float = DT) -> EgoState:

@@ -236,9 +236,8 @@ class Road:
             (...) bool.
         """
         cells, _ = self.tensors(points)
-        x = points[..., 0:1]
-        y = points[..., 1:2]                                     # (..., 1) against (R,)
-        inside = (x >= cells[:, 0]) & (x <= cells[:, 2]) & (y >= cells[:, 1]) & (y <= cells[:, 3])
+        point = points[..., None, :]                             # (..., 1, 2) against (R, 2) corners
+        inside = ((point >= cells[:, 0:2]) & (point <= cells[:, 2:4])).all(dim=-1)
         return ~inside.any(dim=-1)
 
     def arrived(self, x: Tensor) -> Tensor:

@@ -36,6 +36,7 @@ images (and the costs and models that read them) by up to 1/510.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
@@ -256,6 +257,7 @@ class BatchedSimulator:
                              f"{self.course}: no action after the context")
         self.vehicle_id[slots] = ids
         self._vehicle_index[slots] = index
+        self._row_base[slots] = self.log.row_base(index)
         self.first_frame[slots] = first
         self.last_recorded[slots] = last
         duration = (last - first).to(self.dtype)
@@ -342,6 +344,7 @@ class BatchedSimulator:
         self.batch_size = batch
         self.vehicle_id = torch.full((batch,), -1, dtype=torch.int64, device=d)
         self._vehicle_index = torch.zeros(batch, dtype=torch.int64, device=d)   # into log.vehicle_ids
+        self._row_base = torch.zeros(batch, dtype=torch.int64, device=d)        # TrafficLog.row_base
         self.first_frame = torch.zeros(batch, dtype=torch.int64, device=d)
         self.last_recorded = torch.zeros(batch, dtype=torch.int64, device=d)
         self.frame = torch.zeros(batch, dtype=torch.int64, device=d)
@@ -411,7 +414,7 @@ class BatchedSimulator:
 
     def _recorded_rows(self) -> Tensor:
         """(B,) rows of the replaced vehicles at the slots' frames (their last row once the recording ended)."""
-        return self.log.rows_of_index(self._vehicle_index, torch.minimum(self.frame, self.last_recorded))
+        return self.log.rows_from_base(self._row_base, torch.minimum(self.frame, self.last_recorded))
 
     def step(self, action: Tensor) -> StepResult:
         """Apply one action per slot and advance the running slots by one frame.
@@ -426,28 +429,42 @@ class BatchedSimulator:
             raise ValueError(f"action of shape {tuple(action.shape)}: expected ({self.batch_size}, 2) = "
                              "(acceleration m/s^2, curvature 1/m)")
         running = self.outcome == RUNNING
-        if not bool(torch.isfinite(action[running]).all()):
+        # With every slot running (an RL user's single env, most steps of a batch), the running
+        # slots are a slice, not a gather: a third of a B = 1 step's operations are bookkeeping.
+        whole = bool(running.all())
+        if not bool(((action if whole else action[running]).abs() < math.inf).all()):    # NaN compares false
             raise ValueError("action holds NaN or inf: expected finite (acceleration m/s^2, curvature 1/m)")
-        action = self.config.bounds.clip(torch.where(running[:, None], action, torch.zeros_like(action)))
+        if not whole:
+            action = torch.where(running[:, None], action, torch.zeros_like(action))
+        action = self.config.bounds.clip(action)
 
         moved = dynamics.step(self.ego, action, self.dt)
         # Comfort: the acceleration applied (the clipped action, cut where the speed floor at
         # 0 m/s stops braking) and its change, summed over the driven steps.
         acceleration = (moved.speed - self.ego.speed) / self.dt
         jerk = (acceleration - self.last_acceleration) / self.dt
-        self.abs_acceleration_sum += torch.where(running, acceleration.abs(), torch.zeros_like(acceleration))
-        self.abs_jerk_sum += torch.where(running, jerk.abs(), torch.zeros_like(jerk))
-        self.last_acceleration = torch.where(running, acceleration, self.last_acceleration)
-        keep = running[:, None]
-        self.ego = EgoState(torch.where(keep, moved.position, self.ego.position),
-                            torch.where(keep, moved.heading, self.ego.heading),
-                            torch.where(running, moved.speed, self.ego.speed))
-        self.frame = self.frame + running.long()
-        self.steps = self.steps + running.long()
+        if whole:
+            self.abs_acceleration_sum += acceleration.abs()
+            self.abs_jerk_sum += jerk.abs()
+            self.last_acceleration = acceleration
+            self.ego = moved
+            self.frame = self.frame + 1
+            self.steps = self.steps + 1
+        else:
+            self.abs_acceleration_sum += torch.where(running, acceleration.abs(), torch.zeros_like(acceleration))
+            self.abs_jerk_sum += torch.where(running, jerk.abs(), torch.zeros_like(jerk))
+            self.last_acceleration = torch.where(running, acceleration, self.last_acceleration)
+            keep = running[:, None]
+            self.ego = EgoState(torch.where(keep, moved.position, self.ego.position),
+                                torch.where(keep, moved.heading, self.ego.heading),
+                                torch.where(running, moved.speed, self.ego.speed))
+            self.frame = self.frame + running.long()
+            self.steps = self.steps + running.long()
         if self.reactive is not None:
             self.reactive.step(running, self.frame, self.ego, self.size)
-        # Only the running slots are observed and judged (finished ones keep their last values).
-        active = running.nonzero().squeeze(1)                                   # (S,)
+        # Only the running slots are observed and judged (finished ones keep their last values):
+        # ``active`` selects them, a slice when all run.
+        active = slice(None) if whole else running.nonzero().squeeze(1)        # (S,)
         frame = self.frame[active]
         position, unit, speed = (t[active] for t in self.ego)
         size = self.size[active]
@@ -455,8 +472,9 @@ class BatchedSimulator:
             image, state, costs, collision = self._observe_near(active, frame, position, unit, speed, size)
             others = None
         else:
-            others = self.others(active, frame)
-            image, state = self._observe(active, frame, others)
+            slots = torch.arange(self.batch_size, device=self.device) if whole else active
+            others = self.others(slots, frame)
+            image, state = self._observe(slots, frame, others)
             collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
                                       others.mask).any(dim=-1)
             costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
@@ -466,19 +484,21 @@ class BatchedSimulator:
         outcome = torch.full_like(frame, RUNNING)
         for code, happened in ((OUT_OF_DATA, out_of_data), (ARRIVED, arrived), (OFFROAD, offroad),
                                (COLLISION, collision)):        # later entries take precedence
-            outcome = torch.where(happened, torch.full_like(outcome, code), outcome)
+            outcome.masked_fill_(happened, code)
         self.outcome[active] = outcome
-        just_done = torch.zeros_like(running)
-        just_done[active] = outcome != RUNNING
+        just_done = outcome != RUNNING
+        if not whole:
+            just_done = torch.zeros_like(running).index_put_((active,), just_done)
 
         w = self.config.cost_weights
-        reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device)
-        reward[active] = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
+        reward = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
+        if not whole:
+            reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device).index_put_((active,), reward)
         self.distance[active] = position[:, 0] - self.context_end_x[active]
-        recorded_rows = self.log.rows_of_index(self._vehicle_index[active],
-                                               torch.minimum(frame, self.last_recorded[active]))
+        last_recorded = self.last_recorded[active]
+        recorded_rows = self.log.rows_from_base(self._row_base[active], torch.minimum(frame, last_recorded))
         deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
-        deviation = torch.where(frame <= self.last_recorded[active], deviation, torch.zeros_like(deviation))
+        deviation = deviation.masked_fill_(frame > last_recorded, 0.0)
         self.max_deviation[active] = torch.maximum(self.max_deviation[active], deviation)
         self.speed_sum[active] += speed
         for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
@@ -489,10 +509,10 @@ class BatchedSimulator:
         # never the whole history).
         previous, self._head = self._head, (self._head + 1) % self.config.history
         if image is not None:
-            self._write_history(active, self._head, image, state,
-                                self._traffic_record(others) if self.config.keep_traffic else None)
-        finished = (~running).nonzero().squeeze(1)
-        if len(finished):
+            self._write_history(torch.arange(self.batch_size, device=self.device) if whole else active, self._head,
+                                image, state, self._traffic_record(others) if self.config.keep_traffic else None)
+        if not whole:
+            finished = (~running).nonzero().squeeze(1)
             # the newest frame's mirror copy (the step may skip the first copy when K = 1)
             newest = previous + self.config.history
             kept = tuple(ring[finished, newest] for ring in self._traffic_ring) if self.config.keep_traffic else None
@@ -507,9 +527,10 @@ class BatchedSimulator:
         controller or test that replaces it gets the general path, which calls it)."""
         return self.reactive is None and not self.config.keep_traffic and "others" not in vars(self)
 
-    def _observe_near(self, active: Tensor, frame: Tensor, position: Tensor, unit: Tensor, speed: Tensor,
+    def _observe_near(self, active: Tensor | slice, frame: Tensor, position: Tensor, unit: Tensor, speed: Tensor,
                       size: Tensor) -> tuple[None, None, Costs, Tensor]:
-        """The step's observation, costs and collision test for the running slots (S,) from the
+        """The step's observation, costs and collision test for the running slots (S,) (``active``:
+        their indices, or ``slice(None)`` when every slot runs) from the
         recorded vehicles near each ego (one search and gather, shared by the raster and the
         collision test), rendered chunk by chunk (``SimConfig.chunk``) into the history ring at the
         next head.
@@ -517,7 +538,7 @@ class BatchedSimulator:
         Returns:
             (None, None, costs (each (S,)), collision (S,) bool); the ring holds the images and states.
         """
-        S, cfg = len(active), self.config
+        S, cfg = len(frame), self.config
         packed, vehicle_id, mask = self.log.near(frame, position[:, 0], self._reach)
         mask &= vehicle_id != self.vehicle_id[active, None]
         o_centre, o_unit, o_size = packed[..., 0:2], packed[..., 2:4], packed[..., 4:6]

@@ -144,6 +144,17 @@ class TrafficLog:
         offset = torch.minimum(frames, self.vehicle_last_frame[index]) - self.vehicle_first_frame[index]
         return self._row_by_vehicle[self._vehicle_start[index] + offset.clamp(min=0)]
 
+    def row_base(self, index: torch.Tensor) -> torch.Tensor:
+        """Per vehicle (index into :attr:`vehicle_ids`, any shape), the base such that
+        :meth:`rows_from_base` (base, frame) is its row at a frame of its recording: one addition
+        and one gather per lookup for callers that follow the same vehicles over many frames."""
+        return self._vehicle_start[index] - self.vehicle_first_frame[index]
+
+    def rows_from_base(self, base: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Rows of vehicles at frames, from their :meth:`row_base`; the frames must lie within each
+        vehicle's recording (unchecked)."""
+        return self._row_by_vehicle[base + frames]
+
     def near_width(self, reach: float) -> int:
         """The most vehicles of one frame whose centres lie within any x-interval of ``2 * reach`` m
         (the slots :meth:`near` needs; computed once per reach, from the sorted keys)."""
