@@ -33,11 +33,12 @@ def box_corners(centre: Tensor, heading: Tensor, size: Tensor) -> Tensor:
         (*batch, 4, 2) m, counter-clockwise from the front-left corner.
     """
     u = as_unit_heading(heading, centre.dim() - 1)
-    n = left_normal(u)
-    half_l = (size[..., 0:1] / 2) * u
-    half_w = (size[..., 1:2] / 2) * n
-    return torch.stack([centre + half_l + half_w, centre - half_l + half_w,
-                        centre - half_l - half_w, centre + half_l - half_w], dim=-2)
+    half_axes = torch.stack([u, left_normal(u)], dim=-2) * (size[..., :, None] * 0.5)   # (*batch, 2, 2)
+    return torch.matmul(_CORNER_SIGNS.to(half_axes), half_axes) + centre[..., None, :]
+
+
+_CORNER_SIGNS = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+"""(4, 2): each corner as +-half length along the heading and +-half width across it."""
 
 
 def boxes_overlap(centre_a: Tensor, heading_a: Tensor, size_a: Tensor, centre_b: Tensor, heading_b: Tensor,

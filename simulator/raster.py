@@ -329,6 +329,7 @@ def _vehicle_constants(config: RasterConfig, device: torch.device, dtype: torch.
 
 
 _FAR = 1e4  # px: a pixel offset that no vehicle reaches (routes out-of-raster window pixels to 0)
+_ONE_GROUP_UP_TO = 32  # visible vehicles rendered in one group whatever their sizes (small batches)
 
 
 def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor, centre: Tensor,
@@ -362,8 +363,13 @@ def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor,
         return
     # 1-d coverage of a unit pixel at offset x: min(half + 1/2 - |x|, min(2 half, 1)), clamped at 0
     table = torch.cat([position, extent, cos_sin, grown, (2 * half).clamp_(max=1.0)], dim=-1)[idx_b, idx_n]  # (P, 10)
-    is_large = (table[:, 2:4] > large_half).any(-1)
-    groups = [~is_large, is_large] if bool(is_large.any()) else [None]
+    # Large vehicles (trucks) get their own, larger windows when there are many vehicles; a few go
+    # in one group (windows the size of the largest: pixels outside a support get coverage 0)
+    groups = [None]
+    if len(table) > _ONE_GROUP_UP_TO:
+        is_large = (table[:, 2:4] > large_half).any(-1)
+        if bool(is_large.any()):
+            groups = [~is_large, is_large]
     # one flat view of the storage from the first image to the last: images may be strided apart
     # (slots of the simulator's history ring), each one contiguous
     flat_out = out.as_strided(((B - 1) * out.stride(0) + out[0].numel(),), (1,))
@@ -392,18 +398,28 @@ def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor,
         flat_out.scatter_reduce_(0, flat.reshape(-1), cov.reshape(-1), reduce="amax", include_self=True)
 
 
-def _render_ego(config: RasterConfig, ego_size: Tensor, out: Tensor) -> None:
-    """Write the coverage of the ego footprint (centred, aligned with the grid: exact) into channel
-    EGO of ``out`` (B, 4, H, W)."""
+def ego_profiles(config: RasterConfig, ego_size: Tensor) -> tuple[Tensor, Tensor]:
+    """The ego channel's two factors: the coverage of each row (B, H) and of each column (B, W) by
+    the footprint of (B, 2) (length, width) m, centred and aligned with the grid, so that their
+    product is its exact area coverage. They depend on the size only: a caller that renders one
+    ego over many frames (the simulator) makes them once per episode."""
     along, left = _pixel_centres(config, ego_size.device, ego_size.dtype)
     p = config.metres_per_pixel
     half_l, half_w = ego_size[:, 0, None] / 2, ego_size[:, 1, None] / 2
-    ca = (_overlap(along[None, :], -half_l, half_l, p / 2) / p).clamp_(max=1.0)      # (B, H)
-    cl = (_overlap(left[None, :], -half_w, half_w, p / 2) / p).clamp_(max=1.0)       # (B, W)
-    if _needs_grad(ca, cl):
-        out[:, EGO] = ca[:, :, None] * cl[:, None, :]
+    rows = (_overlap(along[None, :], -half_l, half_l, p / 2) / p).clamp_(max=1.0)     # (B, H)
+    columns = (_overlap(left[None, :], -half_w, half_w, p / 2) / p).clamp_(max=1.0)   # (B, W)
+    return rows, columns
+
+
+def _render_ego(config: RasterConfig, ego_size: Tensor, out: Tensor,
+                profiles: tuple[Tensor, Tensor] | None = None) -> None:
+    """Write the coverage of the ego footprint (centred, aligned with the grid: exact) into channel
+    EGO of ``out`` (B, 4, H, W), from its :func:`ego_profiles` when given."""
+    rows, columns = ego_profiles(config, ego_size) if profiles is None else profiles
+    if _needs_grad(rows, columns):
+        out[:, EGO] = rows[:, :, None] * columns[:, None, :]
     else:
-        torch.mul(ca[:, :, None], cl[:, None, :], out=out[:, EGO])
+        torch.mul(rows[:, :, None], columns[:, None, :], out=out[:, EGO])
 
 
 def _needs_grad(*tensors: Tensor) -> bool:
@@ -412,7 +428,7 @@ def _needs_grad(*tensors: Tensor) -> bool:
 
 def render_into(out: Tensor, road: Road, ego_centre: Tensor, ego_unit: Tensor, ego_size: Tensor,
                 others_centre: Tensor, others_unit: Tensor, others_size: Tensor, others_mask: Tensor,
-                config: RasterConfig) -> Tensor:
+                config: RasterConfig, ego: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """:func:`render` without its checks, into a given buffer: the simulator's step.
 
     Args:
@@ -420,6 +436,7 @@ def render_into(out: Tensor, road: Road, ego_centre: Tensor, ego_unit: Tensor, e
             may be strided apart, e.g. slots of a history ring); every value is written.
         ego_unit: (B, 2) unit headings; ``others_unit`` (B, N, 2) likewise.
         others_*: as in :func:`render`, finite everywhere (masked entries too) and of ``out``'s dtype.
+        ego: the egos' :func:`ego_profiles` when known (else made from ``ego_size``).
 
     Returns:
         ``out``.
@@ -430,7 +447,7 @@ def render_into(out: Tensor, road: Road, ego_centre: Tensor, ego_unit: Tensor, e
         raise ValueError("render_into: each image of the output buffer must be contiguous")
     _render_road(road, config, ego_centre, ego_unit, out)
     _render_vehicles(config, ego_centre, ego_unit, others_centre, others_unit, others_size, others_mask, out)
-    _render_ego(config, ego_size, out)
+    _render_ego(config, ego_size, out, ego)
     return out
 
 

@@ -53,7 +53,7 @@ from ppuu.simulator.costs import CostConfig, Costs, all_costs
 from ppuu.simulator.dynamics import ActionBounds, EgoState
 from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
                                      episode_vehicles, get_course)
-from ppuu.simulator.raster import RasterConfig, render, render_into, render_traffic_frames
+from ppuu.simulator.raster import RasterConfig, ego_profiles, render, render_into, render_traffic_frames
 from ppuu.simulator.reactive import IDMConfig, ReactiveTraffic
 from ppuu.simulator.road import Road
 from ppuu.simulator.traffic import TrafficLog, VehicleSlice
@@ -264,6 +264,7 @@ class BatchedSimulator:
         limit = first + torch.ceil(duration * self.config.time_limit).long()
         self.end_frame[slots] = torch.minimum(limit, torch.full_like(limit, self.log.last_frame))
         self.size[slots] = self.log.size[self.log.rows_of(ids, first)]
+        self._ego_rows[slots], self._ego_columns[slots] = ego_profiles(self.config.raster, self.size[slots])
         self.outcome[slots] = RUNNING
         self.steps[slots] = 0
         self.distance[slots] = 0
@@ -352,6 +353,8 @@ class BatchedSimulator:
         self.steps = torch.zeros(batch, dtype=torch.int64, device=d)
         self.outcome = torch.zeros(batch, dtype=torch.int64, device=d)
         self.size = torch.zeros(batch, 2, dtype=f, device=d)
+        self._ego_rows = torch.zeros(batch, H, dtype=f, device=d)        # raster.ego_profiles of each slot
+        self._ego_columns = torch.zeros(batch, W, dtype=f, device=d)
         self.context_end_x = torch.zeros(batch, dtype=f, device=d)
         self.distance = torch.zeros(batch, dtype=f, device=d)
         self.max_deviation = torch.zeros(batch, dtype=f, device=d)
@@ -558,7 +561,8 @@ class BatchedSimulator:
             rows = slice(lo, hi) if whole else active[lo:hi]
             out = self._image_ring[lo:hi, head + K] if whole else self._chunk_buffer[:hi - lo]
             image = render_into(out, self.road, position[lo:hi], unit[lo:hi], size[lo:hi], o_centre[lo:hi],
-                                o_unit[lo:hi], o_size[lo:hi], mask[lo:hi], cfg.raster)
+                                o_unit[lo:hi], o_size[lo:hi], mask[lo:hi], cfg.raster,
+                                (self._ego_rows[rows], self._ego_columns[rows]))
             parts.append(all_costs(image, speed[lo:hi], size[lo:hi], cfg.raster, self.cost_config))
             if not whole:
                 self._image_ring[rows, head + K] = image
