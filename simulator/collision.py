@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ppuu.simulator.dynamics import as_unit_heading, left_normal
+from ppuu.simulator.dynamics import as_unit_heading, heading_axes
 from ppuu.simulator.road import Road
 
 
@@ -33,7 +33,7 @@ def box_corners(centre: Tensor, heading: Tensor, size: Tensor) -> Tensor:
         (*batch, 4, 2) m, counter-clockwise from the front-left corner.
     """
     u = as_unit_heading(heading, centre.dim() - 1)
-    half_axes = torch.stack([u, left_normal(u)], dim=-2) * (size[..., :, None] * 0.5)   # (*batch, 2, 2)
+    half_axes = heading_axes(u) * (size[..., :, None] * 0.5)      # (*batch, 2, 2)
     return torch.matmul(_CORNER_SIGNS.to(half_axes), half_axes) + centre[..., None, :]
 
 
@@ -63,7 +63,7 @@ def boxes_overlap(centre_a: Tensor, heading_a: Tensor, size_a: Tensor, centre_b:
     N = ub.shape[1]
     # b's offset d and heading on a's axes (ua and its left normal na), in one batched product:
     # rows (d.ua, cos), (d.na, sin), each (B, N) and contiguous, cos and sin of the relative heading
-    axes = torch.stack([ua, left_normal(ua)], dim=1)                 # (B, 2, 2), rows ua, na
+    axes = heading_axes(ua)                                          # (B, 2, 2), rows ua, na
     local = torch.bmm(axes, torch.cat([centre_b - centre_a[:, None, :], ub], dim=1).transpose(1, 2))  # (B, 2, 2N)
     d_ua, d_na, cos, sin = local[:, 0, :N], local[:, 1, :N], local[:, 0, N:], local[:, 1, N:]
     abs_cos, abs_sin = cos.abs(), sin.abs()

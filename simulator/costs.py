@@ -198,13 +198,22 @@ def ego_frame(raster: RasterConfig, like: Tensor, pose: Tensor | None = None) ->
 def _distances(raster: RasterConfig, like: Tensor, pose: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """|along|, |left| of :func:`ego_frame` (every mask is symmetric in value) and ``ahead`` (along >= 0,
     bool): the safe distance's gradient differs ahead of and behind the ego (:func:`_safe_profile`)."""
+    if pose is None:
+        return _centre_distances(raster, like.device, like.dtype)
     along, left = ego_frame(raster, like, pose)
+    return along.abs(), left.abs(), along >= 0
+
+
+@lru_cache(maxsize=16)
+def _centre_distances(raster: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_distances` at the image centre, made once (read only)."""
+    along, left = _pixel_centres(raster, device, dtype)
     return along.abs(), left.abs(), along >= 0
 
 
 def _per_sample(x: Tensor, like: Tensor) -> Tensor:
     """(B,) -> (B, 1, 1) on ``like``'s dtype, to broadcast against ego-frame coordinates."""
-    return x.to(like.dtype)[:, None, None]
+    return (x if x.dtype == like.dtype else x.to(like.dtype))[:, None, None]
 
 
 def _lane_width(config: CostConfig) -> float:
@@ -220,7 +229,7 @@ def _ramp(distance: Tensor, one_until, zero_at) -> Tensor:
     ``distance``), 0 beyond. One
     new tensor, updated in place (autograd supports it; the tests check gradients against
     finite differences), because fresh (B, H, W) tensors, not arithmetic, dominate on a CPU."""
-    return (zero_at - distance).mul_(1.0 / (zero_at - one_until)).clamp_(0, 1)
+    return torch.rsub(distance, zero_at).mul_(1.0 / (zero_at - one_until)).clamp_(0, 1)   # zero_at - distance
 
 
 def _safe_profile(along: Tensor, ahead: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig,
@@ -253,14 +262,20 @@ def _lane_profiles(along: Tensor, left: Tensor, ego_size: Tensor, raster: Raster
     at least a pixel), the lateral tent, and the (B,) scale ``p^2 / (length x line_width)`` that
     makes a line the ego's length long under the tent's plateau sum to 1 (module docstring)."""
     p = raster.metres_per_pixel
+    lateral = _lane_lateral(left, raster, config)
+    half_length = _per_sample(ego_size[:, 0], along) / 2
+    longitudinal = _ramp(along, half_length - p / 2, half_length + p / 2)
+    scale = p * p / (ego_size[:, 0].to(along.dtype) * raster.line_width)
+    return longitudinal, lateral, scale
+
+
+def _lane_lateral(left: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
+    """The lane mask's lateral tent (of |left| m)."""
+    p = raster.metres_per_pixel
     half_lane = _lane_width(config) / 2
     if half_lane <= 1.25 * p:
         raise ValueError(f"lane_width {2 * half_lane} m is under 2.5 pixels ({2.5 * p:.3f} m): no lane cost")
-    half_length = _per_sample(ego_size[:, 0], along) / 2
-    longitudinal = _ramp(along, half_length - p / 2, half_length + p / 2)
-    lateral = _ramp(left, p / 2, half_lane - 0.75 * p)
-    scale = p * p / (ego_size[:, 0].to(along.dtype) * raster.line_width)
-    return longitudinal, lateral, scale
+    return _ramp(left, p / 2, half_lane - 0.75 * p)
 
 
 def _offroad_lateral(left: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
@@ -394,13 +409,50 @@ def offroad_cost(images: Tensor, speed: Tensor, ego_size: Tensor, raster: Raster
     return _offroad(safe, left, images[:, channel], ego_size, raster, config)
 
 
+class CostProfiles(NamedTuple):
+    """The mask factors that depend on the ego's size only, at the image centre (no pose): whoever
+    scores one ego over many frames (the simulator) makes them once per episode with
+    :func:`cost_profiles` and passes them to :func:`all_costs`."""
+
+    proximity_lateral: Tensor   #: (B, 1, W)
+    lane_longitudinal: Tensor   #: (B, H, 1)
+    lane_scale: Tensor          #: (B,)
+
+
+def cost_profiles(ego_size: Tensor, raster: RasterConfig = RasterConfig(),
+                  config: CostConfig = CostConfig()) -> CostProfiles:
+    """:class:`CostProfiles` of egos of (B, 2) (length, width) m, on ``ego_size``'s device and dtype."""
+    along, left, _ = _distances(raster, ego_size, None)
+    longitudinal, _, scale = _lane_profiles(along, left, ego_size, raster, config)
+    return CostProfiles(_proximity_lateral(left, ego_size, raster, config), longitudinal, scale)
+
+
+@lru_cache(maxsize=16)
+def _centre_laterals(raster: RasterConfig, config: CostConfig, device: torch.device,
+                     dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The lane and off-road lateral profiles at the image centre, (1, 1, W) each: they depend on
+    the raster and the lane width only (read only)."""
+    _, left, _ = _centre_distances(raster, device, dtype)
+    return _lane_lateral(left, raster, config), _offroad_lateral(left, raster, config)
+
+
 def all_costs(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig = RasterConfig(),
-              config: CostConfig = CostConfig(), pose: Tensor | None = None) -> Costs:
+              config: CostConfig = CostConfig(), pose: Tensor | None = None,
+              profiles: CostProfiles | None = None) -> Costs:
     """The three costs of (B, 4, H, W) observations in the :mod:`ppuu.simulator.raster` channel
     order (equal to the three single-cost functions, sharing their coordinates and profiles);
-    ``pose`` (B, 3) places the masks at the ego's pose in the image (None: the centre)."""
+    ``pose`` (B, 3) places the masks at the ego's pose in the image (None: the centre);
+    ``profiles``, the egos' :func:`cost_profiles` when known (the centre only)."""
     along, left, ahead = _distances(raster, images, pose)
     safe = _safe_profile(along, ahead, speed, ego_size, raster, config)
+    if profiles is not None:
+        if pose is not None:
+            raise ValueError("all_costs: cost profiles hold for the image centre; give them without a pose")
+        lane_lateral, offroad_lateral = _centre_laterals(raster, config, images.device, images.dtype)
+        lane = _weighted_sum(profiles.lane_longitudinal, lane_lateral, images[:, LANES]) * profiles.lane_scale
+        return Costs(_reduce(safe, profiles.proximity_lateral, images[:, VEHICLES], raster, config.reduction),
+                     lane.clamp(max=1.0),
+                     _reduce(safe, offroad_lateral, images[:, OFFROAD], raster, config.reduction))
     return Costs(_proximity(safe, left, images[:, VEHICLES], ego_size, raster, config),
                  _lane(along, left, images[:, LANES], ego_size, raster, config),
                  _offroad(safe, left, images[:, OFFROAD], ego_size, raster, config))

@@ -90,6 +90,18 @@ def as_unit_heading(heading: Tensor, batch_ndim: int) -> Tensor:
                      f"(angle, rad) or {batch_ndim} + a last dim of 2 (unit vector)")
 
 
+def heading_axes(heading: Tensor) -> Tensor:
+    """(..., 2) unit heading -> (..., 2, 2) with rows the heading and its left normal: the rotation
+    that takes a world-frame vector to its (along, left) components, in one product."""
+    return torch.matmul(heading, _axes_basis(heading.device, heading.dtype)).unflatten(-1, (2, 2))
+
+
+@functools.lru_cache(maxsize=16)
+def _axes_basis(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(2, 4): (cos, sin) -> (cos, sin, -sin, cos), the rows of :func:`heading_axes` (read only)."""
+    return torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, -1.0, 0.0]], device=device, dtype=dtype)
+
+
 def left_normal(heading: Tensor) -> Tensor:
     """(..., 2) unit heading -> (..., 2) unit vector 90 degrees counter-clockwise (to the left)."""
     return torch.stack([-heading[..., 1], heading[..., 0]], dim=-1)

@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ppuu.simulator.dynamics import as_unit_heading
+from ppuu.simulator.dynamics import as_unit_heading, heading_axes
 from ppuu.simulator.road import Road
 
 LANES = 0
@@ -311,7 +311,7 @@ def _render_road(road: Road, config: RasterConfig, centre: Tensor, unit: Tensor,
 def _in_ego_frame(ego_centre: Tensor, ego_unit: Tensor, centre: Tensor, unit: Tensor) -> Tensor:
     """(B, 2N, 2): rows 0..N-1 the others' centres as (along, left) m, rows N..2N-1 their unit
     headings as (cos, sin) of the heading relative to the ego's; one batched product."""
-    axes = torch.stack([ego_unit, torch.stack([-ego_unit[:, 1], ego_unit[:, 0]], dim=-1)], dim=-1)  # (B, 2, 2)
+    axes = heading_axes(ego_unit).transpose(1, 2)                    # (B, 2, 2), columns ahead, left
     return torch.bmm(torch.cat([centre - ego_centre[:, None, :], unit], dim=1), axes)
 
 

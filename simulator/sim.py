@@ -49,7 +49,7 @@ from torch.utils.hooks import RemovableHandle
 from ppuu.data.scene import Scene
 from ppuu.simulator import dynamics
 from ppuu.simulator.collision import boxes_overlap, footprint_offroad
-from ppuu.simulator.costs import CostConfig, Costs, all_costs
+from ppuu.simulator.costs import CostConfig, CostProfiles, Costs, all_costs, cost_profiles
 from ppuu.simulator.dynamics import ActionBounds, EgoState
 from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
                                      episode_vehicles, get_course)
@@ -265,6 +265,9 @@ class BatchedSimulator:
         self.end_frame[slots] = torch.minimum(limit, torch.full_like(limit, self.log.last_frame))
         self.size[slots] = self.log.size[self.log.rows_of(ids, first)]
         self._ego_rows[slots], self._ego_columns[slots] = ego_profiles(self.config.raster, self.size[slots])
+        for kept, value in zip(self._cost_profiles, cost_profiles(self.size[slots], self.config.raster,
+                                                                   self.cost_config)):
+            kept[slots] = value
         self.outcome[slots] = RUNNING
         self.steps[slots] = 0
         self.distance[slots] = 0
@@ -355,6 +358,8 @@ class BatchedSimulator:
         self.size = torch.zeros(batch, 2, dtype=f, device=d)
         self._ego_rows = torch.zeros(batch, H, dtype=f, device=d)        # raster.ego_profiles of each slot
         self._ego_columns = torch.zeros(batch, W, dtype=f, device=d)
+        self._cost_profiles = CostProfiles(torch.zeros(batch, 1, W, dtype=f, device=d),   # costs.cost_profiles
+                                           torch.zeros(batch, H, 1, dtype=f, device=d), torch.zeros(batch, dtype=f, device=d))
         self.context_end_x = torch.zeros(batch, dtype=f, device=d)
         self.distance = torch.zeros(batch, dtype=f, device=d)
         self.max_deviation = torch.zeros(batch, dtype=f, device=d)
@@ -563,7 +568,8 @@ class BatchedSimulator:
             image = render_into(out, self.road, position[lo:hi], unit[lo:hi], size[lo:hi], o_centre[lo:hi],
                                 o_unit[lo:hi], o_size[lo:hi], mask[lo:hi], cfg.raster,
                                 (self._ego_rows[rows], self._ego_columns[rows]))
-            parts.append(all_costs(image, speed[lo:hi], size[lo:hi], cfg.raster, self.cost_config))
+            parts.append(all_costs(image, speed[lo:hi], size[lo:hi], cfg.raster, self.cost_config,
+                                   profiles=CostProfiles(*(t[rows] for t in self._cost_profiles))))
             if not whole:
                 self._image_ring[rows, head + K] = image
             if K > 1:

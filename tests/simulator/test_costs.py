@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ppuu.data.scene import SceneMeta
-from ppuu.simulator.costs import (CostConfig, all_costs, ego_frame, lane_cost, lane_mask, offroad_cost, offroad_mask,
+from ppuu.simulator.costs import (CostConfig, all_costs, cost_profiles, ego_frame, lane_cost, lane_mask, offroad_cost, offroad_mask,
                                   proximity_cost, proximity_mask, safe_distance)
 from ppuu.simulator.raster import LANES, OFFROAD, VEHICLES, RasterConfig, render
 from ppuu.simulator.road import Road
@@ -330,6 +330,23 @@ def test_default_pose_equals_egocentric_costs(reduction):
         torch.testing.assert_close(c.proximity, proximity_cost(img, speed, size, config=config, pose=p))
         torch.testing.assert_close(c.lane, lane_cost(img, speed, size, config=config, pose=p))
         torch.testing.assert_close(c.offroad, offroad_cost(img, speed, size, config=config, pose=p))
+
+
+@pytest.mark.parametrize("reduction", ["max", "sum"])
+def test_cost_profiles_made_once_give_the_same_costs(reduction):
+    """The simulator makes each ego's size-dependent profiles once per episode: the costs must not
+    change, and profiles are refused with a pose (they hold for the image centre)."""
+    img, size, speed = traffic_batch(6)
+    size = size * torch.tensor([[1.0, 1.0], [1.3, 1.1], [0.8, 0.9], [2.5, 1.4], [1.0, 1.0], [1.1, 1.2]], **F64)
+    config = CostConfig(reduction=reduction).for_road(ROAD)
+    plain = all_costs(img, speed, size, config=config)
+    given = all_costs(img, speed, size, config=config, profiles=cost_profiles(size, config=config))
+    assert float(plain.proximity.max()) > 0 and float(plain.lane.max()) > 0      # something to compare
+    for a, b in zip(plain, given):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="centre"):
+        all_costs(img, speed, size, config=config, pose=torch.zeros(6, 3, **F64),
+                  profiles=cost_profiles(size, config=config))
 
 
 def test_pose_frame_convention():

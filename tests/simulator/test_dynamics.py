@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppuu.simulator.dynamics import (DT, ActionBounds, EgoState, as_unit_heading, left_normal, rollout, step,
-                                unit_from_angle)
+from ppuu.simulator.dynamics import (DT, ActionBounds, EgoState, as_unit_heading, heading_axes, left_normal, rollout,
+                                step, unit_from_angle)
 
 
 def make_state(b=3, dtype=torch.float64, speed=10.0, angle=0.0):
@@ -128,3 +128,13 @@ def test_heading_stays_unit_and_speed_nonnegative(speed, accel, curv, angle):
         s = step(s, torch.tensor([[accel, curv]], dtype=torch.float64))
     assert float(s.speed) >= 0
     assert float(torch.linalg.vector_norm(s.heading)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_heading_axes_rotate_world_vectors_into_along_and_left():
+    unit = unit_from_angle(torch.tensor([0.0, 0.5, -2.0, math.pi / 2], dtype=torch.float64))
+    axes = heading_axes(unit)                                          # (4, 2, 2)
+    torch.testing.assert_close(axes, torch.stack([unit, left_normal(unit)], dim=1))
+    # a point ahead-left of the heading has positive along and left components
+    ahead_left = 3.0 * unit + 2.0 * left_normal(unit)
+    torch.testing.assert_close(torch.einsum("bij,bj->bi", axes, ahead_left),
+                               torch.tensor([[3.0, 2.0]] * 4, dtype=torch.float64))

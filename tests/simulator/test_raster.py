@@ -5,6 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ppuu.simulator import raster
 from ppuu.simulator.raster import CHANNELS, EGO, LANES, OFFROAD, VEHICLES, RasterConfig, render, render_traffic_frames
 from ppuu.simulator.road import Road
 from tests.simulator.conftest import LANE, i80_meta
@@ -226,7 +227,7 @@ def test_float32_and_float64_give_the_same_image(i80_road):
     torch.testing.assert_close(a.double(), b, atol=2e-4, rtol=0)
 
 
-def test_batch_equals_single_renders_and_large_vehicle_window(i80_road):
+def test_batch_equals_single_renders_and_large_vehicle_window(i80_road, monkeypatch):
     g = torch.Generator().manual_seed(3)
     B, N = 6, 10
     ego = i80_road.sample_points(B, g, x_range=(50, 400))
@@ -244,6 +245,10 @@ def test_batch_equals_single_renders_and_large_vehicle_window(i80_road):
     # without the separate large-vehicle window the result is the same
     wide = RasterConfig(large_vehicle_length=100.0, large_vehicle_width=100.0)
     torch.testing.assert_close(render(i80_road, ego, heading, es, centre, oh, size, None, wide), batch)
+    # and whether a few visible vehicles go in one group or large ones get their own windows
+    for one_group_up_to in (0, 10_000):
+        monkeypatch.setattr(raster, "_ONE_GROUP_UP_TO", one_group_up_to)
+        torch.testing.assert_close(render(i80_road, ego, heading, es, centre, oh, size), batch)
 
 
 def test_traffic_frames_around_one_pose_equal_separate_renders(i80_road):
