@@ -432,7 +432,9 @@ class BatchedSimulator:
                 clipped to :class:`~ppuu.simulator.dynamics.ActionBounds`; NaN, inf or a wrong shape
                 raise ValueError. Actions of finished slots are ignored.
         """
-        action = torch.as_tensor(action, device=self.device, dtype=self.dtype)
+        # the simulator is not differentiable: a gradient stops at the action (the ego's state would
+        # otherwise carry a growing graph from step to step)
+        action = torch.as_tensor(action, device=self.device, dtype=self.dtype).detach()
         if action.shape != (self.batch_size, 2):
             raise ValueError(f"action of shape {tuple(action.shape)}: expected ({self.batch_size}, 2) = "
                              "(acceleration m/s^2, curvature 1/m)")
@@ -486,7 +488,8 @@ class BatchedSimulator:
             collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
                                       others.mask).any(dim=-1)
             costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
-        offroad = footprint_offroad(self.road, position, unit, size)
+        with torch.inference_mode():
+            offroad = footprint_offroad(self.road, position, unit, size)
         arrived = self.road.arrived(position[:, 0])
         out_of_data = frame >= self.end_frame[active]
         outcome = torch.full_like(frame, RUNNING)
@@ -535,6 +538,7 @@ class BatchedSimulator:
         controller or test that replaces it gets the general path, which calls it)."""
         return self.reactive is None and not self.config.keep_traffic and "others" not in vars(self)
 
+    @torch.inference_mode()
     def _observe_near(self, active: Tensor | slice, frame: Tensor, position: Tensor, unit: Tensor, speed: Tensor,
                       size: Tensor) -> tuple[None, None, Costs, Tensor]:
         """The step's observation, costs and collision test for the running slots (S,) (``active``:
@@ -542,6 +546,10 @@ class BatchedSimulator:
         recorded vehicles near each ego (one search and gather, shared by the raster and the
         collision test), rendered chunk by chunk (``SimConfig.chunk``) into the history ring at the
         next head.
+
+        Runs in inference mode (a fifth less time per operation at small batches): it writes into the
+        simulator's own tensors, and its costs and collision flags are inference tensors that the
+        step reads but never hands out.
 
         Returns:
             (None, None, costs (each (S,)), collision (S,) bool); the ring holds the images and states.

@@ -110,6 +110,7 @@ class TrafficLog:
         lengths, widths = t["length"].to_numpy(), t["width"].to_numpy()
         self.max_half_diagonal = float(np.hypot(lengths, widths).max() / 2) if len(t) else 0.0   # m
         self._near_width: dict[float, int] = {}
+        self._near_cache: dict[tuple, torch.Tensor] = {}
 
     @property
     def num_frames(self) -> int:
@@ -186,17 +187,30 @@ class TrafficLog:
         M = self.near_width(reach)
         f = frames.to(self.device) - self.first_frame
         inside = (f >= 0) & (f < self.num_frames)
-        base = f.to(torch.float64) * self._frame_stride
-        centre = base + (x.to(torch.float64) - self._x_origin)
-        bounds = torch.stack([torch.maximum(centre - reach, base), torch.minimum(centre + reach,
-                                                                                 base + self._frame_stride - 0.5)])
-        start, stop = torch.searchsorted(self._near_key, bounds).unbind(0)
-        rows = start[:, None] + torch.arange(M, device=self.device)                   # (B, M)
+        # the x-interval's ends as keys: the frame's base plus x from the origin, kept within the frame
+        ends = (x.to(torch.float64) - self._x_origin)[:, None] + self._interval(reach)
+        bounds = (f.to(torch.float64) * self._frame_stride)[:, None] + ends.clamp_(0.0, self._frame_stride - 0.5)
+        start, stop = torch.searchsorted(self._near_key, bounds).unbind(1)              # (B,) each
+        rows = start[:, None] + self._slot_offsets(M)                                   # (B, M)
         mask = (rows < stop[:, None]) & inside[:, None]
         rows = torch.minimum(rows, (stop[:, None] - 1).clamp(min=0))               # a valid row everywhere
         B = len(f)
         packed = self.packed.index_select(0, rows.reshape(-1)).view(B, M, self.packed.shape[1])
         return packed, self.packed_vehicle_id.index_select(0, rows.reshape(-1)).view(B, M), mask
+
+    def _interval(self, reach: float) -> torch.Tensor:
+        """(2,) float64 (-reach, reach) on the device, made once per reach."""
+        key = ("interval", reach)
+        if key not in self._near_cache:
+            self._near_cache[key] = torch.tensor([-reach, reach], dtype=torch.float64, device=self.device)
+        return self._near_cache[key]
+
+    def _slot_offsets(self, width: int) -> torch.Tensor:
+        """(width,) int64 0, 1, ... on the device, made once per width."""
+        key = ("offsets", width)
+        if key not in self._near_cache:
+            self._near_cache[key] = torch.arange(width, device=self.device)
+        return self._near_cache[key]
 
     def at(self, frames: torch.Tensor) -> VehicleSlice:
         """Every vehicle present at each of a batch of frames.

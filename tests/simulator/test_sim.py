@@ -110,6 +110,23 @@ def test_out_of_bound_actions_are_clipped(sim):
     torch.testing.assert_close(sim.ego.speed, expected)
 
 
+def test_step_hands_out_plain_tensors_and_stops_gradients(sim):
+    """Parts of the step run in inference mode: nothing it returns or keeps may be an inference
+    tensor (a controller differentiates through observations, states and costs), and an action
+    that carries a gradient must not tie the ego's state to its graph."""
+    sim.reset(sim.episode_vehicles(None)[:3])
+    weight = torch.ones(3, 2, requires_grad=True)
+    for _ in range(3):
+        result = sim.step(weight * torch.tensor([0.5, 0.0]))
+    returned = [result.observation.image, result.observation.state, result.action, result.reward, result.outcome,
+                result.done, result.just_done, *result.costs, *sim.ego, *sim.last_costs]
+    assert not any(t.is_inference() for t in returned)
+    assert not any(t.requires_grad for t in (*sim.ego, result.action))
+    # usable in a differentiable computation, e.g. a cost weighted by a learnable factor
+    (weight.sum() * (result.costs.proximity + result.observation.image.mean() + sim.ego.speed).sum()).backward()
+    assert weight.grad is not None
+
+
 def test_same_episodes_same_result(small_scene):
     a = evaluate(small_scene, "no_action", split="test", progress=False)
     b = evaluate(small_scene, "no_action", split="test", progress=False)
