@@ -505,16 +505,7 @@ class BatchedSimulator:
         reward = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
         if not whole:
             reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device).index_put_((active,), reward)
-        self.distance[active] = position[:, 0] - self.context_end_x[active]
-        last_recorded = self.last_recorded[active]
-        recorded_rows = self.log.rows_from_base(self._row_base[active], torch.minimum(frame, last_recorded))
-        deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
-        deviation = deviation.masked_fill_(frame > last_recorded, 0.0)
-        self.max_deviation[active] = torch.maximum(self.max_deviation[active], deviation)
-        self.speed_sum[active] += speed
-        for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
-            total[active] += cost
-            last[active] = cost
+        self._accumulate(active, frame, position, speed, costs)
         # The history ring advances for every slot: running slots write their new frame (the near
         # path has written it already), finished ones repeat their newest (one frame per slot,
         # never the whole history).
@@ -532,6 +523,21 @@ class BatchedSimulator:
         return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
                           reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
 
+    @torch.inference_mode()
+    def _accumulate(self, active: Tensor | slice, frame: Tensor, position: Tensor, speed: Tensor, costs: Costs) -> None:
+        """Update the running slots' episode metrics (distance, deviation from the recording, sums
+        of speed and costs) and last costs, in place (in inference mode, as :meth:`_observe_near`)."""
+        self.distance[active] = position[:, 0] - self.context_end_x[active]
+        last_recorded = self.last_recorded[active]
+        recorded_rows = self.log.rows_from_base(self._row_base[active], torch.minimum(frame, last_recorded))
+        deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
+        deviation = deviation.masked_fill_(frame > last_recorded, 0.0)
+        self.max_deviation[active] = torch.maximum(self.max_deviation[active], deviation)
+        self.speed_sum[active] += speed
+        for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
+            total[active] += cost
+            last[active] = cost
+
     def _looks_near(self) -> bool:
         """Whether the step may look only at the traffic near the egos (:meth:`_observe_near`):
         recorded traffic, no kept traffic, and :meth:`others` not replaced on this instance (a
@@ -547,9 +553,9 @@ class BatchedSimulator:
         collision test), rendered chunk by chunk (``SimConfig.chunk``) into the history ring at the
         next head.
 
-        Runs in inference mode (a fifth less time per operation at small batches): it writes into the
-        simulator's own tensors, and its costs and collision flags are inference tensors that the
-        step reads but never hands out.
+        Runs in inference mode (no autograd bookkeeping per operation: about a tenth of a B = 1 step):
+        it writes into the simulator's own tensors, and its costs and collision flags are inference
+        tensors that the step reads but never hands out.
 
         Returns:
             (None, None, costs (each (S,)), collision (S,) bool); the ring holds the images and states.
