@@ -36,6 +36,7 @@ images (and the costs and models that read them) by up to 1/510.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,18 @@ from ppuu.simulator.traffic import TrafficLog, VehicleSlice
 
 DEFAULT_CHUNKS = {"cpu": 512, "cuda": 16384}
 """Slots per render call by device type when :attr:`SimConfig.chunk` is None (see there)."""
+
+
+def _without_autograd(method: Callable) -> Callable:
+    """Run ``method`` in inference mode: no autograd bookkeeping per operation, which is a tenth of a
+    small batch's step. Only for code whose new tensors stay inside the simulator (inference
+    tensors cannot enter a differentiable computation). While ``torch.compile`` traces it, in
+    ``no_grad`` instead (dynamo's guards fail on tensors made in inference mode)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with torch.no_grad() if torch.compiler.is_compiling() else torch.inference_mode():
+            return method(*args, **kwargs)
+    return wrapper
 
 
 @dataclass
@@ -488,8 +501,7 @@ class BatchedSimulator:
             collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
                                       others.mask).any(dim=-1)
             costs = all_costs(image, speed, size, self.config.raster, self.cost_config)
-        with torch.inference_mode():
-            offroad = footprint_offroad(self.road, position, unit, size)
+        offroad = self._offroad(position, unit, size)
         arrived = self.road.arrived(position[:, 0])
         out_of_data = frame >= self.end_frame[active]
         outcome = torch.full_like(frame, RUNNING)
@@ -523,7 +535,7 @@ class BatchedSimulator:
         return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
                           reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
 
-    @torch.inference_mode()
+    @_without_autograd
     def _accumulate(self, active: Tensor | slice, frame: Tensor, position: Tensor, speed: Tensor, costs: Costs) -> None:
         """Update the running slots' episode metrics (distance, deviation from the recording, sums
         of speed and costs) and last costs, in place (in inference mode, as :meth:`_observe_near`)."""
@@ -538,13 +550,18 @@ class BatchedSimulator:
             total[active] += cost
             last[active] = cost
 
+    @_without_autograd
+    def _offroad(self, position: Tensor, unit: Tensor, size: Tensor) -> Tensor:
+        """(S,) bool: the egos' footprints leave the drivable area."""
+        return footprint_offroad(self.road, position, unit, size)
+
     def _looks_near(self) -> bool:
         """Whether the step may look only at the traffic near the egos (:meth:`_observe_near`):
         recorded traffic, no kept traffic, and :meth:`others` not replaced on this instance (a
         controller or test that replaces it gets the general path, which calls it)."""
         return self.reactive is None and not self.config.keep_traffic and "others" not in vars(self)
 
-    @torch.inference_mode()
+    @_without_autograd
     def _observe_near(self, active: Tensor | slice, frame: Tensor, position: Tensor, unit: Tensor, speed: Tensor,
                       size: Tensor) -> tuple[None, None, Costs, Tensor]:
         """The step's observation, costs and collision test for the running slots (S,) (``active``:
