@@ -182,7 +182,7 @@ def _overlap(x: Tensor, lo, hi, half_pixel: float) -> Tensor:
 # ---------------------------------------------------------------------------- road texture
 @dataclass
 class _Texture:
-    data: Tensor      # (1, 2, Tx, Ty): lanes coverage, drivable coverage; x major so that a
+    data: Tensor      # (1, 2, Tx, Ty): lanes coverage, off-road coverage; x major so that a
                       # pixel row (varying y) reads neighbouring memory
     x0: float
     y0: float
@@ -195,8 +195,9 @@ class _Texture:
 def road_texture(road: Road, config: RasterConfig, like: Tensor) -> _Texture:
     """The pre-filtered world-frame road texture for ``config`` on ``like``'s device/dtype (cached).
 
-    Channel 0 is the lane-marking coverage, channel 1 the drivable coverage, of a
-    world-aligned pixel-sized square centred on each texel.
+    Channel 0 is the lane-marking coverage, channel 1 the off-road coverage (1 - drivable), of a
+    world-aligned pixel-sized square centred on each texel: both as the image channels hold them,
+    so that a render samples them straight into the images.
     """
     p = config.metres_per_pixel
     key = ("raster_texture", p, config.line_width, config.texels_per_pixel_x, config.texels_per_pixel_y,
@@ -233,7 +234,7 @@ def road_texture(road: Road, config: RasterConfig, like: Tensor) -> _Texture:
 
     lanes = coverage(mx_lo, mx_hi, my_lo, my_hi) if segs.numel() else torch.zeros(nx, ny, dtype=torch.float64)
     drivable = coverage(cells[:, 0], cells[:, 2], cells[:, 1], cells[:, 3])
-    data = torch.stack([lanes, drivable]).unsqueeze(0).to(device=like.device, dtype=like.dtype)
+    data = torch.stack([lanes, 1.0 - drivable]).unsqueeze(0).to(device=like.device, dtype=like.dtype)
     tex = _Texture(data, x0, y0, rx, ry, nx, ny)
     road.cache[key] = tex
     return tex
@@ -292,7 +293,6 @@ def _render_road(road: Road, config: RasterConfig, centre: Tensor, unit: Tensor,
     if _needs_grad(grid, tex.data):
         sampled = F.grid_sample(tex.data, grid.view(1, B * H, W, 2), mode="bilinear", padding_mode="border",
                                 align_corners=True)                                      # (1, 2, B*H, W)
-        sampled = torch.stack([sampled[0, 0], 1.0 - sampled[0, 1]])
         road_channels.copy_(sampled.view(2, B, H, W).transpose(0, 1).clamp(0.0, 1.0))
         return
     # grid_sample shares out its batch dimension between threads: the egos go in n groups, n the
@@ -301,7 +301,6 @@ def _render_road(road: Road, config: RasterConfig, centre: Tensor, unit: Tensor,
     n = n if n > 1 and B % n == 0 else 1
     sampled = F.grid_sample(tex.data.expand(n, -1, -1, -1), grid.view(n, B // n * H, W, 2), mode="bilinear",
                             padding_mode="border", align_corners=True)                  # (n, 2, B/n*H, W)
-    sampled[:, 1].neg_().add_(1.0)                                                     # off-road = 1 - drivable
     # both channels into the images, clamped (interpolation may leave an ulp outside [0, 1]), in one pass
     torch.clamp(sampled.view(n, 2, B // n, H, W).transpose(1, 2), 0.0, 1.0,
                 out=road_channels.view(n, B // n, 2, H, W))
