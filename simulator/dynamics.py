@@ -143,7 +143,8 @@ class ActionBounds:
 @functools.lru_cache(maxsize=32)
 def _bound_tensors(bounds: ActionBounds, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """(low, high) of :meth:`ActionBounds.clip`, made once per bounds, device and dtype (read only)."""
-    return bounds.low(torch.empty(0, device=device, dtype=dtype)), bounds.high(torch.empty(0, device=device, dtype=dtype))
+    like = torch.empty(0, device=device, dtype=dtype)
+    return bounds.low(like), bounds.high(like)
 
 
 def step(state: EgoState, action: Tensor, dt: float = DT) -> EgoState:

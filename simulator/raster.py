@@ -323,7 +323,8 @@ def _vehicle_constants(config: RasterConfig, device: torch.device, dtype: torch.
     H, W = config.length_px, config.width_px
     kw = dict(device=device, dtype=dtype)
     return (torch.tensor([(H - 1) / 2, (W - 1) / 2], **kw), torch.tensor([H - 0.5, W - 0.5], **kw),
-            torch.tensor([(config.large_vehicle_length * ppm + 1) / 2, (config.large_vehicle_width * ppm + 1) / 2], **kw),
+            torch.tensor([(config.large_vehicle_length * ppm + 1) / 2,
+                          (config.large_vehicle_width * ppm + 1) / 2], **kw),
             torch.arange(max(H, W) + 2, **kw))
 
 
@@ -371,7 +372,7 @@ def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor,
             groups = [~is_large, is_large]
     # one flat view of the storage from the first image to the last: images may be strided apart
     # (slots of the simulator's history ring), each one contiguous
-    flat_out = out.as_strided(((B - 1) * out.stride(0) + out[0].numel(),), (1,))
+    flat_out = out.as_strided(((B - 1) * out.stride(0) + math.prod(out.shape[1:]),), (1,))
     for sel in groups:
         rows_b, t = (idx_b, table) if sel is None else (idx_b[sel], table[sel])
         if rows_b.numel() == 0:
@@ -390,8 +391,9 @@ def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor,
         # pixel centre relative to the vehicle, in the vehicle's frame (px): (P, R, C)
         ax = (dr * c)[:, :, None] + (dc * s)[:, None, :]
         ay = (dc * c)[:, None, :] - (dr * s)[:, :, None]
-        cov = torch.minimum(t[:, 6, None, None] - ax.abs(), t[:, 8, None, None]).clamp_(min=0) \
-            * torch.minimum(t[:, 7, None, None] - ay.abs(), t[:, 9, None, None]).clamp_(min=0)
+        grown_l, grown_w, most_l, most_w = t[:, 6:10, None, None].unbind(1)     # (P, 1, 1) each
+        cov = torch.minimum(grown_l - ax.abs(), most_l).clamp_(min=0) \
+            * torch.minimum(grown_w - ay.abs(), most_w).clamp_(min=0)
         ri = rows_in.long() * W + (rows_b[:, None] * out.stride(0) + VEHICLES * H * W)
         flat = ri[:, :, None] + cols_in.long()[:, None, :]
         flat_out.scatter_reduce_(0, flat.reshape(-1), cov.reshape(-1), reduce="amax", include_self=True)

@@ -372,7 +372,8 @@ class BatchedSimulator:
         self._ego_rows = torch.zeros(batch, H, dtype=f, device=d)        # raster.ego_profiles of each slot
         self._ego_columns = torch.zeros(batch, W, dtype=f, device=d)
         self._cost_profiles = CostProfiles(torch.zeros(batch, 1, W, dtype=f, device=d),   # costs.cost_profiles
-                                           torch.zeros(batch, H, 1, dtype=f, device=d), torch.zeros(batch, dtype=f, device=d))
+                                           torch.zeros(batch, H, 1, dtype=f, device=d),
+                                           torch.zeros(batch, dtype=f, device=d))
         self.context_end_x = torch.zeros(batch, dtype=f, device=d)
         self.distance = torch.zeros(batch, dtype=f, device=d)
         self.max_deviation = torch.zeros(batch, dtype=f, device=d)
