@@ -121,6 +121,12 @@ def profile_call(name: str, call, repeats: int, device: torch.device, rows: int)
         sync()
     averages = prof.key_averages()
     print(f"\n### {name}\n\nwall {1000 * wall:.1f} ms per call (mean of {repeats}, without the profiler)")
+    # at small batches the per-operator overhead of eager PyTorch sets the time: count the operators
+    # Python calls (the outermost ones) and all of them
+    operators = [e for e in prof.events() if e.name.startswith("aten::")]
+    outermost = [e for e in operators if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")]
+    print(f"operators per call: {len(outermost) / repeats:.0f} called from Python, {len(operators) / repeats:.0f} "
+          "with those they call")
     if cuda:
         def count(names):
             return sum(e.count for e in averages if e.key in names) / repeats

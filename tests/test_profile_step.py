@@ -19,6 +19,8 @@ def test_profile_step_reports_both_calls(runs, scene, capsys):  # noqa: F811
     assert len(walls) == 2 and all(ms > 0 for ms in walls)
     # each table lists operators with their self CPU time, the costliest first
     assert out.count("Self CPU time total") == 2 and "aten::" in out
+    counts = [(int(a), int(b)) for a, b in re.findall(r"operators per call: (\d+) called from Python, (\d+) with", out)]
+    assert len(counts) == 2 and all(0 < a <= b for a, b in counts)
 
 
 def test_profile_step_times_the_training_data_path_and_an_mpur_step(runs, scene, capsys):  # noqa: F811
