@@ -14,6 +14,8 @@ collide; ``margin`` (m) inflates every half-extent to change that. A footprint i
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -34,11 +36,14 @@ def box_corners(centre: Tensor, heading: Tensor, size: Tensor) -> Tensor:
     """
     u = as_unit_heading(heading, centre.dim() - 1)
     half_axes = heading_axes(u) * (size[..., :, None] * 0.5)      # (*batch, 2, 2)
-    return torch.matmul(_CORNER_SIGNS.to(half_axes), half_axes) + centre[..., None, :]
+    return torch.matmul(_corner_signs(half_axes.device, half_axes.dtype), half_axes) + centre[..., None, :]
 
 
-_CORNER_SIGNS = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
-"""(4, 2): each corner as +-half length along the heading and +-half width across it."""
+@functools.lru_cache(maxsize=16)
+def _corner_signs(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(4, 2): each corner as +-half length along the heading and +-half width across it (made once
+    per device and dtype: no host-to-device copy per step; read only)."""
+    return torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]], device=device, dtype=dtype)
 
 
 def boxes_overlap(centre_a: Tensor, heading_a: Tensor, size_a: Tensor, centre_b: Tensor, heading_b: Tensor,
