@@ -213,7 +213,7 @@ def _centre_distances(raster: RasterConfig, device: torch.device, dtype: torch.d
 
 def _per_sample(x: Tensor, like: Tensor) -> Tensor:
     """(B,) -> (B, 1, 1) on ``like``'s dtype, to broadcast against ego-frame coordinates."""
-    return (x if x.dtype == like.dtype else x.to(like.dtype))[:, None, None]
+    return (x if x.dtype == like.dtype else x.to(like.dtype)).view(-1, 1, 1)
 
 
 def _lane_width(config: CostConfig) -> float:
@@ -233,11 +233,13 @@ def _ramp(distance: Tensor, one_until, zero_at) -> Tensor:
 
 
 def _safe_profile(along: Tensor, ahead: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterConfig,
-                  config: CostConfig) -> Tensor:
+                  config: CostConfig, flat: Tensor | None = None) -> Tensor:
     """Proximity / off-road longitudinal profile of |along| (m): 1 up to ``plateau`` beyond the
     footprint's front/rear, 0 a safe distance further. The same distance ahead and behind; its
-    gradient reaches the speed ahead only (``ahead``: along >= 0; module docstring)."""
-    flat = _per_sample(ego_size[:, 0], along) / 2 + plateau(raster)
+    gradient reaches the speed ahead only (``ahead``: along >= 0; module docstring). ``flat``: the
+    (B, 1, 1) m where the ramp starts, when known (:class:`CostProfiles`)."""
+    if flat is None:
+        flat = _safe_start(ego_size, along, raster)
     d = _per_sample(safe_distance(speed.detach(), config), along)
     profile = _ramp(along, flat, flat + d)
     if speed.requires_grad:
@@ -248,6 +250,11 @@ def _safe_profile(along: Tensor, ahead: Tensor, speed: Tensor, ego_size: Tensor,
             slope = (1 - profile).div_(d).mul_((profile > 0) & (profile < 1) & ahead)
         profile = profile + (_per_sample(safe_distance(speed, config), along) - d) * slope
     return profile
+
+
+def _safe_start(ego_size: Tensor, like: Tensor, raster: RasterConfig) -> Tensor:
+    """(B, 1, 1) m: where the safe profile leaves 1, ``plateau`` beyond the footprint's front/rear."""
+    return _per_sample(ego_size[:, 0], like) / 2 + plateau(raster)
 
 
 def _proximity_lateral(left: Tensor, ego_size: Tensor, raster: RasterConfig, config: CostConfig) -> Tensor:
@@ -417,6 +424,7 @@ class CostProfiles(NamedTuple):
     proximity_lateral: Tensor   #: (B, 1, W)
     lane_longitudinal: Tensor   #: (B, H, 1)
     lane_scale: Tensor          #: (B,)
+    safe_start: Tensor          #: (B, 1, 1) m, where the safe profile leaves 1
 
 
 def cost_profiles(ego_size: Tensor, raster: RasterConfig = RasterConfig(),
@@ -424,7 +432,8 @@ def cost_profiles(ego_size: Tensor, raster: RasterConfig = RasterConfig(),
     """:class:`CostProfiles` of egos of (B, 2) (length, width) m, on ``ego_size``'s device and dtype."""
     along, left, _ = _distances(raster, ego_size, None)
     longitudinal, _, scale = _lane_profiles(along, left, ego_size, raster, config)
-    return CostProfiles(_proximity_lateral(left, ego_size, raster, config), longitudinal, scale)
+    return CostProfiles(_proximity_lateral(left, ego_size, raster, config), longitudinal, scale,
+                        _safe_start(ego_size, left, raster))
 
 
 @lru_cache(maxsize=16)
@@ -443,11 +452,12 @@ def all_costs(images: Tensor, speed: Tensor, ego_size: Tensor, raster: RasterCon
     order (equal to the three single-cost functions, sharing their coordinates and profiles);
     ``pose`` (B, 3) places the masks at the ego's pose in the image (None: the centre);
     ``profiles``, the egos' :func:`cost_profiles` when known (the centre only)."""
+    if profiles is not None and pose is not None:
+        raise ValueError("all_costs: cost profiles hold for the image centre; give them without a pose")
     along, left, ahead = _distances(raster, images, pose)
-    safe = _safe_profile(along, ahead, speed, ego_size, raster, config)
+    safe = _safe_profile(along, ahead, speed, ego_size, raster, config,
+                         None if profiles is None else profiles.safe_start)
     if profiles is not None:
-        if pose is not None:
-            raise ValueError("all_costs: cost profiles hold for the image centre; give them without a pose")
         lane_lateral, offroad_lateral = _centre_laterals(raster, config, images.device, images.dtype)
         lane = _weighted_sum(profiles.lane_longitudinal, lane_lateral, images[:, LANES]) * profiles.lane_scale
         return Costs(_reduce(safe, profiles.proximity_lateral, images[:, VEHICLES], raster, config.reduction),

@@ -76,6 +76,22 @@ def _without_autograd(method: Callable) -> Callable:
     return wrapper
 
 
+def _put(target: Tensor, rows: Tensor | slice, value: Tensor) -> None:
+    """``target[rows] = value`` for (S,) unique rows or ``slice(None)``, the latter in one operation."""
+    if isinstance(rows, slice):
+        target.copy_(value)
+    else:
+        target[rows] = value
+
+
+def _add(target: Tensor, rows: Tensor | slice, value: Tensor) -> None:
+    """``target[rows] += value`` for (S,) unique rows or ``slice(None)``, in one operation."""
+    if isinstance(rows, slice):
+        target += value
+    else:
+        target.index_add_(0, rows, value)
+
+
 @dataclass
 class SimConfig:
     """Settings of :class:`BatchedSimulator` (saved with every evaluation report).
@@ -373,7 +389,8 @@ class BatchedSimulator:
         self._ego_columns = torch.zeros(batch, W, dtype=f, device=d)
         self._cost_profiles = CostProfiles(torch.zeros(batch, 1, W, dtype=f, device=d),   # costs.cost_profiles
                                            torch.zeros(batch, H, 1, dtype=f, device=d),
-                                           torch.zeros(batch, dtype=f, device=d))
+                                           torch.zeros(batch, dtype=f, device=d),
+                                           torch.zeros(batch, 1, 1, dtype=f, device=d))
         self.context_end_x = torch.zeros(batch, dtype=f, device=d)
         self.distance = torch.zeros(batch, dtype=f, device=d)
         self.max_deviation = torch.zeros(batch, dtype=f, device=d)
@@ -540,16 +557,16 @@ class BatchedSimulator:
     def _accumulate(self, active: Tensor | slice, frame: Tensor, position: Tensor, speed: Tensor, costs: Costs) -> None:
         """Update the running slots' episode metrics (distance, deviation from the recording, sums
         of speed and costs) and last costs, in place (in inference mode, as :meth:`_observe_near`)."""
-        self.distance[active] = position[:, 0] - self.context_end_x[active]
+        _put(self.distance, active, position[:, 0] - self.context_end_x[active])
         last_recorded = self.last_recorded[active]
         recorded_rows = self.log.rows_from_base(self._row_base[active], torch.minimum(frame, last_recorded))
         deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
         deviation = deviation.masked_fill_(frame > last_recorded, 0.0)
-        self.max_deviation[active] = torch.maximum(self.max_deviation[active], deviation)
-        self.speed_sum[active] += speed
+        _put(self.max_deviation, active, torch.maximum(self.max_deviation[active], deviation))
+        _add(self.speed_sum, active, speed)
         for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
-            total[active] += cost
-            last[active] = cost
+            _add(total, active, cost)
+            _put(last, active, cost)
 
     @_without_autograd
     def _offroad(self, position: Tensor, unit: Tensor, size: Tensor) -> Tensor:
