@@ -14,11 +14,11 @@ collide; ``margin`` (m) inflates every half-extent to change that. A footprint i
 
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import Tensor
 
+from ppuu.simulator.constants import cached_constant
 from ppuu.simulator.dynamics import as_unit_heading, heading_axes
 from ppuu.simulator.road import Road
 
@@ -39,7 +39,7 @@ def box_corners(centre: Tensor, heading: Tensor, size: Tensor) -> Tensor:
     return torch.matmul(_corner_signs(half_axes.device, half_axes.dtype), half_axes) + centre[..., None, :]
 
 
-@functools.lru_cache(maxsize=16)
+@cached_constant(maxsize=16)
 def _corner_signs(device: torch.device, dtype: torch.dtype) -> Tensor:
     """(4, 2): each corner as +-half length along the heading and +-half width across it (made once
     per device and dtype: no host-to-device copy per step; read only)."""

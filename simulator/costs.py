@@ -101,12 +101,12 @@ Shapes: images (B, C, H, W); speed (B,) m/s; ego_size (B, 2) (length, width) m; 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from ppuu.simulator.constants import cached_constant
 from ppuu.simulator.raster import LANES, OFFROAD, VEHICLES, RasterConfig
 from ppuu.simulator.road import Road
 
@@ -165,7 +165,7 @@ def safe_distance(speed: Tensor, config: CostConfig = CostConfig()) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- geometry
-@lru_cache(maxsize=16)
+@cached_constant(maxsize=16)
 def _pixel_centres(raster: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     along, left = raster.pixel_centres(torch.empty(0, device=device, dtype=dtype))
     return along[None, :, None], left[None, None, :]
@@ -204,7 +204,7 @@ def _distances(raster: RasterConfig, like: Tensor, pose: Tensor | None) -> tuple
     return along.abs(), left.abs(), along >= 0
 
 
-@lru_cache(maxsize=16)
+@cached_constant(maxsize=16)
 def _centre_distances(raster: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`_distances` at the image centre, made once (read only)."""
     along, left = _pixel_centres(raster, device, dtype)
@@ -436,7 +436,7 @@ def cost_profiles(ego_size: Tensor, raster: RasterConfig = RasterConfig(),
                         _safe_start(ego_size, left, raster))
 
 
-@lru_cache(maxsize=16)
+@cached_constant(maxsize=16)
 def _centre_laterals(raster: RasterConfig, config: CostConfig, device: torch.device,
                      dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """The lane and off-road lateral profiles at the image centre, (1, 1, W) each: they depend on

@@ -22,12 +22,13 @@ that brakes to a stop stays stopped instead of reversing; the clamp passes no gr
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from ppuu.simulator.constants import cached_constant
 
 DT = 0.1
 """Seconds per simulator step (NGSIM frame rate 10 Hz)."""
@@ -96,7 +97,7 @@ def heading_axes(heading: Tensor) -> Tensor:
     return torch.matmul(heading, _axes_basis(heading.device, heading.dtype)).unflatten(-1, (2, 2))
 
 
-@functools.lru_cache(maxsize=16)
+@cached_constant(maxsize=16)
 def _axes_basis(device: torch.device, dtype: torch.dtype) -> Tensor:
     """(2, 4): (cos, sin) -> (cos, sin, -sin, cos), the rows of :func:`heading_axes` (read only)."""
     return torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, -1.0, 0.0]], device=device, dtype=dtype)
@@ -140,7 +141,7 @@ class ActionBounds:
         return torch.clamp(action, low, high)
 
 
-@functools.lru_cache(maxsize=32)
+@cached_constant(maxsize=32)
 def _bound_tensors(bounds: ActionBounds, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """(low, high) of :meth:`ActionBounds.clip`, made once per bounds, device and dtype (read only)."""
     like = torch.empty(0, device=device, dtype=dtype)

@@ -62,7 +62,6 @@ one pixel can be 0.18 off at 0.1 rad (99 % of pixels within 0.03).
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -70,6 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ppuu.simulator.constants import cached_constant, outside_inference_mode
 from ppuu.simulator.dynamics import as_unit_heading, heading_axes
 from ppuu.simulator.road import Road
 
@@ -168,7 +168,7 @@ class RasterConfig:
         return along, left
 
 
-@functools.lru_cache(maxsize=64)
+@cached_constant(maxsize=64)
 def _pixel_centres(config: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """:meth:`RasterConfig.pixel_centres`, made once per (config, device, dtype): read only."""
     return config.pixel_centres(torch.empty(0, device=device, dtype=dtype))
@@ -204,6 +204,14 @@ def road_texture(road: Road, config: RasterConfig, like: Tensor) -> _Texture:
            like.device, like.dtype)
     if key in road.cache:
         return road.cache[key]
+    with outside_inference_mode():                                   # constants.py
+        tex = _make_road_texture(road, config, like)
+    road.cache[key] = tex
+    return tex
+
+
+def _make_road_texture(road: Road, config: RasterConfig, like: Tensor) -> _Texture:
+    p = config.metres_per_pixel
     rx, ry = p / config.texels_per_pixel_x, p / config.texels_per_pixel_y
     cells = road.cells
     segs = road.markings
@@ -235,12 +243,10 @@ def road_texture(road: Road, config: RasterConfig, like: Tensor) -> _Texture:
     lanes = coverage(mx_lo, mx_hi, my_lo, my_hi) if segs.numel() else torch.zeros(nx, ny, dtype=torch.float64)
     drivable = coverage(cells[:, 0], cells[:, 2], cells[:, 1], cells[:, 3])
     data = torch.stack([lanes, 1.0 - drivable]).unsqueeze(0).to(device=like.device, dtype=like.dtype)
-    tex = _Texture(data, x0, y0, rx, ry, nx, ny)
-    road.cache[key] = tex
-    return tex
+    return _Texture(data, x0, y0, rx, ry, nx, ny)
 
 
-@functools.lru_cache(maxsize=64)
+@cached_constant(maxsize=64)
 def _normalised_pixels(config: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """The pixels' normalised coordinates as ``affine_grid`` takes them (align_corners): u (W,)
     from -1 (left column) to 1, and [v, 1] (H, 2), v from -1 (front row) to 1 (read only)."""
@@ -266,11 +272,13 @@ def _road_grid_map(road: Road, config: RasterConfig, tex: _Texture, device: torc
         a = (config.length_px - 1) / (2 * config.pixels_per_metre)
         b = (config.width_px - 1) / (2 * config.pixels_per_metre)
         kx, ky = 2.0 / (tex.texel_x * (tex.nx - 1)), 2.0 / (tex.texel_y * (tex.ny - 1))
-        weight = torch.zeros(4, 6, dtype=torch.float64)
-        weight[0, 0], weight[1, 1], weight[3, 2] = -ky * b, -ky * a, ky           # texture y: (u, v, 1)
-        weight[1, 3], weight[0, 4], weight[2, 5] = kx * b, -kx * a, kx           # texture x: (u, v, 1)
-        bias = torch.tensor([0.0, 0.0, -ky * tex.y0 - 1.0, 0.0, 0.0, -kx * tex.x0 - 1.0], dtype=torch.float64)
-        cache[key] = (bias.to(device=device, dtype=dtype), weight.to(device=device, dtype=dtype))
+        weight = [[0.0] * 6 for _ in range(4)]
+        weight[0][0], weight[1][1], weight[3][2] = -ky * b, -ky * a, ky           # texture y: (u, v, 1)
+        weight[1][3], weight[0][4], weight[2][5] = kx * b, -kx * a, kx           # texture x: (u, v, 1)
+        bias = [0.0, 0.0, -ky * tex.y0 - 1.0, 0.0, 0.0, -kx * tex.x0 - 1.0]
+        with outside_inference_mode():                               # constants.py
+            kw = dict(device=device, dtype=dtype)
+            cache[key] = (torch.tensor(bias, **kw), torch.tensor(weight, **kw))
     return cache[key]
 
 
@@ -314,7 +322,7 @@ def _in_ego_frame(ego_centre: Tensor, ego_unit: Tensor, centre: Tensor, unit: Te
     return torch.bmm(torch.cat([centre - ego_centre[:, None, :], unit], dim=1), axes)
 
 
-@functools.lru_cache(maxsize=64)
+@cached_constant(maxsize=64)
 def _vehicle_constants(config: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
     """Per-(row, column) constants of the vehicle raster, made once: the raster's centre (2,) px,
     the last visible support position (2,) px, the half-extent (2,) px beyond which a vehicle is

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from ppuu.data.scene import SceneMeta
+from ppuu.simulator.constants import outside_inference_mode
 from ppuu.simulator.episodes import ARRIVAL_MARGIN
 
 EDGE = 0
@@ -221,8 +222,9 @@ class Road:
         """(cells, markings) on the device/dtype of ``like`` (cached per device and dtype)."""
         key = ("tensors", like.device, like.dtype)
         if key not in self.cache:
-            self.cache[key] = (self.cells.to(device=like.device, dtype=like.dtype),
-                               self.markings.to(device=like.device, dtype=like.dtype))
+            with outside_inference_mode():              # constants.py
+                self.cache[key] = (self.cells.to(device=like.device, dtype=like.dtype),
+                                   self.markings.to(device=like.device, dtype=like.dtype))
         return self.cache[key]
 
     # ------------------------------------------------------------------ queries

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ppuu.data.scene import Scene
+from ppuu.simulator.constants import outside_inference_mode
 
 
 @dataclass
@@ -202,14 +203,16 @@ class TrafficLog:
         """(2,) float64 (-reach, reach) on the device, made once per reach."""
         key = ("interval", reach)
         if key not in self._near_cache:
-            self._near_cache[key] = torch.tensor([-reach, reach], dtype=torch.float64, device=self.device)
+            with outside_inference_mode():              # constants.py
+                self._near_cache[key] = torch.tensor([-reach, reach], dtype=torch.float64, device=self.device)
         return self._near_cache[key]
 
     def _slot_offsets(self, width: int) -> torch.Tensor:
         """(width,) int64 0, 1, ... on the device, made once per width."""
         key = ("offsets", width)
         if key not in self._near_cache:
-            self._near_cache[key] = torch.arange(width, device=self.device)
+            with outside_inference_mode():
+                self._near_cache[key] = torch.arange(width, device=self.device)
         return self._near_cache[key]
 
     def at(self, frames: torch.Tensor) -> VehicleSlice:
