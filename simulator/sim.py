@@ -610,21 +610,23 @@ class BatchedSimulator:
         # copy (head) is read only for K > 1. With every slot running, the images are rendered
         # straight into the ring; otherwise into the buffer, then copied to the running slots.
         parts = []
+        # render_into's per-slot arguments (ego centre, unit, size; others' centre, unit, size, mask), then speed
+        per_slot = (position, unit, size, o_centre, o_unit, o_size, mask, speed)
+        everything = whole and S <= chunk         # one chunk of every slot (small batches): nothing to slice
         for lo in range(0, S, chunk):
             hi = min(lo + chunk, S)
             rows = slice(lo, hi) if whole else active[lo:hi]
             out = self._image_ring[lo:hi, head + K] if whole else self._chunk_buffer[:hi - lo]
-            image = render_into(out, self.road, position[lo:hi], unit[lo:hi], size[lo:hi], o_centre[lo:hi],
-                                o_unit[lo:hi], o_size[lo:hi], mask[lo:hi], cfg.raster,
-                                (self._ego_rows[rows], self._ego_columns[rows]))
-            parts.append(all_costs(image, speed[lo:hi], size[lo:hi], cfg.raster, self.cost_config,
-                                   profiles=CostProfiles(*(t[rows] for t in self._cost_profiles))))
+            part = per_slot if everything else tuple(t[lo:hi] for t in per_slot)
+            ego = (self._ego_rows, self._ego_columns) if everything else (self._ego_rows[rows], self._ego_columns[rows])
+            profiles = self._cost_profiles if everything else CostProfiles(*(t[rows] for t in self._cost_profiles))
+            image = render_into(out, self.road, *part[:7], cfg.raster, ego)
+            parts.append(all_costs(image, part[7], part[2], cfg.raster, self.cost_config, profiles=profiles))
             if not whole:
                 self._image_ring[rows, head + K] = image
             if K > 1:
                 self._image_ring[rows, head] = image
-        for at in (head, head + K):
-            self._state_ring[active, at] = state
+        self._state_ring[active, head::K] = state[:, None]                 # at head and its mirror head + K
         if len(parts) == 1:
             costs = parts[0]
         else:                                   # several chunks, or none (every slot finished)
