@@ -226,7 +226,7 @@ class RecordedObservations:
             pose = torch.stack([states[:, 0] - self.frame.centre_ahead, states[:, 1],
                                 torch.atan2(pose_unit[:, 1], pose_unit[:, 0])], dim=-1)
             costs = all_costs(images, speed, size, self.raster, self.cost_config, pose=pose)
-        actions = torch.stack([self.log.acceleration[rows], self.log.curvature[rows]], dim=-1)
+        actions = self.log.action[rows]
         return Windows(
             images=images.reshape(B, T, *images.shape[1:]),
             states=states.reshape(B, T, 4),

@@ -447,9 +447,7 @@ class BatchedSimulator:
 
         Zero where the recording has ended.
         """
-        rows = self._recorded_rows()
-        action = torch.stack([self.log.acceleration[rows], self.log.curvature[rows]], dim=-1)
-        return torch.where((self.frame < self.last_recorded)[:, None], action, torch.zeros_like(action))
+        return self.log.action[self._recorded_rows()].masked_fill_((self.frame >= self.last_recorded)[:, None], 0.0)
 
     def _recorded_rows(self) -> Tensor:
         """(B,) rows of the replaced vehicles at the slots' frames (their last row once the recording ended)."""

@@ -80,6 +80,7 @@ class TrafficLog:
         self.vehicle_id = tensor(t["vehicle_id"].to_numpy(), torch.int64)
         self.acceleration = tensor(t["acceleration"].to_numpy())         # (R,) m/s^2
         self.curvature = tensor(t["curvature"].to_numpy())               # (R,) 1/m
+        self.action = torch.stack([self.acceleration, self.curvature], dim=1)   # (R, 2): both, one gather
         self.frame = tensor(frames, torch.int64)
         # Row of (vehicle, frame) for the ego's own recording: rows sorted by vehicle then frame.
         by_vehicle = scene.trajectories.sort_values(["vehicle_id", "frame"], kind="stable")
