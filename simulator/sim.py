@@ -469,7 +469,7 @@ class BatchedSimulator:
                              "(acceleration m/s^2, curvature 1/m)")
         running = self.outcome == RUNNING
         # With every slot running (an RL user's single env, most steps of a batch), the running
-        # slots are a slice, not a gather: a third of a B = 1 step's operations are bookkeeping.
+        # slots are a slice instead of a gather and a scatter: at small batches every operator counts.
         whole = bool(running.all())
         if not bool(((action if whole else action[running]).abs() < math.inf).all()):    # NaN compares false
             raise ValueError("action holds NaN or inf: expected finite (acceleration m/s^2, curvature 1/m)")
