@@ -23,7 +23,11 @@ How a replay step stays fast (issue 13; ``tests/simulator/test_step_equality.py`
 against the code before): it looks only at the recorded vehicles near each ego
 (:meth:`~ppuu.simulator.traffic.TrafficLog.near`, shared by the raster and the collision
 test), and renders the running slots chunk by chunk (:attr:`SimConfig.chunk`) straight into
-the history ring (:func:`~ppuu.simulator.raster.render_into`). Reactive traffic, kept traffic
+the history ring (:func:`~ppuu.simulator.raster.render_into`). At small batches the time is the
+number of operators: what is constant over an episode (the ego channel's profiles, the cost
+masks' size-dependent factors) is made at its start, the running slots are a slice when all
+run, and the observation, costs, tests and metrics run in inference mode (their tensors never
+leave the simulator; the step hands out ordinary tensors and detaches the action). Reactive traffic, kept traffic
 and a replaced :meth:`BatchedSimulator.others` take the general path (every vehicle of the
 frame, through :meth:`~BatchedSimulator.others` and :func:`~ppuu.simulator.raster.render`).
 
