@@ -482,6 +482,9 @@ def render(road: Road, ego_centre: Tensor, ego_heading: Tensor, ego_size: Tensor
         (B, 4, H, W) in [0, 1] on the device/dtype of ``ego_centre``; channels
         :data:`LANES`, :data:`VEHICLES`, :data:`OFFROAD`, :data:`EGO`; row 0 = ahead,
         column 0 = left (module docstring).
+
+    Not differentiable with respect to the poses (channels are written in place; a pose that
+    requires grad raises RuntimeError): the planners differentiate predicted images instead.
     """
     if ego_centre.dim() != 2 or ego_centre.shape[-1] != 2:
         raise ValueError(f"ego_centre of shape {tuple(ego_centre.shape)}: expected (B, 2) metres")
