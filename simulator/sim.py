@@ -486,28 +486,21 @@ class BatchedSimulator:
         # 0 m/s stops braking) and its change, summed over the driven steps.
         acceleration = (moved.speed - self.ego.speed) / self.dt
         jerk = (acceleration - self.last_acceleration) / self.dt
+        # Only the running slots move, are observed and judged (finished ones keep their last
+        # values): ``active`` selects them, a slice when all run.
+        active = slice(None) if whole else running.nonzero().squeeze(1)        # (S,)
         if whole:
-            self.abs_acceleration_sum += acceleration.abs()
-            self.abs_jerk_sum += jerk.abs()
-            self.last_acceleration = acceleration
-            self.ego = moved
-            self.frame = self.frame + 1
-            self.steps = self.steps + 1
+            self.last_acceleration, self.ego = acceleration, moved
         else:
-            self.abs_acceleration_sum += torch.where(running, acceleration.abs(), torch.zeros_like(acceleration))
-            self.abs_jerk_sum += torch.where(running, jerk.abs(), torch.zeros_like(jerk))
             self.last_acceleration = torch.where(running, acceleration, self.last_acceleration)
             keep = running[:, None]
             self.ego = EgoState(torch.where(keep, moved.position, self.ego.position),
                                 torch.where(keep, moved.heading, self.ego.heading),
                                 torch.where(running, moved.speed, self.ego.speed))
-            self.frame = self.frame + running.long()
-            self.steps = self.steps + running.long()
+        advanced = 1 if whole else running.long()
+        self.frame, self.steps = self.frame + advanced, self.steps + advanced
         if self.reactive is not None:
             self.reactive.step(running, self.frame, self.ego, self.size)
-        # Only the running slots are observed and judged (finished ones keep their last values):
-        # ``active`` selects them, a slice when all run.
-        active = slice(None) if whole else running.nonzero().squeeze(1)        # (S,)
         frame = self.frame[active]
         position, unit, speed = (t[active] for t in self.ego)
         size = self.size[active]
@@ -515,7 +508,7 @@ class BatchedSimulator:
             image, state, costs, collision = self._observe_near(active, frame, position, unit, speed, size)
             others = None
         else:
-            slots = torch.arange(self.batch_size, device=self.device) if whole else active
+            slots = torch.arange(self.batch_size, device=self.device) if whole else active   # a tensor
             others = self.others(slots, frame)
             image, state = self._observe(slots, frame, others)
             collision = boxes_overlap(position, unit, size, others.centre, others.heading, others.size,
@@ -537,14 +530,14 @@ class BatchedSimulator:
         reward = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
         if not whole:
             reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device).index_put_((active,), reward)
-        self._accumulate(active, frame, position, speed, costs)
+        self._accumulate(active, frame, position, speed, acceleration[active], jerk[active], costs)
         # The history ring advances for every slot: running slots write their new frame (the near
         # path has written it already), finished ones repeat their newest (one frame per slot,
         # never the whole history).
         previous, self._head = self._head, (self._head + 1) % self.config.history
         if image is not None:
-            self._write_history(torch.arange(self.batch_size, device=self.device) if whole else active, self._head,
-                                image, state, self._traffic_record(others) if self.config.keep_traffic else None)
+            self._write_history(slots, self._head, image, state,        # (the general path's slots)
+                                self._traffic_record(others) if self.config.keep_traffic else None)
         if not whole:
             finished = (~running).nonzero().squeeze(1)
             # the newest frame's mirror copy (the step may skip the first copy when K = 1)
@@ -556,9 +549,11 @@ class BatchedSimulator:
                           reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
 
     @_without_autograd
-    def _accumulate(self, active: Tensor | slice, frame: Tensor, position: Tensor, speed: Tensor, costs: Costs) -> None:
+    def _accumulate(self, active: Tensor | slice, frame: Tensor, position: Tensor, speed: Tensor,
+                    acceleration: Tensor, jerk: Tensor, costs: Costs) -> None:
         """Update the running slots' episode metrics (distance, deviation from the recording, sums
-        of speed and costs) and last costs, in place (in inference mode, as :meth:`_observe_near`)."""
+        of speed, |acceleration|, |jerk| and costs, each (S,)) and last costs, in place (in inference
+        mode, as :meth:`_observe_near`)."""
         _put(self.distance, active, position[:, 0] - self.context_end_x[active])
         last_recorded = self.last_recorded[active]
         recorded_rows = self.log.rows_from_base(self._row_base[active], torch.minimum(frame, last_recorded))
@@ -566,6 +561,8 @@ class BatchedSimulator:
         deviation = deviation.masked_fill_(frame > last_recorded, 0.0)
         _put(self.max_deviation, active, torch.maximum(self.max_deviation[active], deviation))
         _add(self.speed_sum, active, speed)
+        _add(self.abs_acceleration_sum, active, acceleration.abs())
+        _add(self.abs_jerk_sum, active, jerk.abs())
         for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
             _add(total, active, cost)
             _put(last, active, cost)
