@@ -97,6 +97,23 @@ def heading_axes(heading: Tensor) -> Tensor:
     return torch.matmul(heading, _axes_basis(heading.device, heading.dtype)).unflatten(-1, (2, 2))
 
 
+def relative_poses(centre: Tensor, unit: Tensor, others_centre: Tensor, others_unit: Tensor) -> Tensor:
+    """Other footprints' poses on each reference pose's axes, in one batched product (the raster
+    and the collision test both start from them; the simulator's step computes them once for both).
+
+    Args:
+        centre: (B, 2) m and unit: (B, 2) unit heading of each reference (an ego).
+        others_centre: (B, N, 2) m and others_unit: (B, N, 2) unit headings.
+
+    Returns:
+        (B, 2, 2N): row 0 along the reference's heading, row 1 across it to its left; columns 0..N-1
+        the others' centres relative to the reference (m), columns N..2N-1 their unit headings
+        relative to its heading (cos, sin).
+    """
+    offsets_and_units = torch.cat([others_centre - centre[:, None, :], others_unit], dim=1)   # (B, 2N, 2)
+    return torch.bmm(heading_axes(unit), offsets_and_units.transpose(1, 2))
+
+
 @cached_constant(maxsize=16)
 def _axes_basis(device: torch.device, dtype: torch.dtype) -> Tensor:
     """(2, 4): (cos, sin) -> (cos, sin, -sin, cos), the rows of :func:`heading_axes` (read only)."""

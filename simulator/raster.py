@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ppuu.simulator.constants import cached_constant, outside_inference_mode
-from ppuu.simulator.dynamics import as_unit_heading, heading_axes
+from ppuu.simulator.dynamics import as_unit_heading, relative_poses
 from ppuu.simulator.road import Road
 
 LANES = 0
@@ -246,40 +246,46 @@ def _make_road_texture(road: Road, config: RasterConfig, like: Tensor) -> _Textu
     return _Texture(data, x0, y0, rx, ry, nx, ny)
 
 
-@cached_constant(maxsize=64)
-def _normalised_pixels(config: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """The pixels' normalised coordinates as ``affine_grid`` takes them (align_corners): u (W,)
-    from -1 (left column) to 1, and [v, 1] (H, 2), v from -1 (front row) to 1 (read only)."""
-    kw = dict(device=device, dtype=dtype)
-    v = torch.linspace(-1.0, 1.0, config.length_px, **kw)
-    return torch.linspace(-1.0, 1.0, config.width_px, **kw), torch.stack([v, torch.ones_like(v)], dim=-1)
-
-
 def _road_grid_map(road: Road, config: RasterConfig, tex: _Texture, device: torch.device,
-                   dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """(bias (6,), weight (4, 6)): ``bias + [cos, sin, x, y] @ weight`` is the row-major (2, 3)
-    affine-grid matrix of an ego at world (x, y) m heading (cos, sin): it maps a pixel's
-    normalised (u, v, 1) (u across, from the left column at -1; v along, from the front row at -1)
-    to the texture's normalised (y, x) coordinates.
+                   dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """The road texture's sampling grid (H, W, 2) of an ego at world (X, Y) m heading (cos, sin), as
+    ``grid_sample`` reads it (texture y then x, normalised, align_corners), as two products:
+    ``rows @ (bias + [cos, sin, X, Y] @ weight).view(2, 2 W)``.
 
-    The pixel centre is ``along = -a v``, ``left = -b u`` m ahead of / left of the ego, with
-    a = (H - 1) / (2 ppm) and b = (W - 1) / (2 ppm); at world x = X + along cos - left sin,
-    y = Y + along sin + left cos, read at texture (ky (y - y0) - 1, kx (x - x0) - 1).
+    The pixel in row h, column w has its centre ``along_h`` m ahead of and ``left_w`` m left of the
+    ego (:meth:`RasterConfig.pixel_centres`), at world x = X + along cos - left sin,
+    y = Y + along sin + left cos, read at texture (ky (y - y0) - 1, kx (x - x0) - 1): for each
+    column, the coefficient of ``along_h`` and a constant, both linear in (cos, sin, X, Y).
+
+    Returns (made once per road, raster, device and dtype):
+        bias (2 W 2,), weight (4, 2 W 2) and rows (H, 2) = [along_h, 1].
     """
     key = ("road_grid_map", config, device, dtype)       # the texture is the road's, cached alike
     cache = road.cache
     if key not in cache:
-        a = (config.length_px - 1) / (2 * config.pixels_per_metre)
-        b = (config.width_px - 1) / (2 * config.pixels_per_metre)
-        kx, ky = 2.0 / (tex.texel_x * (tex.nx - 1)), 2.0 / (tex.texel_y * (tex.ny - 1))
-        weight = [[0.0] * 6 for _ in range(4)]
-        weight[0][0], weight[1][1], weight[3][2] = -ky * b, -ky * a, ky           # texture y: (u, v, 1)
-        weight[1][3], weight[0][4], weight[2][5] = kx * b, -kx * a, kx           # texture x: (u, v, 1)
-        bias = [0.0, 0.0, -ky * tex.y0 - 1.0, 0.0, 0.0, -kx * tex.x0 - 1.0]
         with outside_inference_mode():                               # constants.py
-            kw = dict(device=device, dtype=dtype)
-            cache[key] = (torch.tensor(bias, **kw), torch.tensor(weight, **kw))
+            cache[key] = _road_grid_coefficients(config, tex, device, dtype)
     return cache[key]
+
+
+def _road_grid_coefficients(config: RasterConfig, tex: _Texture, device: torch.device,
+                            dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    along, left = config.pixel_centres(torch.empty(0, dtype=torch.float64))            # (H,), (W,)
+    kx, ky = 2.0 / (tex.texel_x * (tex.nx - 1)), 2.0 / (tex.texel_y * (tex.ny - 1))
+    zero, one = torch.zeros_like(left), torch.ones_like(left)
+
+    def column(y: Tensor, x: Tensor) -> Tensor:          # (W, 2): texture y, texture x per column
+        return torch.stack([y, x], dim=-1)
+
+    # each input's coefficients: (of along_h, constant) x column x (texture y, texture x)
+    weight = torch.stack([torch.stack([column(zero, kx * one), column(ky * left, zero)]),      # cos
+                          torch.stack([column(ky * one, zero), column(zero, -kx * left)]),     # sin
+                          torch.stack([column(zero, zero), column(zero, kx * one)]),           # X
+                          torch.stack([column(zero, zero), column(ky * one, zero)])])          # Y
+    bias = torch.stack([column(zero, zero), column((-ky * tex.y0 - 1.0) * one, (-kx * tex.x0 - 1.0) * one)])
+    rows = torch.stack([along, torch.ones_like(along)], dim=-1)                                # (H, 2)
+    kw = dict(device=device, dtype=dtype)
+    return bias.flatten().to(**kw), weight.flatten(1).to(**kw), rows.to(**kw)
 
 
 def _render_road(road: Road, config: RasterConfig, centre: Tensor, unit: Tensor, out: Tensor) -> None:
@@ -287,16 +293,12 @@ def _render_road(road: Road, config: RasterConfig, centre: Tensor, unit: Tensor,
     by sampling the road texture at every pixel centre (off-road = 1 - drivable)."""
     tex = road_texture(road, config, centre)
     B, H, W = centre.shape[0], config.length_px, config.width_px
-    # The sampling grid is affine in the pixel's normalised (column u, row v) in [-1, 1], by a
-    # (B, 2, 3) matrix that is itself linear in (cos, sin, x, y) of each ego. As a product
-    # [v, 1] (H, 2) x [row coefficient; column term + constant] (B, 2, 2W), one batched matmul
-    # (F.affine_grid does the same in 30x the time on a CPU at B = 1,024).
-    bias, weight = _road_grid_map(road, config, tex, centre.device, centre.dtype)
-    theta = torch.addmm(bias, torch.cat([unit, centre], dim=-1), weight).view(B, 2, 3)
-    u, v1 = _normalised_pixels(config, centre.device, centre.dtype)                     # (W,), (H, 2)
-    column_terms = torch.addcmul(theta[:, None, :, 2], u[None, :, None], theta[:, None, :, 0])   # (B, W, 2)
-    rhs = torch.stack([theta[:, None, :, 1].expand(B, W, 2), column_terms], dim=1).view(B, 2, 2 * W)
-    grid = torch.matmul(v1, rhs)                                                       # (B, H, 2W) = (B, H, W, 2)
+    # The sampling grid is affine in each pixel's along (a row's) with coefficients per column that
+    # are linear in (cos, sin, x, y) of the ego: two small products (F.affine_grid takes 30x the
+    # time on a CPU at B = 1,024; one product with the per-pixel coefficients, 1.6x)
+    bias, weight, rows = _road_grid_map(road, config, tex, centre.device, centre.dtype)
+    per_column = torch.addmm(bias, torch.cat([unit, centre], dim=-1), weight).view(B, 2, 2 * W)
+    grid = torch.matmul(rows, per_column)                                             # (B, H, 2W) = (B, H, W, 2)
     road_channels = out[:, LANES:OFFROAD + 1:OFFROAD - LANES]                          # (B, 2, H, W)
     if _needs_grad(grid, tex.data):
         sampled = F.grid_sample(tex.data, grid.view(1, B * H, W, 2), mode="bilinear", padding_mode="border",
@@ -315,22 +317,15 @@ def _render_road(road: Road, config: RasterConfig, centre: Tensor, unit: Tensor,
 
 
 # ---------------------------------------------------------------------------- vehicles
-def _in_ego_frame(ego_centre: Tensor, ego_unit: Tensor, centre: Tensor, unit: Tensor) -> Tensor:
-    """(B, 2N, 2): rows 0..N-1 the others' centres as (along, left) m, rows N..2N-1 their unit
-    headings as (cos, sin) of the heading relative to the ego's; one batched product."""
-    axes = heading_axes(ego_unit).transpose(1, 2)                    # (B, 2, 2), columns ahead, left
-    return torch.bmm(torch.cat([centre - ego_centre[:, None, :], unit], dim=1), axes)
-
-
 @cached_constant(maxsize=64)
 def _vehicle_constants(config: RasterConfig, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
     """Per-(row, column) constants of the vehicle raster, made once: the raster's centre (2,) px,
-    the last visible support position (2,) px, the half-extent (2,) px beyond which a vehicle is
-    large, and (R,) 0, 1, ... offsets for the support windows (read only)."""
+    its half-size (2,) px, the half-extent (2,) px beyond which a vehicle is large, and (R,) 0, 1, ...
+    offsets for the support windows (read only)."""
     ppm = config.pixels_per_metre
     H, W = config.length_px, config.width_px
     kw = dict(device=device, dtype=dtype)
-    return (torch.tensor([(H - 1) / 2, (W - 1) / 2], **kw), torch.tensor([H - 0.5, W - 0.5], **kw),
+    return (torch.tensor([(H - 1) / 2, (W - 1) / 2], **kw), torch.tensor([H / 2, W / 2], **kw),
             torch.tensor([(config.large_vehicle_length * ppm + 1) / 2,
                           (config.large_vehicle_width * ppm + 1) / 2], **kw),
             torch.arange(max(H, W) + 2, **kw))
@@ -340,32 +335,35 @@ _FAR = 1e4  # px: a pixel offset that no vehicle reaches (routes out-of-raster w
 _ONE_GROUP_UP_TO = 32  # visible vehicles rendered in one group whatever their sizes (small batches)
 
 
-def _render_vehicles(config: RasterConfig, ego_centre: Tensor, ego_unit: Tensor, centre: Tensor,
-                     heading: Tensor, size: Tensor, mask: Tensor, out: Tensor) -> None:
+def _render_vehicles(config: RasterConfig, relative: Tensor, size: Tensor, mask: Tensor, out: Tensor) -> None:
     """Write the max-coverage of the other vehicles into channel VEHICLES of ``out`` (B, 4, H, W),
     each image contiguous; in pixel units throughout.
+
+    ``relative`` (B, 2, 2N) holds the vehicles on the egos' axes (:func:`~ppuu.simulator.dynamics.
+    relative_poses`), ``size`` (B, N, 2) their (length, width) m, ``mask`` (B, N) which exist.
 
     Each visible vehicle covers the pixels of a window around it (its support: the footprint
     grown by half a pixel), with the exact area coverage of a footprint-aligned square pixel
     approximated by the product of two 1-d overlaps; the channel keeps the maximum. Vehicles are
-    packed as rows of one table so that selecting the visible ones is one gather (small batches
-    pay per operation, not per element).
+    packed as rows of one table so that selecting the visible ones is one gather (small batches pay
+    per operation, not per element).
     """
-    B, N = centre.shape[:2]
+    B, N = size.shape[:2]
     H, W = config.length_px, config.width_px
     ppm = config.pixels_per_metre
     out[:, VEHICLES] = 0.0
     if N == 0:
         return
-    middle, last, large_half, offsets = _vehicle_constants(config, centre.device, centre.dtype)
-    relative = _in_ego_frame(ego_centre, ego_unit, centre, as_unit_heading(heading, 2))     # (B, 2N, 2)
-    position = torch.add(middle, relative[:, :N], alpha=-ppm)      # (B, N, 2) fractional (row, column)
-    cos_sin = relative[:, N:]                                      # (B, N, 2)
-    half = size * (ppm / 2)                                        # (B, N, 2) half (length, width), px
+    middle, half_view, large_half, offsets = _vehicle_constants(config, size.device, size.dtype)
+    along_left = relative.transpose(1, 2)                           # (B, 2N, 2)
+    position = torch.add(middle, along_left[:, :N], alpha=-ppm)     # (B, N, 2) fractional (row, column)
+    cos_sin = along_left[:, N:]                                     # (B, N, 2)
+    half = size * (ppm / 2)                                         # (B, N, 2) half (length, width), px
     # support half-extents along rows and columns: |cos| (l + 1/2) + |sin| (w + 1/2) and the swap
     abs_cs, grown = cos_sin.abs(), half + 0.5
     extent = abs_cs * grown[..., :1] + abs_cs.flip(-1) * grown[..., 1:]
-    visible = mask & (position + extent > -0.5).all(-1) & (position - extent < last).all(-1)
+    # visible: the support meets the raster, [-1/2, H - 1/2] x [-1/2, W - 1/2] px around ``middle``
+    visible = mask & (torch.sub(along_left[:, :N].abs() * ppm, extent) < half_view).all(-1)
     idx_b, idx_n = torch.nonzero(visible, as_tuple=True)
     if idx_b.numel() == 0:
         return
@@ -437,7 +435,8 @@ def _needs_grad(*tensors: Tensor) -> bool:
 
 def render_into(out: Tensor, road: Road, ego_centre: Tensor, ego_unit: Tensor, ego_size: Tensor,
                 others_centre: Tensor, others_unit: Tensor, others_size: Tensor, others_mask: Tensor,
-                config: RasterConfig, ego: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                config: RasterConfig, ego: tuple[Tensor, Tensor] | None = None,
+                relative: Tensor | None = None) -> Tensor:
     """:func:`render` without its checks, into a given buffer: the simulator's step.
 
     Args:
@@ -446,6 +445,9 @@ def render_into(out: Tensor, road: Road, ego_centre: Tensor, ego_unit: Tensor, e
         ego_unit: (B, 2) unit headings; ``others_unit`` (B, N, 2) likewise.
         others_*: as in :func:`render`, finite everywhere (masked entries too) and of ``out``'s dtype.
         ego: the egos' :func:`ego_profiles` when known (else made from ``ego_size``).
+        relative: the others on the egos' axes, (B, 2, 2N) from
+            :func:`~ppuu.simulator.dynamics.relative_poses`, when known (the simulator's step shares
+            them with its collision test; else made from the poses).
 
     Returns:
         ``out``.
@@ -455,7 +457,9 @@ def render_into(out: Tensor, road: Road, ego_centre: Tensor, ego_unit: Tensor, e
     if not out[0].is_contiguous():
         raise ValueError("render_into: each image of the output buffer must be contiguous")
     _render_road(road, config, ego_centre, ego_unit, out)
-    _render_vehicles(config, ego_centre, ego_unit, others_centre, others_unit, others_size, others_mask, out)
+    if relative is None:
+        relative = relative_poses(ego_centre, ego_unit, others_centre, others_unit)
+    _render_vehicles(config, relative, others_size, others_mask, out)
     _render_ego(config, ego_size, out, ego)
     return out
 
@@ -539,6 +543,8 @@ def render_traffic_frames(road: Road, centre: Tensor, unit: Tensor, others_centr
     poses = centre.repeat_interleave(F_, dim=0), unit.repeat_interleave(F_, dim=0)
     others = _sanitised(*poses, others_centre.flatten(0, 1), others_unit.flatten(0, 1), others_size.flatten(0, 1),
                         None if others_mask is None else others_mask.flatten(0, 1))
-    _render_vehicles(config, *poses, *others, images.view(S * F_, len(CHANNELS), H, W))
+    centre_b, unit_b, size_b, mask_b = others
+    _render_vehicles(config, relative_poses(*poses, centre_b, unit_b), size_b, mask_b,
+                     images.view(S * F_, len(CHANNELS), H, W))
     images[:, :, EGO] = 0.0
     return images

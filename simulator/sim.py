@@ -53,9 +53,9 @@ from torch.utils.hooks import RemovableHandle
 
 from ppuu.data.scene import Scene
 from ppuu.simulator import dynamics
-from ppuu.simulator.collision import boxes_overlap, footprint_offroad
+from ppuu.simulator.collision import boxes_overlap, boxes_overlap_relative, footprint_offroad
 from ppuu.simulator.costs import CostConfig, CostProfiles, Costs, all_costs, cost_profiles
-from ppuu.simulator.dynamics import ActionBounds, EgoState
+from ppuu.simulator.dynamics import ActionBounds, EgoState, relative_poses
 from ppuu.simulator.episodes import (ARRIVED, COLLISION, OFFROAD, OUT_OF_DATA, RUNNING, Course, course_table,
                                      episode_vehicles, get_course)
 from ppuu.simulator.raster import RasterConfig, ego_profiles, render, render_into, render_traffic_frames
@@ -305,9 +305,7 @@ class BatchedSimulator:
         self.steps[slots] = 0
         self.distance[slots] = 0
         self.max_deviation[slots] = 0
-        self.speed_sum[slots] = 0
-        for sums in (*self.cost_sums, self.abs_acceleration_sum, self.abs_jerk_sum):
-            sums[slots] = 0
+        self._driven_sums[slots] = 0
         # The acceleration the recording had just before the first action (jerk of the first step).
         before = torch.maximum(first + C - 2, first)
         self.last_acceleration[slots] = self.log.acceleration[self.log.rows_of(ids, before)]
@@ -398,10 +396,12 @@ class BatchedSimulator:
         self.context_end_x = torch.zeros(batch, dtype=f, device=d)
         self.distance = torch.zeros(batch, dtype=f, device=d)
         self.max_deviation = torch.zeros(batch, dtype=f, device=d)
-        self.speed_sum = torch.zeros(batch, dtype=f, device=d)
-        self.cost_sums = [torch.zeros(batch, dtype=f, device=d) for _ in range(3)]
-        self.abs_acceleration_sum = torch.zeros(batch, dtype=f, device=d)
-        self.abs_jerk_sum = torch.zeros(batch, dtype=f, device=d)
+        # Sums over each episode's driven steps, one row per slot (one in-place addition per step):
+        # speed, |acceleration|, |jerk| and the three costs; the named sums are its columns.
+        self._driven_sums = torch.zeros(batch, 3 + len(Costs._fields), dtype=f, device=d)
+        self.speed_sum, self.abs_acceleration_sum, self.abs_jerk_sum = self._driven_sums[:, :3].unbind(1)
+        self.cost_sums = list(self._driven_sums[:, 3:].unbind(1))
+        self._negative_cost_weights = -torch.tensor(cfg.cost_weights, dtype=f, device=d)
         self.last_acceleration = torch.zeros(batch, dtype=f, device=d)
         self.ego = EgoState(torch.zeros(batch, 2, dtype=f, device=d),
                             torch.tensor([1.0, 0.0], dtype=f, device=d).repeat(batch, 1),
@@ -418,7 +418,8 @@ class BatchedSimulator:
                                   torch.zeros(batch, 2 * cfg.history, N, dtype=torch.bool, device=d))
         self._head = cfg.history - 1
         self._chunk_buffer: Tensor | None = None
-        self.last_costs = Costs(*(torch.zeros(batch, dtype=f, device=d) for _ in range(3)))
+        self._last_costs = torch.zeros(batch, len(Costs._fields), dtype=f, device=d)    # (B, 3)
+        self.last_costs = Costs(*self._last_costs.unbind(1))
 
     def _set_recorded_state(self, slots: Tensor, ids: Tensor, frame: Tensor) -> None:
         rows = self.log.rows_of(ids, frame)
@@ -526,11 +527,13 @@ class BatchedSimulator:
         if not whole:
             just_done = torch.zeros_like(running).index_put_((active,), just_done)
 
-        w = self.config.cost_weights
-        reward = -(w[0] * costs.proximity + w[1] * costs.lane + w[2] * costs.offroad)
+        # this step's contribution to the driven-step sums (S, 6), the costs its last three columns
+        driven = torch.stack([speed, acceleration[active], jerk[active], *costs], dim=1)
+        driven[:, 1:3].abs_()
+        reward = torch.mv(driven[:, 3:], self._negative_cost_weights)       # -sum(w * cost)
         if not whole:
             reward = torch.zeros(self.batch_size, dtype=self.dtype, device=self.device).index_put_((active,), reward)
-        self._accumulate(active, frame, position, speed, acceleration[active], jerk[active], costs)
+        self._accumulate(active, frame, position, driven)
         # The history ring advances for every slot: running slots write their new frame (the near
         # path has written it already), finished ones repeat their newest (one frame per slot,
         # never the whole history).
@@ -545,27 +548,22 @@ class BatchedSimulator:
             kept = tuple(ring[finished, newest] for ring in self._traffic_ring) if self.config.keep_traffic else None
             self._write_history(finished, self._head, self._image_ring[finished, newest],
                                 self._state_ring[finished, newest], kept)
-        return StepResult(self.observation(), action, Costs(*(c.clone() for c in self.last_costs)),
+        return StepResult(self.observation(), action, Costs(*self._last_costs.clone().unbind(1)),
                           reward, self.outcome.clone(), self.outcome != RUNNING, just_done)
 
     @_without_autograd
-    def _accumulate(self, active: Tensor | slice, frame: Tensor, position: Tensor, speed: Tensor,
-                    acceleration: Tensor, jerk: Tensor, costs: Costs) -> None:
-        """Update the running slots' episode metrics (distance, deviation from the recording, sums
-        of speed, |acceleration|, |jerk| and costs, each (S,)) and last costs, in place (in inference
-        mode, as :meth:`_observe_near`)."""
+    def _accumulate(self, active: Tensor | slice, frame: Tensor, position: Tensor, driven: Tensor) -> None:
+        """Update the running slots' episode metrics in place (in inference mode, as
+        :meth:`_observe_near`): distance, deviation from the recording, the driven-step sums (adding
+        ``driven`` (S, 6): speed, |acceleration|, |jerk|, the three costs) and the last costs."""
         _put(self.distance, active, position[:, 0] - self.context_end_x[active])
         last_recorded = self.last_recorded[active]
         recorded_rows = self.log.rows_from_base(self._row_base[active], torch.minimum(frame, last_recorded))
         deviation = torch.linalg.vector_norm(position - self.log.centre[recorded_rows], dim=-1)
         deviation = deviation.masked_fill_(frame > last_recorded, 0.0)
         _put(self.max_deviation, active, torch.maximum(self.max_deviation[active], deviation))
-        _add(self.speed_sum, active, speed)
-        _add(self.abs_acceleration_sum, active, acceleration.abs())
-        _add(self.abs_jerk_sum, active, jerk.abs())
-        for total, last, cost in zip(self.cost_sums, self.last_costs, costs):
-            _add(total, active, cost)
-            _put(last, active, cost)
+        _add(self._driven_sums, active, driven)
+        _put(self._last_costs, active, driven[:, 3:])
 
     @_without_autograd
     def _offroad(self, position: Tensor, unit: Tensor, size: Tensor) -> Tensor:
@@ -598,7 +596,8 @@ class BatchedSimulator:
         packed, vehicle_id, mask = self.log.near(frame, position[:, 0], self._reach)
         mask &= vehicle_id != self.vehicle_id[active, None]
         o_centre, o_unit, o_size = packed[..., 0:2], packed[..., 2:4], packed[..., 4:6]
-        collision = boxes_overlap(position, unit, size, o_centre, o_unit, o_size, mask).any(dim=-1)
+        relative = relative_poses(position, unit, o_centre, o_unit)    # (S, 2, 2M): for the test and the raster
+        collision = boxes_overlap_relative(relative, size, o_size, mask).any(dim=-1)
         head, K = (self._head + 1) % cfg.history, cfg.history
         state = torch.cat([position, unit * speed[:, None]], dim=-1)
         whole = S == self.batch_size                      # every slot runs: the ring rows are a slice
@@ -609,8 +608,9 @@ class BatchedSimulator:
         # copy (head) is read only for K > 1. With every slot running, the images are rendered
         # straight into the ring; otherwise into the buffer, then copied to the running slots.
         parts = []
-        # render_into's per-slot arguments (ego centre, unit, size; others' centre, unit, size, mask), then speed
-        per_slot = (position, unit, size, o_centre, o_unit, o_size, mask, speed)
+        # render_into's per-slot arguments (ego centre, unit, size; others' centre, unit, size, mask), then
+        # the others on the egos' axes and the speed
+        per_slot = (position, unit, size, o_centre, o_unit, o_size, mask, relative, speed)
         everything = whole and S <= chunk         # one chunk of every slot (small batches): nothing to slice
         for lo in range(0, S, chunk):
             hi = min(lo + chunk, S)
@@ -619,8 +619,8 @@ class BatchedSimulator:
             part = per_slot if everything else tuple(t[lo:hi] for t in per_slot)
             ego = (self._ego_rows, self._ego_columns) if everything else (self._ego_rows[rows], self._ego_columns[rows])
             profiles = self._cost_profiles if everything else CostProfiles(*(t[rows] for t in self._cost_profiles))
-            image = render_into(out, self.road, *part[:7], cfg.raster, ego)
-            parts.append(all_costs(image, part[7], part[2], cfg.raster, self.cost_config, profiles=profiles))
+            image = render_into(out, self.road, *part[:7], cfg.raster, ego, relative=part[7])
+            parts.append(all_costs(image, part[8], part[2], cfg.raster, self.cost_config, profiles=profiles))
             if not whole:
                 self._image_ring[rows, head + K] = image
             if K > 1:

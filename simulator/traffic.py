@@ -187,25 +187,26 @@ class TrafficLog:
             slots repeat a valid row), M = :meth:`near_width` (``reach``).
         """
         M = self.near_width(reach)
-        f = frames.to(self.device) - self.first_frame
-        inside = (f >= 0) & (f < self.num_frames)
+        f = (frames.to(self.device) - self.first_frame).to(torch.float64)
         # the x-interval's ends as keys: the frame's base plus x from the origin, kept within the frame
-        ends = (x.to(torch.float64) - self._x_origin)[:, None] + self._interval(reach)
-        bounds = (f.to(torch.float64) * self._frame_stride)[:, None] + ends.clamp_(0.0, self._frame_stride - 0.5)
+        # (a frame outside the recording puts both ends below the first key or above the last: no rows)
+        ends = x.to(torch.float64)[:, None] + self._interval(reach)
+        bounds = torch.add(ends.clamp_(0.0, self._frame_stride - 0.5), f[:, None], alpha=self._frame_stride)
         start, stop = torch.searchsorted(self._near_key, bounds).unbind(1)              # (B,) each
         rows = start[:, None] + self._slot_offsets(M)                                   # (B, M)
-        mask = (rows < stop[:, None]) & inside[:, None]
+        mask = rows < stop[:, None]
         rows = torch.minimum(rows, (stop[:, None] - 1).clamp(min=0))               # a valid row everywhere
         B = len(f)
         packed = self.packed.index_select(0, rows.reshape(-1)).view(B, M, self.packed.shape[1])
         return packed, self.packed_vehicle_id.index_select(0, rows.reshape(-1)).view(B, M), mask
 
     def _interval(self, reach: float) -> torch.Tensor:
-        """(2,) float64 (-reach, reach) on the device, made once per reach."""
+        """(2,) float64 (-reach, reach) m from the keys' x origin on the device, made once per reach."""
         key = ("interval", reach)
         if key not in self._near_cache:
             with outside_inference_mode():              # constants.py
-                self._near_cache[key] = torch.tensor([-reach, reach], dtype=torch.float64, device=self.device)
+                self._near_cache[key] = torch.tensor([-reach - self._x_origin, reach - self._x_origin],
+                                                     dtype=torch.float64, device=self.device)
         return self._near_cache[key]
 
     def _slot_offsets(self, width: int) -> torch.Tensor:

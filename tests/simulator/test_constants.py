@@ -12,7 +12,7 @@ from ppuu.simulator.road import Road
 from tests.simulator.conftest import LANE, i80_meta
 
 FACTORIES = (collision._corner_signs, dynamics._axes_basis, dynamics._bound_tensors, raster._pixel_centres,
-             raster._normalised_pixels, raster._vehicle_constants, costs._pixel_centres, costs._centre_distances,
+             raster._vehicle_constants, costs._pixel_centres, costs._centre_distances,
              costs._centre_laterals)
 
 

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppuu.simulator.dynamics import (DT, ActionBounds, EgoState, as_unit_heading, heading_axes, left_normal, rollout,
-                                step, unit_from_angle)
+from ppuu.simulator.dynamics import (DT, ActionBounds, EgoState, as_unit_heading, heading_axes, left_normal,
+                                     relative_poses, rollout, step, unit_from_angle)
 
 
 def make_state(b=3, dtype=torch.float64, speed=10.0, angle=0.0):
@@ -138,3 +138,16 @@ def test_heading_axes_rotate_world_vectors_into_along_and_left():
     ahead_left = 3.0 * unit + 2.0 * left_normal(unit)
     torch.testing.assert_close(torch.einsum("bij,bj->bi", axes, ahead_left),
                                torch.tensor([[3.0, 2.0]] * 4, dtype=torch.float64))
+
+
+def test_relative_poses_put_others_on_the_reference_axes():
+    # an ego at (10, 5) heading north; one car 3 m ahead heading west, one 2 m to its right heading north
+    centre = torch.tensor([[10.0, 5.0]], dtype=torch.float64)
+    unit = unit_from_angle(torch.tensor([math.pi / 2], dtype=torch.float64))
+    others = torch.tensor([[[10.0, 8.0], [12.0, 5.0]]], dtype=torch.float64)
+    others_unit = unit_from_angle(torch.tensor([[math.pi, math.pi / 2]], dtype=torch.float64))
+    relative = relative_poses(centre, unit, others, others_unit)              # (1, 2, 4)
+    expected = torch.tensor([[[3.0, 0.0, 0.0, 1.0],        # along: 3 m, 0 m; relative cos: 0, 1
+                              [0.0, -2.0, 1.0, 0.0]]],     # left: 0 m, -2 m; relative sin: 1, 0
+                            dtype=torch.float64)
+    torch.testing.assert_close(relative, expected, atol=1e-12, rtol=0)

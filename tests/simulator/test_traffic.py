@@ -19,6 +19,8 @@ def test_near_finds_exactly_the_vehicles_within_reach(small_scene):
     within = everyone.mask & ((everyone.centre[..., 0] - x[:, None]).abs() < reach)
     assert packed.shape == (B, log.near_width(reach), 6) and int(mask.sum(1).max()) <= log.near_width(reach)
     assert int(within.sum()) > 0
+    outside = (frames < log.first_frame) | (frames > log.last_frame)
+    assert bool(outside.any()) and not bool(mask[outside].any())        # no vehicle outside the recording
     for b in range(B):        # a test: the brute-force reference, slot by slot
         expected = sorted(everyone.vehicle_id[b][within[b]].tolist())
         found = vehicle_id[b][mask[b]].tolist()
