@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from ppuu.simulator.recording import RecordedObservations
     from ppuu.world_model.dataset import WindowDataset, sample_indices
     from ppuu.world_model.train import load_model
+    from tqdm import tqdm
 
     workdir = Path(args.workdir)
     try:
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         plans[f"policy {run}"] = lambda images, states, t, policy=policy: policy(images, states, sample=False)
     rollouts = {}
     with torch.no_grad():
-        for name, actor in plans.items():
+        for name, actor in tqdm(plans.items(), desc="imagining plans", unit="plan"):
             torch.manual_seed(args.seed + 1)          # every plan meets the same sequence of dropout masks
             rollouts[name] = imagine(world.model, batch.context_images, batch.context_states, batch.size, actor, N,
                                      cost_model, CostWeights(), copies=args.copies, z=z, stats=norm)
