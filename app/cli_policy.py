@@ -77,7 +77,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--steering", default="learned", choices=["learned", "straight"],
                    help="'straight': the policy chooses the acceleration only and holds the wheel straight (curvature "
                         "0), as no action does; the recorded drivers barely steer and learned steering drifts across "
-                        "lanes (planner/policy.py) (default: %(default)s)")
+                        "lanes (planner/policy.py); 'learned' with --init from a straight policy starts steering straight "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--val-every", type=int, help="steps between validations (0 = never)")
@@ -173,7 +174,14 @@ def cmd_train(args) -> int:
             raise ValueError(f"--init {args.init}: its policy ({init.policy.config}) is not this run's "
                              f"({config.policy})")
         torch.manual_seed(config.seed)
-        warm = init.policy.state_dict()
+        if init.policy.config.fixed_curvature is not None and config.policy.fixed_curvature is None:
+            from ppuu.planner.policy import DrivingPolicy
+            released = DrivingPolicy(config.policy)     # the wheel released: steer from straight
+            released.load_state_dict(init.policy.state_dict())
+            released.hold_straight(init.policy.config.fixed_curvature)
+            warm = released.state_dict()
+        else:
+            warm = init.policy.state_dict()
     else:
         warm = None
     main = int(os.environ.get("RANK", "0")) == 0

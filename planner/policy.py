@@ -160,6 +160,29 @@ class DrivingPolicy(nn.Module):
             return action
         return torch.cat([action[:, :1], action.new_full((len(action), 1), self.config.fixed_curvature)], dim=1)
 
+    @torch.no_grad()
+    def hold_straight(self, curvature: float) -> None:
+        """Make the steering output ``curvature`` (normalised) for every input, its weights free to learn.
+
+        For releasing the wheel of a policy trained with ``fixed_curvature``: its steering output was
+        never trained, so it would start at an arbitrary, input-dependent curvature. Here the head's
+        curvature row is zeroed and its bias set to the value the squashing maps to ``curvature``;
+        the gradient still reaches that row, so training can learn to steer from straight.
+        """
+        c = self.config
+        if c.action_dim != 2:
+            raise ValueError("DrivingPolicy.hold_straight needs the two actions (acceleration, curvature)")
+        value = torch.tensor(float(curvature))
+        if c.action_low is not None:
+            low, high = c.action_low[1], c.action_high[1]
+            mid, half = (low + high) / 2, (high - low) / 2
+            if not low < float(curvature) < high:
+                raise ValueError(f"curvature {curvature} outside the policy's bounds ({low}, {high})")
+            value = mid + half * torch.atanh((value - mid) / half)
+        last = self.head[-1]
+        last.weight[1].zero_()
+        last.bias[1] = value
+
     def squash(self, action: Tensor) -> Tensor:
         """Smoothly into the action bounds (module docstring); unchanged without bounds."""
         c = self.config

@@ -168,6 +168,31 @@ def test_a_straight_policy_holds_the_wheel_at_zero_curvature_and_learns_the_acce
         PolicyConfig(action_dim=3, fixed_curvature=0.0)
 
 
+def test_releasing_the_wheel_of_a_straight_policy_starts_steering_straight_and_can_learn_to_steer():
+    from ppuu.planner.policy import straight_curvature
+    from ppuu.world_model.normalisation import Normaliser
+
+    norm = Normaliser(torch.zeros(4), torch.ones(4), torch.tensor([0.1, 0.001]), torch.tensor([1.2, 0.004]))
+    free = PolicyConfig(context=2, image_height=20, image_width=8, hidden_channels=(4,), hidden_mlp=8,
+                        **normalised_bounds(norm))
+    straight = DrivingPolicy(replace(free, fixed_curvature=straight_curvature(norm)))
+    with torch.no_grad():
+        straight.head[-1].weight.normal_()                 # an untrained steering row: arbitrary curvature
+    images, states = torch.rand(3, 2, 3, 20, 8), torch.randn(3, 2, 4)
+    released = DrivingPolicy(free)
+    released.load_state_dict(straight.state_dict())
+    assert norm.denormalise_actions(released(images, states))[:, 1].abs().max() > 1e-4   # steers before
+    released.hold_straight(straight_curvature(norm))
+    action = released(images, states)
+    physical = norm.denormalise_actions(action)
+    assert torch.allclose(physical[:, 1], torch.zeros(3), atol=1e-6)
+    assert torch.allclose(action[:, 0], straight(images, states)[:, 0])      # the acceleration unchanged
+    action[:, 1].sum().backward()
+    assert released.head[-1].weight.grad[1].abs().sum() > 0                  # it can learn to steer
+    with pytest.raises(ValueError, match="outside the policy's bounds"):
+        released.hold_straight(free.action_high[1] + 1.0)
+
+
 def test_speed_deficit_charges_slowing_down_only():
     from ppuu.planner.objective import speed_deficit
 
