@@ -2,17 +2,18 @@
 recorded and trained-policy plans on the same windows.
 
     python scripts/uncertainty_profile.py --workdir ppuu-work --scene i80-sumo-15min-s0 --world-model ego-s0-wm \
-        --windows 64 --horizon 15 --copies 8 --accelerations -3 -1 0 1 3 --policies RUN ... --threads 1
+        --windows 64 --horizon 15 --copies 8 --accelerations -3 -1 0 1 3 --curvatures 0.01 --policies RUN ... \
+        --threads 1
 
 MPUR's uncertainty cost (SPEC §4, :mod:`ppuu.planner.uncertainty`) keeps a policy where the world
 model's dropout copies agree, on the premise that they disagree more about actions unlike the
 recorded ones. This script measures that premise on one world model: W windows of a split, each
-plan (straight constant accelerations, the recorded plan, trained policies acting on their own
-predicted windows) imagined H steps by K dropout copies with shared latents, as MPUR imagines.
+plan (straight constant accelerations, constant curvatures at constant speed, the recorded plan,
+trained policies acting on their own predicted windows) imagined H steps by K dropout copies with shared latents, as MPUR imagines.
 Per plan it prints the mean per-step variance of each term (images, states, cost) in standard
 deviations from the recorded plan's mean on these windows (so the recorded row reads about 0),
 the uncertainty cost with MPUR's hinge of 0.5 on the same scale, the predicted proximity cost of
-copy 0 and the mean |acceleration| (m/s^2). A plan far from the data whose uncertainty cost is no
+copy 0, the mean |acceleration| (m/s^2) and the mean |curvature| (1/m). A plan far from the data whose uncertainty cost is no
 higher than the recorded plan's is one the regulariser cannot keep a policy away from
 (issue 9). Works with either ego model.
 """
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=8, help="K dropout copies (at least 2)")
     parser.add_argument("--accelerations", type=float, nargs="+", default=[-3.0, -1.0, 0.0, 1.0, 3.0],
                         help="m/s^2 of the constant, straight plans")
+    parser.add_argument("--curvatures", type=float, nargs="*", default=[],
+                        help="1/m of constant-curvature plans at constant speed (the recorded drivers barely steer: "
+                             "a lane change at 10 m/s bends by about 0.005-0.01 1/m)")
     parser.add_argument("--policies", nargs="*", default=[], metavar="RUN",
                         help="policy runs (trained on this world model) whose plans are added")
     parser.add_argument("--seed", type=int, default=0)
@@ -73,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     z = torch.randn(B, N, mc.latent_dim, generator=generator) if world.stochastic else None   # shared by every plan
 
-    def constant(acceleration: float):
-        action = norm.normalise_actions(torch.tensor([[acceleration, 0.0]]).expand(B, 2))
+    def constant(acceleration: float, curvature: float = 0.0):
+        action = norm.normalise_actions(torch.tensor([[acceleration, curvature]]).expand(B, 2))
         return lambda images, states, t: action
 
     plans = {f"constant {a:+.1f} m/s^2": constant(a) for a in args.accelerations}
+    plans.update({f"constant {k:+.4f} 1/m": constant(0.0, k) for k in args.curvatures})
     plans["recorded (human)"] = lambda images, states, t: batch.actions[:, t]
     for run, policy in policies.items():
         plans[f"policy {run}"] = lambda images, states, t, policy=policy: policy(images, states, sample=False)
@@ -92,14 +97,14 @@ def main(argv: list[str] | None = None) -> int:
           "variances in standard deviations from the recorded plan's mean")
     print()
     print("| plan | " + " | ".join(f"{t} variance (sd)" for t in TERMS)
-          + " | uncertainty cost | proximity (predicted) | mean abs acceleration m/s^2 |")
-    print("| --- |" + " ---: |" * (len(TERMS) + 3))
+          + " | uncertainty cost | proximity (predicted) | mean abs acceleration m/s^2 | mean abs curvature 1/m |")
+    print("| --- |" + " ---: |" * (len(TERMS) + 4))
     for name, rollout in rollouts.items():
         standardised = (rollout.variances - reference.mean) / reference.std                  # (B, N, 3)
-        acceleration = norm.denormalise_actions(rollout.actions)[..., 0].abs().mean()
+        acceleration, curvature = norm.denormalise_actions(rollout.actions).abs().mean(dim=(0, 1))
         cells = [f"{float(v):+.2f}" for v in standardised.mean(dim=(0, 1))]
         cells += [f"{float(reference.cost(rollout.variances).mean()):.3f}", f"{float(rollout.terms[..., 0].mean()):.3f}",
-                  f"{float(acceleration):.2f}"]
+                  f"{float(acceleration):.2f}", f"{float(curvature):.4f}"]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 

@@ -21,18 +21,19 @@ def rows(text: str) -> dict[str, list[float]]:
 
 def test_plans_are_scored_against_the_recorded_plan_and_reproducibly(runs, scene, capsys):  # noqa: F811
     flags = ["--workdir", str(runs), "--scene", scene.meta.name, "--world-model", "tiny-world", "--split", "test",
-             "--windows", "6", "--horizon", "4", "--copies", "3", "--accelerations", "-2", "0", "2",
+             "--windows", "6", "--horizon", "4", "--copies", "3", "--accelerations", "-2", "0", "2", "--curvatures", "0.01",
              "--policies", "tiny-policy"]
     assert script().main(flags) == 0
     first = capsys.readouterr().out
     table = rows(first)
-    assert set(table) == {"constant -2.0 m/s^2", "constant +0.0 m/s^2", "constant +2.0 m/s^2", "recorded (human)",
-                          "policy tiny-policy"}
+    assert set(table) == {"constant -2.0 m/s^2", "constant +0.0 m/s^2", "constant +2.0 m/s^2",
+                          "constant +0.0100 1/m", "recorded (human)", "policy tiny-policy"}
     assert all(math.isfinite(v) for values in table.values() for v in values)
     recorded = table["recorded (human)"]
     assert all(abs(v) < 1e-2 for v in recorded[:3])          # the scale's origin: its own mean, 0 sd
     assert all(values[3] >= 0 for values in table.values())   # a hinge: never negative
     assert table["constant +2.0 m/s^2"][5] == pytest.approx(2.0) and table["constant +0.0 m/s^2"][5] == 0.0
+    assert table["constant +0.0100 1/m"][5:] == [0.0, pytest.approx(0.01)] and table["constant +2.0 m/s^2"][6] == 0.0
     assert script().main(flags) == 0
     assert capsys.readouterr().out == first                  # seeded: the same draws, the same table
 
