@@ -12,8 +12,8 @@ plan (straight constant accelerations, constant curvatures at constant speed, th
 trained policies acting on their own predicted windows) imagined H steps by K dropout copies with shared latents, as MPUR imagines.
 Per plan it prints the mean per-step variance of each term (images, states, cost) in standard
 deviations from the recorded plan's mean on these windows (so the recorded row reads about 0),
-the uncertainty cost with MPUR's hinge of 0.5 on the same scale, the predicted proximity cost of
-copy 0, the mean |acceleration| (m/s^2) and the mean |curvature| (1/m). A plan far from the data whose uncertainty cost is no
+the uncertainty cost with MPUR's hinge of 0.5 on the same scale, the predicted proximity and lane
+costs of copy 0, the mean |acceleration| (m/s^2) and the mean |curvature| (1/m). A plan far from the data whose uncertainty cost is no
 higher than the recorded plan's is one the regulariser cannot keep a policy away from
 (issue 9). Works with either ego model.
 """
@@ -97,14 +97,16 @@ def main(argv: list[str] | None = None) -> int:
           "variances in standard deviations from the recorded plan's mean")
     print()
     print("| plan | " + " | ".join(f"{t} variance (sd)" for t in TERMS)
-          + " | uncertainty cost | proximity (predicted) | mean abs acceleration m/s^2 | mean abs curvature 1/m |")
-    print("| --- |" + " ---: |" * (len(TERMS) + 4))
+          + " | uncertainty cost | proximity (predicted) | lane (predicted) | mean abs acceleration m/s^2 "
+          "| mean abs curvature 1/m |")
+    print("| --- |" + " ---: |" * (len(TERMS) + 5))
     for name, rollout in rollouts.items():
         standardised = (rollout.variances - reference.mean) / reference.std                  # (B, N, 3)
         acceleration, curvature = norm.denormalise_actions(rollout.actions).abs().mean(dim=(0, 1))
         cells = [f"{float(v):+.2f}" for v in standardised.mean(dim=(0, 1))]
-        cells += [f"{float(reference.cost(rollout.variances).mean()):.3f}", f"{float(rollout.terms[..., 0].mean()):.3f}",
-                  f"{float(acceleration):.2f}", f"{float(curvature):.4f}"]
+        proximity, lane = rollout.terms[..., :2].mean(dim=(0, 1))
+        cells += [f"{float(reference.cost(rollout.variances).mean()):.3f}", f"{float(proximity):.3f}",
+                  f"{float(lane):.3f}", f"{float(acceleration):.2f}", f"{float(curvature):.4f}"]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 

@@ -32,8 +32,9 @@ def test_plans_are_scored_against_the_recorded_plan_and_reproducibly(runs, scene
     recorded = table["recorded (human)"]
     assert all(abs(v) < 1e-2 for v in recorded[:3])          # the scale's origin: its own mean, 0 sd
     assert all(values[3] >= 0 for values in table.values())   # a hinge: never negative
-    assert table["constant +2.0 m/s^2"][5] == pytest.approx(2.0) and table["constant +0.0 m/s^2"][5] == 0.0
-    assert table["constant +0.0100 1/m"][5:] == [0.0, pytest.approx(0.01)] and table["constant +2.0 m/s^2"][6] == 0.0
+    assert table["constant +2.0 m/s^2"][6] == pytest.approx(2.0) and table["constant +0.0 m/s^2"][6] == 0.0
+    assert table["constant +0.0100 1/m"][6:] == [0.0, pytest.approx(0.01)] and table["constant +2.0 m/s^2"][7] == 0.0
+    assert all(0 <= values[4] and 0 <= values[5] for values in table.values())   # predicted costs
     assert script().main(flags) == 0
     assert capsys.readouterr().out == first                  # seeded: the same draws, the same table
 
