@@ -38,3 +38,23 @@ def test_two_checkpoints_of_one_run_are_two_rows_and_a_repeat_is_refused(runs, s
     assert [n.split(" ", 1)[1] for n in names] == ["(snapshots/a.pt)", "(snapshots/b.pt)"]
     assert main([*common, "--policy", str(folder / "a.pt"), str(folder / "a.pt")]) != 0
     assert "(snapshots/a.pt) is given twice" in capsys.readouterr().err
+
+
+def test_releasing_the_wheel_of_a_straight_warm_start_starts_steering_straight(runs, scene):  # noqa: F811
+    from ppuu.planner.train import load_policy
+
+    common = ["train", "policy", "--workdir", str(runs), "--scene", scene.meta.name, "--world-model", "tiny-world",
+              "--batch-size", "2", "--val-every", "0", "--no-progress", "--threads", "1"]
+    assert main([*common, "--method", "il", "--steps", "2", "--steering", "straight", "--run", "il-straight"]) == 0
+    assert main([*common, "--method", "svg", "--steps", "1", "--horizon", "2", "--lr", "1e-9",
+                 "--init", "il-straight", "--run", "vg-released"]) == 0
+    straight = load_policy(runs / "runs" / "il-straight" / "checkpoint.pt")
+    released = load_policy(runs / "runs" / "vg-released" / "checkpoint.pt")
+    assert straight.policy.config.fixed_curvature is not None and released.policy.config.fixed_curvature is None
+    c = released.policy.config
+    images, states = torch.rand(4, c.context, c.image_channels, c.image_height, c.image_width), torch.randn(4, c.context, 4)
+    with torch.no_grad():
+        action, before = released.policy(images, states), straight.policy(images, states)
+    assert torch.allclose(action[:, 1], before[:, 1], atol=1e-5)        # steering: straight, as before
+    assert torch.allclose(action[:, 0], before[:, 0], atol=1e-4)        # acceleration: the warm start's
+    assert released.policy.head[-1].weight[1].abs().max() < 1e-6          # the steering row starts at zero
