@@ -77,8 +77,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--steering", default="learned", choices=["learned", "straight"],
                    help="'straight': the policy chooses the acceleration only and holds the wheel straight (curvature "
                         "0), as no action does; the recorded drivers barely steer and learned steering drifts across "
-                        "lanes (planner/policy.py); 'learned' with --init from a straight policy starts steering straight "
-                        "(default: %(default)s)")
+                        "lanes (planner/policy.py); 'learned' with --init from a straight policy releases the wheel: "
+                        "it starts steering straight (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--val-every", type=int, help="steps between validations (0 = never)")

@@ -9,13 +9,13 @@ MPUR's uncertainty cost (SPEC §4, :mod:`ppuu.planner.uncertainty`) keeps a poli
 model's dropout copies agree, on the premise that they disagree more about actions unlike the
 recorded ones. This script measures that premise on one world model: W windows of a split, each
 plan (straight constant accelerations, constant curvatures at constant speed, the recorded plan,
-trained policies acting on their own predicted windows) imagined H steps by K dropout copies with shared latents, as MPUR imagines.
-Per plan it prints the mean per-step variance of each term (images, states, cost) in standard
-deviations from the recorded plan's mean on these windows (so the recorded row reads about 0),
-the uncertainty cost with MPUR's hinge of 0.5 on the same scale, the predicted proximity and lane
-costs of copy 0, the mean |acceleration| (m/s^2) and the mean |curvature| (1/m). A plan far from the data whose uncertainty cost is no
-higher than the recorded plan's is one the regulariser cannot keep a policy away from
-(issue 9). Works with either ego model.
+trained policies acting on their own predicted windows) imagined H steps by K dropout copies with
+shared latents, as MPUR imagines. Per plan it prints the mean per-step variance of each term
+(images, states, cost) in standard deviations from the recorded plan's mean on these windows (so
+the recorded row reads about 0), the uncertainty cost with MPUR's hinge of 0.5 on the same scale,
+the predicted proximity and lane costs of copy 0, the mean |acceleration| (m/s^2) and the mean
+|curvature| (1/m). A plan far from the data whose uncertainty cost is no higher than the recorded
+plan's is one the regulariser cannot keep a policy away from (issue 9). Works with either ego model.
 """
 
 from __future__ import annotations

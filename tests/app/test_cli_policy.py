@@ -52,7 +52,8 @@ def test_releasing_the_wheel_of_a_straight_warm_start_starts_steering_straight(r
     released = load_policy(runs / "runs" / "vg-released" / "checkpoint.pt")
     assert straight.policy.config.fixed_curvature is not None and released.policy.config.fixed_curvature is None
     c = released.policy.config
-    images, states = torch.rand(4, c.context, c.image_channels, c.image_height, c.image_width), torch.randn(4, c.context, 4)
+    images = torch.rand(4, c.context, c.image_channels, c.image_height, c.image_width)
+    states = torch.randn(4, c.context, 4)
     with torch.no_grad():
         action, before = released.policy(images, states), straight.policy(images, states)
     assert torch.allclose(action[:, 1], before[:, 1], atol=1e-5)        # steering: straight, as before
