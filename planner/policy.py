@@ -162,7 +162,8 @@ class DrivingPolicy(nn.Module):
 
     @torch.no_grad()
     def hold_straight(self, curvature: float) -> None:
-        """Make the steering output ``curvature`` (normalised) for every input, its weights free to learn.
+        """Make the steering output ``curvature`` (normalised; a Gaussian policy's mean) for every input,
+        its weights free to learn.
 
         For releasing the wheel of a policy trained with ``fixed_curvature``: its steering output was
         never trained, so it would start at an arbitrary, input-dependent curvature. Here the head's

@@ -21,8 +21,8 @@ def rows(text: str) -> dict[str, list[float]]:
 
 def test_plans_are_scored_against_the_recorded_plan_and_reproducibly(runs, scene, capsys):  # noqa: F811
     flags = ["--workdir", str(runs), "--scene", scene.meta.name, "--world-model", "tiny-world", "--split", "test",
-             "--windows", "6", "--horizon", "4", "--copies", "3", "--accelerations", "-2", "0", "2", "--curvatures", "0.01",
-             "--policies", "tiny-policy"]
+             "--windows", "6", "--horizon", "4", "--copies", "3", "--accelerations", "-2", "0", "2",
+             "--curvatures", "0.01", "--policies", "tiny-policy"]
     assert script().main(flags) == 0
     first = capsys.readouterr().out
     table = rows(first)

@@ -47,9 +47,9 @@ def test_releasing_the_wheel_of_a_straight_warm_start_starts_steering_straight(r
               "--batch-size", "2", "--val-every", "0", "--no-progress", "--threads", "1"]
     assert main([*common, "--method", "il", "--steps", "2", "--steering", "straight", "--run", "il-straight"]) == 0
     assert main([*common, "--method", "svg", "--steps", "1", "--horizon", "2", "--lr", "1e-9",
-                 "--init", "il-straight", "--run", "vg-released"]) == 0
+                 "--init", "il-straight", "--run", "svg-released"]) == 0
     straight = load_policy(runs / "runs" / "il-straight" / "checkpoint.pt")
-    released = load_policy(runs / "runs" / "vg-released" / "checkpoint.pt")
+    released = load_policy(runs / "runs" / "svg-released" / "checkpoint.pt")
     assert straight.policy.config.fixed_curvature is not None and released.policy.config.fixed_curvature is None
     c = released.policy.config
     images = torch.rand(4, c.context, c.image_channels, c.image_height, c.image_width)
