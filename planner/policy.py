@@ -173,16 +173,13 @@ class DrivingPolicy(nn.Module):
         c = self.config
         if c.action_dim != 2:
             raise ValueError("DrivingPolicy.hold_straight needs the two actions (acceleration, curvature)")
-        value = torch.tensor(float(curvature))
-        if c.action_low is not None:
-            low, high = c.action_low[1], c.action_high[1]
-            mid, half = (low + high) / 2, (high - low) / 2
-            if not low < float(curvature) < high:
-                raise ValueError(f"curvature {curvature} outside the policy's bounds ({low}, {high})")
-            value = mid + half * torch.atanh((value - mid) / half)
+        if c.action_low is not None and not c.action_low[1] < float(curvature) < c.action_high[1]:
+            raise ValueError(f"curvature {curvature} outside the policy's bounds ({c.action_low[1]}, "
+                             f"{c.action_high[1]})")
+        bias = self.unsquash(torch.tensor([[0.0, float(curvature)]]))[0, 1]
         last = self.head[-1]
         last.weight[1].zero_()
-        last.bias[1] = value
+        last.bias[1] = bias
 
     def squash(self, action: Tensor) -> Tensor:
         """Smoothly into the action bounds (module docstring); unchanged without bounds."""
@@ -192,6 +189,15 @@ class DrivingPolicy(nn.Module):
         low, high = action.new_tensor(c.action_low), action.new_tensor(c.action_high)
         mid, half = (low + high) / 2, (high - low) / 2
         return mid + half * torch.tanh((action - mid) / half)
+
+    def unsquash(self, action: Tensor) -> Tensor:
+        """The inverse of :meth:`squash`: the raw output that squashes to ``action`` (strictly inside the bounds)."""
+        c = self.config
+        if c.action_low is None:
+            return action
+        low, high = action.new_tensor(c.action_low), action.new_tensor(c.action_high)
+        mid, half = (low + high) / 2, (high - low) / 2
+        return mid + half * torch.atanh((action - mid) / half)
 
 
 def straight_curvature(normaliser) -> float:
