@@ -39,7 +39,12 @@ def add_parser(groups) -> None:
                      help="recorded duration in minutes of simulated time (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=0, help="seed of SUMO, vehicle parameters and the split "
                                                          "(default: %(default)s)")
-    gen.add_argument("--name", help="scene name in the workspace (default: SITE-sumo-MINUTESmin-sSEED)")
+    gen.add_argument("--lane-wander", type=float, default=0.0, metavar="M",
+                     help="drivers weave about the lane centre with this standard deviation of lateral "
+                          "position, in m (human drivers: about 0.2), so that the recorded drivers steer "
+                          "between lane changes; 0 keeps SUMO's exact lane centres (default: %(default)s)")
+    gen.add_argument("--name", help="scene name in the workspace (default: SITE-sumo-MINUTESmin-sSEED, "
+                                    "with -wanderM when --lane-wander is set)")
     gen.add_argument("--format", choices=["parquet", "ngsim"], default="parquet",
                      help="'ngsim' also writes the raw trajectories as an NGSIM 18-column file (feet, gzip) "
                           "beside the scene (default: %(default)s)")
@@ -103,7 +108,8 @@ def cmd_generate(args) -> int:
 
     start = time.perf_counter()
     site = read_geometry(args.geometry) if args.geometry is not None else args.site
-    scene = generate_sumo_scene(site=site, minutes=args.minutes, seed=args.seed, name=args.name)
+    scene = generate_sumo_scene(site=site, minutes=args.minutes, seed=args.seed, name=args.name,
+                                lane_wander=args.lane_wander)
     path = scene.save(scene_path(args.workdir, scene.meta.name))
     print(f"wrote scene {scene.meta.name!r} to {path} ({len(scene.trajectories):,} rows, "
           f"{len(scene.vehicles):,} vehicles) in {time.perf_counter() - start:.1f} s")

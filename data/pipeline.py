@@ -122,14 +122,16 @@ def generate_sumo_scene(site: str | Site = "i80", minutes: float = 15.0, seed: i
 
     ``site``: a known site's name, or any :class:`Site` of whole lanes (e.g. read from a geometry
     file with :func:`ppuu.data.geometry.read_geometry`), which then is the scene's layout.
-    ``generator_options`` go to :func:`ppuu.data.sumo.generate_traffic` (e.g. ``warmup`` in s).
+    ``generator_options`` go to :func:`ppuu.data.sumo.generate_traffic` (e.g. ``warmup`` in s,
+    ``lane_wander`` in m: the default name then ends in ``-wander<m>``).
     """
     from ppuu.data.sumo import generate_traffic
 
     raw, info = generate_traffic(site=site, minutes=minutes, seed=seed, progress=progress, **generator_options)
     layout = site if isinstance(site, Site) else None
     site = layout.name if layout is not None else site
-    name = name or f"{site}-sumo-{_minutes_tag(minutes)}-s{seed}"
+    wander = generator_options.get("lane_wander", 0.0)
+    name = name or f"{site}-sumo-{_minutes_tag(minutes)}-s{seed}" + (f"-wander{wander:g}" if wander else "")
     meta = meta_for_site(name, site, "sumo", raw, layout=layout, seed=seed, notes={"generator": info})
     return build_scene(raw, meta, source=f"SUMO {site} seed {seed}")
 

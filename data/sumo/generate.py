@@ -68,6 +68,7 @@ from ppuu.data.sumo.demand import (
 )
 from ppuu.data.sumo.fcd import FCD_ATTRIBUTES, count_lane_changes, fcd_to_raw_table, read_fcd
 from ppuu.data.sumo.lateral import retime_lateral_motion
+from ppuu.data.sumo.wander import add_lane_wander
 from ppuu.data.sumo.network import build_network, lane_map, section_edge_selection, site_layout
 from ppuu.data.sumo.tools import SumoError, run_tool, sumo_has_parquet, sumo_version
 
@@ -129,7 +130,8 @@ def _read_statistics(path: Path) -> dict:
 
 def generate_traffic(site: str | Site = "i80", minutes: float = 15.0, seed: int = 0, workdir: Path | None = None,
                      keep_files: bool = False, progress: bool = True,
-                     warmup: float = 300.0, demand: DemandConfig | None = None) -> tuple[pd.DataFrame, dict]:
+                     warmup: float = 300.0, demand: DemandConfig | None = None,
+                     lane_wander: float = 0.0) -> tuple[pd.DataFrame, dict]:
     """Build a SUMO network shaped like the NGSIM site, a demand, run SUMO with floating-car-data output,
     and convert the vehicles seen in the observed section into a raw canonical table (ppuu.data.schema.as_raw_table).
 
@@ -150,6 +152,8 @@ def generate_traffic(site: str | Site = "i80", minutes: float = 15.0, seed: int 
         warmup: simulated seconds before frame 0 (the queue needs about 300 s to fill the section).
         demand: the traffic (default: the site's :data:`~ppuu.data.sumo.demand.DEFAULT_DEMAND`, or
             :func:`~ppuu.data.sumo.demand.custom_demand` for another layout).
+        lane_wander: m, the drivers' weave about the lane centre (standard deviation of lateral
+            position, :mod:`ppuu.data.sumo.wander`); 0 keeps SUMO's lane centres.
 
     Returns:
         ``(table, info)``: the raw table (x, y footprint centre in metres, frames at 10 Hz) and the
@@ -163,6 +167,9 @@ def generate_traffic(site: str | Site = "i80", minutes: float = 15.0, seed: int 
         raise ValueError(f"minutes={minutes!r}; expected a positive duration")
     if warmup < 0:
         raise ValueError(f"warmup={warmup!r} s; expected >= 0")
+    if not 0 <= lane_wander <= 1:
+        raise ValueError(f"lane_wander={lane_wander!r} m; expected a standard deviation of lateral position "
+                         "in [0, 1] m (drivers: about 0.2)")
     road = site if isinstance(site, Site) else get_site(site)
     layout = site_layout(site)
     site = road.name
@@ -223,6 +230,10 @@ def generate_traffic(site: str | Site = "i80", minutes: float = 15.0, seed: int 
         t = time.perf_counter()
         table, lateral = retime_lateral_motion(table, road)
         timings["lateral_retiming_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        # its own stream of the seed, so that the SUMO run and the vehicle types stay those without wander
+        table, wander = add_lane_wander(table, road, lane_wander, np.random.default_rng([int(seed), 1]))
+        timings["lane_wander_s"] = time.perf_counter() - t
         if len(table) == 0:
             raise SumoError(f"SUMO produced no vehicle in the observed section of {site} "
                             f"(files in {folder if keep_files else 'a removed temporary folder'})")
@@ -245,6 +256,7 @@ def generate_traffic(site: str | Site = "i80", minutes: float = 15.0, seed: int 
         "lane_change_model": "LC2013 (overtaking on the right allowed)",
         "lateral_speed_factor": LATERAL_SPEED_FACTOR,
         "lateral_retiming": lateral,
+        "lane_wander": wander,
         "car_following_model": "EIDM",
         "demand_veh_per_h": {r: float(v) for r, v in demand.route_rates.items()},
         "demand_by_class_veh_per_h": {f"{r}.{p}": round(float(v), 1) for (r, p), v in sorted(rates.items())},

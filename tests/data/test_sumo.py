@@ -26,15 +26,8 @@ from ppuu.data.sumo.lateral import lane_at, motion_heading, off_road, retime_lat
 from ppuu.data.sumo.network import HOV_CLASSES, HOV_SPEED, i80_layout, write_plain_xml
 from ppuu.data.sumo.tools import find_binary, run_tool
 from tests.shared_data import shared_data_dir
+from tests.sumo_available import needs_sumo
 
-try:
-    find_binary("sumo")
-    find_binary("netconvert")
-    HAVE_SUMO = True
-except SumoError:
-    HAVE_SUMO = False
-
-needs_sumo = pytest.mark.skipif(not HAVE_SUMO, reason="SUMO not installed (pip install eclipse-sumo)")
 
 MAX_LATERAL_STEP = 0.25
 """m per 0.1 s frame. A lane change of 3.66 m over 3 s moves 0.122 m per frame; a jump would be metres."""
