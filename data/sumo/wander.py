@@ -107,7 +107,8 @@ def add_lane_wander(table: pd.DataFrame, site: Site, sdlp: float, rng: np.random
         wavelengths: (min, max) m of the weave's sinusoids.
         margin: m, the least gap kept between a footprint and its lane's lines.
         fade: m along the road over which the weave fades out towards a lateral manoeuvre.
-        max_passes: checks for new overlaps and exits from the road before giving up.
+        max_passes: checks for new overlaps and exits from the road; the vehicles found by the last
+            one keep their track without a further check (two passes sufficed on the I-80 scenes).
 
     Returns:
         ``(table, info)``: info holds the settings, ``sdlp_m`` measured over the moving rows, the
