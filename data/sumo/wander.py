@@ -75,7 +75,7 @@ def manoeuvre_fade(vehicle_id: np.ndarray, x: np.ndarray, y: np.ndarray, fade: f
     Rows sorted by (vehicle_id, frame) with consecutive frames.
     """
     same_next = np.r_[vehicle_id[1:] == vehicle_id[:-1], False]
-    moves = same_next & (np.abs(np.diff(y, append=y[-1:] if len(y) else y)) > LATERAL_EPS)
+    moves = same_next & (np.abs(np.diff(y, append=y[-1:])) > LATERAL_EPS)
     manoeuvre = moves | np.r_[False, moves[:-1]]
     if not manoeuvre.any() or fade <= 0:
         return np.where(manoeuvre, 0.0, 1.0)
@@ -124,23 +124,25 @@ def add_lane_wander(table: pd.DataFrame, site: Site, sdlp: float, rng: np.random
     lane_width = float(np.min(site.lane_widths))
     room = np.maximum((lane_width - width) / 2 - margin, 0.0)
     offset = lane_wander_offsets(vid, x, room, rng, sdlp, wavelengths) * manoeuvre_fade(vid, x, y, fade)
+    n_ids = int(vid.max()) + 1
+    n_frames = int(table["frame"].max()) + 1
 
-    def problems(y_now: np.ndarray) -> tuple[set, np.ndarray]:
+    def problems(y_now: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The overlaps as (M, 2) vehicle pairs and (M,) int keys of (a, b, frame), and the (N,) rows off the road."""
         heading = motion_heading(vid, x, y_now)
-        pairs = overlapping_pairs(table.assign(y=y_now, heading=heading))
-        keys = set(zip(pairs["a"].to_numpy().tolist(), pairs["b"].to_numpy().tolist(),
-                       pairs["frame"].to_numpy().tolist()))
-        return keys, off_road(site, x, y_now, heading, length, width)
+        found = overlapping_pairs(table.assign(y=y_now, heading=heading))
+        pairs = found[["a", "b"]].to_numpy(dtype=np.int64).reshape(-1, 2)
+        keys = (pairs[:, 0] * n_ids + pairs[:, 1]) * n_frames + found["frame"].to_numpy(dtype=np.int64)
+        return pairs, keys, off_road(site, x, y_now, heading, length, width)
 
-    base_pairs, base_off = problems(y)
+    _, base_keys, base_off = problems(y)
     steady = np.zeros(len(vid), dtype=bool)     # rows of vehicles that keep their track
     passes = 0
     for passes in range(1, max_passes + 1):
         y_new = np.where(steady, y, y + offset)
-        pairs, off = problems(y_new)
-        culprits = {v for a, b, _ in pairs - base_pairs for v in (a, b)}
-        culprits |= set(np.unique(vid[off & ~base_off]).tolist())
-        new = np.isin(vid, list(culprits)) & ~steady
+        pairs, keys, off = problems(y_new)
+        culprits = np.r_[pairs[~np.isin(keys, base_keys)].ravel(), vid[off & ~base_off]]
+        new = np.isin(vid, culprits) & ~steady
         if not new.any():
             break
         steady |= new

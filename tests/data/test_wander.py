@@ -15,7 +15,6 @@ from ppuu.data.sumo.wander import add_lane_wander, lane_wander_offsets, manoeuvr
 from tests.sumo_available import needs_sumo
 
 
-
 def _table(rows: list[tuple]) -> pd.DataFrame:
     """A raw table from (vehicle_id, frame, x, y, width) rows; cars 4.5 m long in lane 2."""
     t = pd.DataFrame(rows, columns=["vehicle_id", "frame", "x", "y", "width"])
