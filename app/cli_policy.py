@@ -57,6 +57,17 @@ def add_train_parser(sub) -> None:
     p.add_argument("--anchor-weight", type=float,
                    help="with --init: weight of a trust region keeping the policy's first action near the warm "
                         "start's on the same context (mean squared normalised action; default 0: off)")
+    p.add_argument("--reached-fraction", type=float,
+                   help="mpur/vg/svg: share of every batch imagined from contexts the policy itself reaches in the "
+                        "simulator (its own closed-loop episodes of the training split, DAgger-style) instead of "
+                        "recorded ones: it learns to act where it drifts to (default 0: recorded contexts only)")
+    p.add_argument("--reached-every", type=int,
+                   help="steps between collections of reached contexts with the current weights (default 10)")
+    p.add_argument("--reached-episodes", type=int, help="training episodes driven per collection (default 32)")
+    p.add_argument("--reached-steps", type=int,
+                   help="steps each collected episode is driven at most (0.1 s each; default 80)")
+    p.add_argument("--reached-stride", type=int,
+                   help="steps between the contexts kept from one episode (default 10)")
     p.add_argument("--planner-contexts", type=int,
                    help="mpc-il: training contexts the planner plans for (default 1600; cached in the run folder)")
     p.add_argument("--planner-iterations", type=int,
@@ -98,6 +109,26 @@ def resolve_run_file(workdir: Path, value: str) -> Path:
                             f"{Path(workdir) / 'runs'})")
 
 
+def load_drivers(workdir: Path, scene_name: str, controllers: list[str], policies: list[str], base, device: str):
+    """The scene and the drivers of a closed-loop script: ``(scene, [(name, controller, SimConfig), ...])`` for
+    built-in ``controllers`` (names) and trained ``policies`` (run names or checkpoints), each with the
+    simulator settings it needs on top of ``base``.
+
+    Raises:
+        FileNotFoundError: no such scene or run.
+    """
+    from ppuu.data.scene import Scene
+    from ppuu.planner.controller import make_controller, sim_config_for
+    from ppuu.planner.train import load_policy
+
+    scene = Scene.load(resolve_scene(Path(workdir), scene_name))
+    drivers = [(name, name, base) for name in controllers]
+    for run in policies:
+        loaded = load_policy(resolve_run_file(Path(workdir), run), device)
+        drivers.append((run, make_controller(loaded), sim_config_for(loaded, base)))
+    return scene, drivers
+
+
 def policy_label(path: Path) -> str:
     """A checkpoint's name in reports: its run's name, and the file's when it is not the run's checkpoint."""
     run = path.resolve().parent.name
@@ -115,6 +146,8 @@ def policy_config(args):
     return PolicyTrainConfig.for_profile(
         args.profile, args.method, steps=args.steps, batch_size=args.batch_size, horizon=args.horizon,
         copies=args.copies, lr=args.lr, warmup_steps=args.warmup_steps, anchor_weight=args.anchor_weight,
+        reached_fraction=args.reached_fraction, reached_every=args.reached_every,
+        reached_episodes=args.reached_episodes, reached_steps=args.reached_steps, reached_stride=args.reached_stride,
         planner_contexts=args.planner_contexts, planner_iterations=args.planner_iterations, planner_lr=args.planner_lr,
         grad_clip=args.grad_clip, seed=args.seed, device=args.device,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, weights=weights,
@@ -184,6 +217,11 @@ def cmd_train(args) -> int:
             warm = init.policy.state_dict()
     else:
         warm = None
+    reached = None
+    if config.reached_fraction:
+        from ppuu.planner.reached import ReachedContexts
+        reached = ReachedContexts(scene, world, config.policy, config.reached_episodes, config.reached_steps,
+                                  config.reached_stride, device=device)
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
         print(f"scene {scene.meta.name}: {len(train_data)} training windows; world model {world_path} "
@@ -191,7 +229,7 @@ def cmd_train(args) -> int:
     try:
         summary = train_policy(config, world, cost_model, train_data, val_data, run_dir,
                                extra={"scene": scene.meta.name, "init": args.init},
-                               progress=not args.no_progress, initial_weights=warm)
+                               progress=not args.no_progress, initial_weights=warm, reached=reached)
     except TrainingDiverged as exc:
         print(f"ppuu: error: {exc}")
         return 3

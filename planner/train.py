@@ -15,6 +15,9 @@ contexts from the training split (:func:`policy_loss`):
   a fixed set of training contexts, planned once through the world model when the run starts
   (amortised MPC, :mod:`ppuu.planner.mpc_targets`).
 
+With ``reached_fraction`` > 0 (mpur, vg, svg) that share of every batch imagines from contexts the
+policy itself reached in the simulator instead of recorded ones (:mod:`ppuu.planner.reached`).
+
 Gradients reach the policy only: the world model's parameters are frozen. The uncertainty
 cost's statistics (:class:`~ppuu.planner.uncertainty.UncertaintyStats`) are measured with the
 recorded actions on training windows when the run starts (or read from the checkpoint) and
@@ -45,6 +48,7 @@ from torch import Tensor
 from ppuu.planner.imagination import CostModel, imagine
 from ppuu.planner.objective import TERMS, CostWeights, trajectory_cost
 from ppuu.planner.policy import DrivingPolicy, PolicyConfig, normalised_bounds
+from ppuu.planner.reached import ReachedContexts, ReachedPool
 from ppuu.planner.uncertainty import UncertaintyStats
 from ppuu.world_model.dataset import Batch, Prefetcher, WindowDataset, sample_indices, step_seed
 from ppuu.world_model.runs import (Distributed, MetricsLog, atomic_save, autocast, capture_rng_state,
@@ -58,8 +62,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 METHODS = ("mpur", "vg", "svg", "mper", "il", "mpc-il")
 ONE_STEP_METHODS = ("il", "mpc-il")
 """The methods that only regress the first action on real contexts (no imagined rollout)."""
-METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "anchor_error", "grad_norm", "samples_per_s",
-                  "lr", "val_loss", *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error",
+COST_METHODS = ("mpur", "vg", "svg")
+"""The methods that minimise predicted costs (and so can imagine from contexts without a recorded future)."""
+METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "anchor_error", "reached_lane", "grad_norm",
+                  "samples_per_s", "lr", "val_loss", *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error",
                   "val_anchor_error", "wall_s")
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -87,6 +93,11 @@ class PolicyTrainConfig:
         anchor_weight: weight of the trust region around the warm start (``--init``; imagining methods
             only): the mean squared distance, in normalised units, between the policy's first action and
             the warm start's on the same real context. 0 = off.
+        reached_fraction: share of every batch's contexts taken from the policy's own closed-loop episodes
+            (mpur, vg, svg; 0 = recorded contexts only; :mod:`ppuu.planner.reached`).
+        reached_every, reached_episodes, reached_steps, reached_stride: a new pool of reached contexts every
+            ``reached_every`` steps, from ``reached_episodes`` training episodes driven up to ``reached_steps``
+            steps with a context kept every ``reached_stride`` steps.
         horizon: imagined steps per context.
         copies: K, dropout copies for the uncertainty cost (mpur only; others use 1).
         planner_contexts, planner_iterations, planner_lr, planner_futures: ``mpc-il``'s planner: training
@@ -113,6 +124,11 @@ class PolicyTrainConfig:
     lr: float = 1e-3
     warmup_steps: int = 0
     anchor_weight: float = 0.0
+    reached_fraction: float = 0.0
+    reached_every: int = 10
+    reached_episodes: int = 32
+    reached_steps: int = 80
+    reached_stride: int = 10
     grad_clip: float = 50.0
     seed: int = 0
     weights: CostWeights = field(default_factory=CostWeights)
@@ -131,7 +147,8 @@ class PolicyTrainConfig:
         if self.method not in METHODS:
             raise ValueError(f"method {self.method!r}: expected one of {METHODS}")
         for name in ("steps", "batch_size", "horizon", "copies", "stats_batches", "log_every", "max_bad_steps",
-                     "planner_contexts", "planner_iterations", "planner_futures"):
+                     "planner_contexts", "planner_iterations", "planner_futures", "reached_every", "reached_episodes",
+                     "reached_steps", "reached_stride"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"PolicyTrainConfig.{name} = {getattr(self, name)}: expected >= 1")
         if self.warmup_steps < 0 or self.anchor_weight < 0:
@@ -140,6 +157,17 @@ class PolicyTrainConfig:
         if self.anchor_weight and self.method in ONE_STEP_METHODS:
             raise ValueError(f"anchor_weight is a trust region for the imagining methods; {self.method} "
                              "regresses its targets directly")
+        if not 0 <= self.reached_fraction < 1:
+            raise ValueError(f"PolicyTrainConfig.reached_fraction = {self.reached_fraction}: expected in [0, 1)")
+        if self.reached_fraction and self.method not in COST_METHODS:
+            raise ValueError(f"reached contexts have no recorded future: they serve the methods that minimise costs "
+                             f"{COST_METHODS}, not {self.method}")
+        if self.reached_fraction and not 1 <= self.reached_rows() < self.batch_size:
+            raise ValueError(f"reached_fraction {self.reached_fraction} of a batch of {self.batch_size} is "
+                             f"{self.reached_rows()} contexts: expected between 1 and {self.batch_size - 1}")
+        if self.reached_stride > self.reached_steps:
+            raise ValueError(f"PolicyTrainConfig: reached_stride {self.reached_stride} > reached_steps "
+                             f"{self.reached_steps}: no context would be kept")
         if self.lr <= 0 or self.grad_clip <= 0 or self.planner_lr <= 0:
             raise ValueError(f"PolicyTrainConfig: lr, grad_clip and planner_lr must be > 0, got {self.lr}, "
                              f"{self.grad_clip}, {self.planner_lr}")
@@ -153,6 +181,10 @@ class PolicyTrainConfig:
                 self.weights = dataclasses.replace(self.weights, uncertainty=0.0)
         elif self.copies < 2 and self.weights.uncertainty > 0:
             raise ValueError("mpur's uncertainty cost needs copies >= 2 (or --uncertainty-weight 0)")
+
+    def reached_rows(self) -> int:
+        """Contexts of every batch taken from the policy's own episodes (0 when reached_fraction is 0)."""
+        return int(round(self.reached_fraction * self.batch_size))
 
     @classmethod
     def for_profile(cls, profile: str = "cpu", method: str = "mpur", **overrides: Any) -> "PolicyTrainConfig":
@@ -206,7 +238,8 @@ def fit_uncertainty_stats(world: LoadedModel, data: WindowDataset, cost_model: C
 
 def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, config: PolicyTrainConfig,
                 cost_model: CostModel, uncertainty: UncertaintyStats | None,
-                anchor: torch.nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+                anchor: torch.nn.Module | None = None,
+                reached: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """The method's loss on one batch of contexts and its parts (detached), for logging.
 
     ``parts`` holds the discounted mean of every cost term (:data:`ppuu.planner.objective.TERMS`)
@@ -214,21 +247,29 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
     and ``il_error`` (normalised action MSE of the first step) for all, and ``anchor_error`` (the
     first action's MSE against the frozen warm start ``anchor``, weighted by
     ``config.anchor_weight`` in the loss) when there is one.
+
+    ``reached``: (images (R, T, C, H, W), states (R, T, S), size (R, 2)) contexts without a recorded
+    future (:mod:`ppuu.planner.reached`), imagined beside the batch's; the costs and the anchor average
+    over both, the imitation and MPER errors are the batch's alone.
     """
-    first = policy(batch.context_images, batch.context_states)
-    il_error = F.mse_loss(first, batch.actions[:, 0])
+    images, states, size = batch.context_images, batch.context_states, batch.size
+    if reached is not None:
+        images, states, size = (torch.cat([a, b.to(a.dtype)]) for a, b in zip((images, states, size), reached))
+    first = policy(images, states)
+    recorded_rows = len(batch)
+    il_error = F.mse_loss(first[:recorded_rows], batch.actions[:, 0])
     if config.method in ONE_STEP_METHODS:        # mpc-il's batches carry the planner's actions
         return il_error, {"il_error": il_error.detach()}
     steps = min(config.horizon, batch.actions.shape[1])
 
-    def actor(images: Tensor, states: Tensor, t: int) -> Tensor:
-        return first if t == 0 else policy(images, states)
+    def actor(window_images: Tensor, window_states: Tensor, t: int) -> Tensor:
+        return first if t == 0 else policy(window_images, window_states)
 
-    rollout = imagine(world.model, batch.context_images, batch.context_states, batch.size, actor, steps, cost_model,
-                      config.weights, copies=config.copies, uncertainty=uncertainty, stats=world.normaliser)
+    rollout = imagine(world.model, images, states, size, actor, steps, cost_model, config.weights,
+                      copies=config.copies, uncertainty=uncertainty, stats=world.normaliser)
     cost, per_term = trajectory_cost(rollout.terms, config.weights)
     norm = world.normaliser.to(batch.target_states.device)
-    predicted = norm.denormalise_states(rollout.states)[..., :2]
+    predicted = norm.denormalise_states(rollout.states[:recorded_rows])[..., :2]
     recorded = norm.denormalise_states(batch.target_states[:, :steps])[..., :2]
     position_error = (predicted - recorded).norm(dim=-1).mean()
     parts = {name: per_term[:, i].mean().detach() for i, name in enumerate(TERMS)}
@@ -236,7 +277,7 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
     loss = F.mse_loss(predicted, recorded) if config.method == "mper" else cost.mean()
     if anchor is not None:
         with torch.no_grad():
-            target = anchor(batch.context_images, batch.context_states)
+            target = anchor(images, states)
         anchor_error = F.mse_loss(first, target)
         parts["anchor_error"] = anchor_error.detach()
         loss = loss + config.anchor_weight * anchor_error
@@ -269,7 +310,8 @@ def validate(policy: torch.nn.Module, world: LoadedModel, data: WindowDataset, i
 def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: CostModel, train_data: WindowDataset,
                  val_data: WindowDataset | None, run_dir: str | Path, *, extra: dict | None = None,
                  progress: bool = True, stop_after: int | None = None,
-                 initial_weights: dict[str, Tensor] | None = None) -> dict[str, Any]:
+                 initial_weights: dict[str, Tensor] | None = None,
+                 reached: ReachedContexts | None = None) -> dict[str, Any]:
     """Train (or resume training of) a policy through the frozen world model ``world``.
 
     Args:
@@ -283,6 +325,8 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
         initial_weights: a policy ``state_dict`` to start a new run from (a warm start, e.g. an IL policy);
             ignored when the run resumes. With ``config.anchor_weight`` it is also the frozen anchor of the
             trust region (stored in the checkpoint, so a resumed run keeps it).
+        reached: collects the contexts the policy reaches in the simulator; required when
+            ``config.reached_fraction`` > 0 (it holds the scene, which the windows do not).
 
     Returns:
         A summary: step, last metrics, validation metrics, checkpoint path, seconds, device.
@@ -302,6 +346,8 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
     if train_data.predicted_steps < config.horizon or train_data.context != mc.context:
         raise ValueError(f"training windows of {train_data.context} + {train_data.predicted_steps} frames; the run "
                          f"needs {mc.context} + {config.horizon}")
+    if config.reached_fraction and reached is None:
+        raise ValueError("reached_fraction > 0: give the ReachedContexts that drive the policy in the simulator")
     if config.method == "vg" and world.stochastic:
         raise ValueError("vg imagines with a deterministic world model; use svg for a stochastic one")
     if config.method == "svg" and not world.stochastic:
@@ -350,6 +396,14 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
         if uncertainty is None and config.method == "mpur" and config.weights.uncertainty > 0:
             uncertainty = fit_uncertainty_stats(world, train_data, cost_model, config, device)
         optimiser = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        # the weights of the last collection of reached contexts: a resumed run collects the same pool again
+        reached_weights: dict[str, Tensor] | None = None
+        reached_step = 0
+        pool: ReachedPool | None = None
+        if config.reached_fraction and ckpt is not None and ckpt.get("reached_weights") is not None \
+                and start_step % config.reached_every:
+            reached_weights, reached_step = ckpt["reached_weights"], int(ckpt["reached_step"])
+            pool = reached.collect(reached_weights, config.seed, reached_step)
         if ckpt is not None:
             optimiser.load_state_dict(ckpt["optimiser"])
             restore_rng_state(ckpt["rng"])
@@ -373,6 +427,7 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
                      "observation": world.observation, "extra": extra or {},
                      "uncertainty": None if uncertainty is None else uncertainty.state_dict(),
                      "anchor_policy": None if anchor is None else anchor.state_dict(),
+                     "reached_weights": reached_weights, "reached_step": reached_step,
                      "optimiser": optimiser.state_dict(), "step": step, "best_val": best_val,
                      "rng": capture_rng_state()}
             atomic_save(state, ckpt_path)
@@ -396,12 +451,25 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
         with Prefetcher(train_data, range(start_step, last_step), config.seed, config.batch_size, device,
                         dist_info.rank, dist_info.world_size, depth=config.prefetch) as batches:
             for step, batch in batches:
+                if config.reached_fraction and step % config.reached_every == 0:
+                    reached_weights = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+                    reached_step = step
+                    pool = reached.collect(reached_weights, config.seed, step)
                 torch.manual_seed(step_seed(config.seed, step, dist_info.rank))
+                contexts, reached_parts = None, {}
+                if pool is not None and len(pool):
+                    share = min(max(round(config.reached_fraction * len(batch)), 1), len(batch) - 1)   # this process's
+                    rows = torch.randint(len(pool), (share,))
+                    contexts = pool.take(rows, device)
+                    batch = batch.head(len(batch) - share)
+                    reached_parts = {"reached_lane": pool.lane[rows].mean()}
                 lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
                 for group in optimiser.param_groups:      # a function of the step: a resumed run gets the same
                     group["lr"] = lr
                 with autocast(device, amp):
-                    loss, parts = policy_loss(net, world, batch, config, cost_model, uncertainty, anchor)
+                    loss, parts = policy_loss(net, world, batch, config, cost_model, uncertainty, anchor,
+                                              contexts)
+                parts.update(reached_parts)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 dist_info.average_gradients(policy.parameters())
@@ -457,6 +525,7 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
 def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path) -> None:
     saved = PolicyTrainConfig.from_json(ckpt["train_config"])
     for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "warmup_steps", "anchor_weight",
+                 "reached_fraction", "reached_every", "reached_episodes", "reached_steps", "reached_stride",
                  "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
                  "planner_futures"):
         if getattr(saved, name) != getattr(config, name):

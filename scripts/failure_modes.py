@@ -79,26 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error("nothing to drive: give --controllers and/or --policies")
     torch.set_num_threads(args.threads)
 
-    from ppuu.app.cli_data import resolve_scene
-    from ppuu.app.cli_policy import resolve_run_file
-    from ppuu.data.scene import Scene
-    from ppuu.planner.controller import make_controller, sim_config_for
-    from ppuu.planner.train import load_policy
+    from ppuu.app.cli_policy import load_drivers
     from ppuu.simulator.evaluate import Trace, evaluate
     from ppuu.simulator.sim import SimConfig
 
+    base = SimConfig(traffic=args.traffic)
     try:
-        scene = Scene.load(resolve_scene(Path(args.workdir), args.scene))
+        scene, drivers = load_drivers(Path(args.workdir), args.scene, args.controllers, args.policies, base,
+                                      args.device)
     except FileNotFoundError as exc:
         p.error(str(exc))
-    base = SimConfig(traffic=args.traffic)
-    drivers = [(name, name, base) for name in args.controllers]
-    for run in args.policies:
-        try:
-            loaded = load_policy(resolve_run_file(Path(args.workdir), run), args.device)
-        except FileNotFoundError as exc:
-            p.error(str(exc))
-        drivers.append((run, make_controller(loaded), sim_config_for(loaded, base)))
 
     lines = [f"Scene `{scene.meta.name}`, {args.split} split, {args.traffic} traffic, seed {args.seed}. "
              "dx: the ego's x minus its recording's x at the episode's last frame (m; > 0: ahead).", "",

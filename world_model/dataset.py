@@ -124,6 +124,10 @@ class Batch:
     def __len__(self) -> int:
         return self.context_images.shape[0]
 
+    def head(self, rows: int) -> "Batch":
+        """The first ``rows`` windows."""
+        return Batch(**{f.name: getattr(self, f.name)[:rows] for f in fields(self)})
+
 
 def relative_states(states: Tensor, reference: int) -> tuple[Tensor, Tensor]:
     """World-frame states to the model's relative states.

@@ -59,3 +59,17 @@ def test_releasing_the_wheel_of_a_straight_warm_start_starts_steering_straight(r
     assert torch.allclose(action[:, 1], before[:, 1], atol=1e-5)        # steering: straight, as before
     assert torch.allclose(action[:, 0], before[:, 0], atol=1e-4)        # acceleration: the warm start's
     assert released.policy.head[-1].weight[1].abs().max() < 1e-6          # the steering row starts at zero
+
+
+def test_a_policy_trains_on_the_contexts_it_reaches_from_the_command_line(runs, scene):  # noqa: F811
+    import pandas as pd
+
+    common = ["train", "policy", "--workdir", str(runs), "--scene", scene.meta.name, "--world-model", "tiny-world",
+              "--batch-size", "4", "--val-every", "0", "--no-progress", "--threads", "1", "--method", "svg",
+              "--steps", "2", "--horizon", "2", "--checkpoint-every", "1"]
+    assert main([*common, "--reached-fraction", "0.5", "--reached-every", "1", "--reached-episodes", "2",
+                 "--reached-steps", "4", "--reached-stride", "2", "--run", "svg-reached"]) == 0
+    ckpt = torch.load(runs / "runs" / "svg-reached" / "checkpoint.pt", weights_only=True)
+    assert ckpt["train_config"]["reached_fraction"] == 0.5 and ckpt["reached_step"] == 1
+    assert pd.read_csv(runs / "runs" / "svg-reached" / "metrics.csv")["reached_lane"].notna().all()
+    assert main([*common, "--reached-fraction", "0.5", "--method", "il", "--run", "il-reached"]) != 0
