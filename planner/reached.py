@@ -98,50 +98,42 @@ class ReachedContexts:
 
     def __init__(self, scene, world, policy_config, episodes: int = 32, steps: int = 80, stride: int = 10,
                  device: torch.device | str = "cpu", base: SimConfig | None = None):
-        from ppuu.planner.controller import sim_config_for
+        from ppuu.planner.controller import context_source, make_controller, sim_config_for
+        from ppuu.planner.policy import DrivingPolicy
+        from ppuu.planner.train import LoadedPolicy
 
         if episodes < 1 or stride < 1 or steps < stride:
             raise ValueError(f"reached contexts: episodes = {episodes}, steps = {steps}, stride = {stride}: expected "
                              "episodes >= 1 and steps >= stride >= 1")
-        self.world, self.policy_config = world, policy_config
-        self.episodes, self.steps, self.stride = episodes, steps, stride
+        self.world, self.episodes, self.steps, self.stride = world, episodes, steps, stride
         self.device = torch.device(device)
-        self.sim = BatchedSimulator(scene, sim_config_for(self._loaded(None), base), device=self.device)
+        normaliser = world.normaliser.to(self.device)
+        # one network and one controller drive every collection; collect() loads the weights of the moment
+        self.policy = DrivingPolicy(policy_config).to(self.device).eval()
+        loaded = LoadedPolicy(policy=self.policy, method="reached", normaliser=normaliser,
+                              model_config=world.model_config, observation=world.observation, train_config=None,
+                              uncertainty=None, step=0)
+        self.controller = make_controller(loaded)
+        mc = world.model_config
+        self.source = context_source(world.observation, normaliser, mc.image_channels, mc.context)
+        self.sim = BatchedSimulator(scene, sim_config_for(loaded, base), device=self.device)
         self.vehicle_ids = self.sim.episode_vehicles("train")
         if len(self.vehicle_ids) == 0:
             raise ValueError(f"reached contexts: no training episodes in scene {scene.meta.name!r} on course "
                              f"{self.sim.course}")
 
-    def _loaded(self, policy):
-        from ppuu.planner.train import LoadedPolicy
-
-        class _Shell:                                  # sim_config_for reads the context length only
-            config = self.policy_config
-
-        return LoadedPolicy(policy=policy if policy is not None else _Shell(), method="reached",
-                            normaliser=self.world.normaliser, model_config=self.world.model_config,
-                            observation=self.world.observation, train_config=None, uncertainty=None, step=0)
-
     def collect(self, weights: dict[str, Tensor], seed: int, step: int) -> ReachedPool:
         """Drive ``episodes`` training episodes (drawn from (seed, step)) with a policy of ``weights``;
         the contexts they reach (possibly none, when every episode ends within ``stride`` steps)."""
-        from ppuu.planner.controller import context_source, make_controller
-        from ppuu.planner.policy import DrivingPolicy
-
-        policy = DrivingPolicy(self.policy_config)
-        policy.load_state_dict(weights)
-        policy.to(self.device).eval()
-        mc = self.world.model_config
-        keeping = _Keeping(make_controller(self._loaded(policy)),
-                           context_source(self.world.observation, self.world.normaliser.to(self.device),
-                                          mc.image_channels, mc.context), self.stride)
+        self.policy.load_state_dict(weights)
+        keeping = _Keeping(self.controller, self.source, self.stride)
         rng = np.random.default_rng([seed, step, 0x4EAC])
         count = min(self.episodes, len(self.vehicle_ids))
         ids = np.sort(self.vehicle_ids[rng.choice(len(self.vehicle_ids), size=count, replace=False)])
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             run_episodes(self.sim, ids, keeping, progress=False, max_steps=self.steps)
         if not keeping.kept:
-            T, S = mc.context, 4
-            empty = torch.zeros(0, T, mc.image_channels, mc.image_height, mc.image_width, dtype=torch.float16)
-            return ReachedPool(empty, torch.zeros(0, T, S), torch.zeros(0, 2), torch.zeros(0))
+            mc = self.world.model_config
+            empty = torch.zeros(0, mc.context, mc.image_channels, mc.image_height, mc.image_width, dtype=torch.float16)
+            return ReachedPool(empty, torch.zeros(0, mc.context, 4), torch.zeros(0, 2), torch.zeros(0))
         return ReachedPool(*(torch.cat(parts) for parts in zip(*keeping.kept)))
