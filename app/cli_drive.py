@@ -57,6 +57,9 @@ def add_parser(groups) -> None:
     mpc.add_argument("--mpc-replan-every", type=int, default=3, help="steps between decisions (default: %(default)s)")
     mpc.add_argument("--mpc-uncertainty-weight", type=float, default=0.0,
                      help="weight of the uncertainty cost (default: %(default)s: off, no start-up fit)")
+    mpc.add_argument("--mpc-road-costs", default="predicted", choices=["predicted", "context"],
+                     help="learned-ego world models: lane and off-road costs from the predicted frames or the last "
+                          "real context frame (see ppuu train policy --road-costs) (default: %(default)s)")
     mpc.add_argument("--mpc-speed-weight", type=float, default=0.5,
                      help="weight of speed keeping (default: %(default)s; see ppuu train policy --speed-weight)")
     view = p.add_argument_group("the view")

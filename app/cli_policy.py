@@ -68,6 +68,11 @@ def add_train_parser(sub) -> None:
                    help="steps each collected episode is driven at most (0.1 s each; default 80)")
     p.add_argument("--reached-stride", type=int,
                    help="steps between the contexts kept from one episode (default 10)")
+    p.add_argument("--road-costs", choices=["predicted", "context"],
+                   help="learned-ego world models: read the lane and off-road costs from the model's own predicted "
+                        "frames ('predicted', the paper's) or from the last real context frame at the predicted "
+                        "pose ('context': the road does not move, so steering is priced as in the simulator; "
+                        "horizons of about 15 steps) (default: predicted)")
     p.add_argument("--planner-contexts", type=int,
                    help="mpc-il: training contexts the planner plans for (default 1600; cached in the run folder)")
     p.add_argument("--planner-iterations", type=int,
@@ -148,18 +153,27 @@ def policy_config(args):
         copies=args.copies, lr=args.lr, warmup_steps=args.warmup_steps, anchor_weight=args.anchor_weight,
         reached_fraction=args.reached_fraction, reached_every=args.reached_every,
         reached_episodes=args.reached_episodes, reached_steps=args.reached_steps, reached_stride=args.reached_stride,
+        road_costs=args.road_costs,
         planner_contexts=args.planner_contexts, planner_iterations=args.planner_iterations, planner_lr=args.planner_lr,
         grad_clip=args.grad_clip, seed=args.seed, device=args.device,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, weights=weights,
         policy={"gaussian": True} if args.gaussian else None)
 
 
-def cost_model_for(world, raster, cost_config):
-    """The :mod:`ppuu.planner.costs` adapter for a loaded world model."""
-    from ppuu.planner.costs import EgocentricCosts, PoseCosts
+def cost_model_for(world, raster, cost_config, road: str = "predicted"):
+    """The :mod:`ppuu.planner.costs` adapter for a loaded world model; ``road``: where a learned-ego model's
+    lane and off-road costs are read ("predicted" or "context", :class:`~ppuu.planner.costs.ContextRoadCosts`)."""
+    from ppuu.planner.costs import ContextRoadCosts, EgocentricCosts, PoseCosts
 
+    if road not in ("predicted", "context"):
+        raise ValueError(f"road costs {road!r}: expected 'predicted' or 'context'")
     if world.model_config.ego_model == "kinematic":
+        if road == "context":
+            raise ValueError("road costs 'context' are for learned-ego (egocentric) world models: a kinematic-ego "
+                             "model's frames are fixed already and its costs read them at the ego's pose")
         return PoseCosts(world.normaliser, raster, cost_config, world.observation["frame"]["centre_ahead"])
+    if road == "context":
+        return ContextRoadCosts(world.normaliser, raster, cost_config)
     return EgocentricCosts(world.normaliser, raster, cost_config)
 
 
@@ -187,7 +201,7 @@ def cmd_train(args) -> int:
     if config.method == "il":
         config.horizon = 1
     source = RecordedObservations.from_settings(scene, world.observation, device=device)
-    cost_model = cost_model_for(world, source.raster, source.cost_config)
+    cost_model = cost_model_for(world, source.raster, source.cost_config, config.road_costs)
     run = args.run or f"{scene.meta.name}-{config.method}-{config.profile}-s{config.seed}"
     run_dir = Path(args.workdir) / "runs" / run
     train_ids, val_ids = scene.split_vehicle_ids("train"), scene.split_vehicle_ids("val")
@@ -282,6 +296,9 @@ def add_evaluate_parser(sub) -> None:
     mpc.add_argument("--mpc-replan-every", type=int, default=1, help="steps between decisions (default: %(default)s)")
     mpc.add_argument("--mpc-uncertainty-weight", type=float, default=0.05,
                      help="weight of the uncertainty cost (default: %(default)s; 0 = off)")
+    mpc.add_argument("--mpc-road-costs", default="predicted", choices=["predicted", "context"],
+                     help="learned-ego world models: lane and off-road costs from the predicted frames or the last "
+                          "real context frame (see ppuu train policy --road-costs) (default: %(default)s)")
     mpc.add_argument("--mpc-speed-weight", type=float, default=0.0,
                      help="weight of speed keeping (default: %(default)s; see ppuu train policy --speed-weight)")
     p.add_argument("--reanchor-every", type=int, default=None,
@@ -308,7 +325,7 @@ def mpc_entries(args, scene, base, device) -> list:
     world = load_model(resolve_run_file(args.workdir, args.mpc), device)
     mc = world.model_config
     source = RecordedObservations.from_settings(scene, world.observation, device=device)
-    cost_model = cost_model_for(world, source.raster, source.cost_config)
+    cost_model = cost_model_for(world, source.raster, source.cost_config, args.mpc_road_costs)
     fixed = world.observation.get("frame", {}).get("kind") == "fixed"
     config = dataclasses.replace(base, history=max(base.history, mc.context),
                                  context_steps=max(base.context_steps, mc.context), keep_traffic=fixed)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ppuu.planner.controller import context_source
+from ppuu.planner.costs import at_context
 from ppuu.planner.objective import CostWeights
 from ppuu.simulator.raster import VEHICLES, RasterConfig
 from ppuu.world_model.interface import normalised_actions, world_states
@@ -159,7 +160,9 @@ class ModelFutures:
                 model.train(was)
             images = prediction.images.contiguous()
             vehicles = images[:, :, VEHICLES]                                          # (K, N, h, w)
-            costs = self.cost_model(images.flatten(0, 1), prediction.states.flatten(0, 1), ctx.size.repeat(K * N, 1))
+            score = at_context(self.cost_model, ctx_images[:, -1].repeat_interleave(N, 0),
+                               ctx_states[:, -1].repeat_interleave(N, 0))        # rows in (K, N) order
+            costs = score(images.flatten(0, 1), prediction.states.flatten(0, 1), ctx.size.repeat(K * N, 1))
             costs = costs.view(K, N, 3)
             if K > 1:
                 w = CostWeights()

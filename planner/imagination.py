@@ -9,8 +9,9 @@ rollouts into it (:mod:`ppuu.planner.mpur`), MPC optimises a plan of actions aga
 2. K copies of the model (one batched pass of K x B samples; the same latents z, independent
    dropout masks: the model is in train mode when K > 1) predict the next frame and state.
 3. Each copy's prediction is scored by the simulator's costs (:class:`CostModel`, imported from
-   :mod:`ppuu.simulator.costs`); copy 0 gives the task costs, the spread of the K copies the
-   uncertainty cost (:mod:`ppuu.planner.uncertainty`).
+   :mod:`ppuu.simulator.costs`; bound to the real context first where it reads the road there,
+   :func:`ppuu.planner.costs.at_context`); copy 0 gives the task costs, the spread of the K copies
+   the uncertainty cost (:mod:`ppuu.planner.uncertainty`).
 4. The window slides: the prediction becomes the newest frame.
 
 Everything stays differentiable: gradients reach the actions (and through them the policy's
@@ -26,6 +27,7 @@ from typing import Callable, Protocol
 import torch
 from torch import Tensor
 
+from ppuu.planner.costs import at_context
 from ppuu.planner.objective import CostWeights, action_terms, speed_deficit
 from ppuu.planner.uncertainty import UncertaintyStats, variances
 from ppuu.world_model.interface import speeds
@@ -102,6 +104,7 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
     window_s = states.repeat(K, 1, 1)
     size_k = size.repeat(K, 1)
     z_k = None if z is None else (z if z.shape[0] == K * B and K > 1 else z.repeat(K, 1, 1))
+    score = at_context(cost_model, window_i[:, -1], window_s[:, -1])     # the real context, before it slides
     w = torch.tensor([weights.proximity, weights.lane, weights.offroad], device=images.device, dtype=images.dtype)
     actions, task, spread, out_images, out_states, every = [], [], [], [], [], []
     try:
@@ -109,7 +112,7 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
             action = actor(window_i[:B], window_s[:B], t)
             out = model.step(window_i, window_s, action.repeat(K, 1), z_source="given" if z_k is not None else "prior",
                              z=None if z_k is None else z_k[:, t], stats=stats)
-            costs = cost_model(out.image, out.state, size_k).view(K, B, 3)
+            costs = score(out.image, out.state, size_k).view(K, B, 3)
             if K > 1:
                 spread.append(variances(out.image.view(K, B, *out.image.shape[1:]), out.state.view(K, B, -1),
                                         costs @ w))

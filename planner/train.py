@@ -64,6 +64,8 @@ ONE_STEP_METHODS = ("il", "mpc-il")
 """The methods that only regress the first action on real contexts (no imagined rollout)."""
 COST_METHODS = ("mpur", "vg", "svg")
 """The methods that minimise predicted costs (and so can imagine from contexts without a recorded future)."""
+ROAD_COSTS = ("predicted", "context")
+"""Where a learned-ego model's lane and off-road costs are read (:class:`PolicyTrainConfig`)."""
 METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "anchor_error", "reached_lane", "grad_norm",
                   "samples_per_s", "lr", "val_loss", *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error",
                   "val_anchor_error", "wall_s")
@@ -104,6 +106,10 @@ class PolicyTrainConfig:
             contexts planned for, Adam iterations and learning rate per plan, imagined futures per plan
             (the plan's horizon is ``horizon``; its cost weights are ``weights``).
         weights: the :class:`~ppuu.planner.objective.CostWeights`.
+        road_costs: where a learned-ego (egocentric) model's lane and off-road costs are read:
+            "predicted" (its own predicted frames, as Henaff 2019) or "context" (the last real context
+            frame at the predicted pose, :class:`~ppuu.planner.costs.ContextRoadCosts`). The caller
+            builds the cost model from it (``ppuu.app.cli_policy.cost_model_for``).
         stats_batches: batches of expert rollouts measured for the uncertainty statistics.
         device, amp: as the world model's training.
         val_every, val_windows, checkpoint_every, log_every, max_bad_steps, prefetch: bookkeeping.
@@ -132,6 +138,7 @@ class PolicyTrainConfig:
     grad_clip: float = 50.0
     seed: int = 0
     weights: CostWeights = field(default_factory=CostWeights)
+    road_costs: str = "predicted"
     stats_batches: int = 8
     device: str | None = None
     amp: bool | None = None
@@ -168,6 +175,8 @@ class PolicyTrainConfig:
         if self.reached_stride > self.reached_steps:
             raise ValueError(f"PolicyTrainConfig: reached_stride {self.reached_stride} > reached_steps "
                              f"{self.reached_steps}: no context would be kept")
+        if self.road_costs not in ROAD_COSTS:
+            raise ValueError(f"PolicyTrainConfig.road_costs = {self.road_costs!r}: expected one of {ROAD_COSTS}")
         if self.lr <= 0 or self.grad_clip <= 0 or self.planner_lr <= 0:
             raise ValueError(f"PolicyTrainConfig: lr, grad_clip and planner_lr must be > 0, got {self.lr}, "
                              f"{self.grad_clip}, {self.planner_lr}")
@@ -526,7 +535,7 @@ def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path) -> None:
     saved = PolicyTrainConfig.from_json(ckpt["train_config"])
     for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "warmup_steps", "anchor_weight",
                  "reached_fraction", "reached_every", "reached_episodes", "reached_steps", "reached_stride",
-                 "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
+                 "road_costs", "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
                  "planner_futures"):
         if getattr(saved, name) != getattr(config, name):
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "

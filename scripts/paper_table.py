@@ -22,7 +22,8 @@ time. The table and every command line go to ``WORKDIR/reports/paper-RECIPE/READ
 paper's budget; ``reference``: SPEC §5-6 sizes and steps). ``--ego-model kinematic`` trains the
 world models with the ego on its exact kinematics (Sobal et al. 2022) instead of the paper's
 learned ego. ``--extra-policy-flags='--speed-weight 0.5'`` adds flags to every policy's training
-(``--extra-il-flags`` to the imitation baseline's alone, after those);
+(``--extra-il-flags`` to the imitation baseline's alone, after those; ``--extra-cost-flags`` to VG,
+SVG and MPUR alone, e.g. ``'--steering learned --reached-fraction 0.5'``);
 ``--extra-world-model-flags`` and ``--extra-evaluate-flags`` likewise.
 
 ``--warm-start mpc-il`` adds amortised MPC (``mpc-il``: the policy fitted to the MPC planner's
@@ -44,7 +45,8 @@ from ppuu.app.steps import FinishedSteps
 
 #: Policy methods (SPEC §6-7) and the world model each trains through.
 METHODS = {"il": "det", "mper": "det", "vg": "det", "svg": "vae", "mpur": "vae"}
-#: With ``warm_start="mpc-il"``: amortised MPC as well, and the methods that start from it.
+#: The methods that minimise costs through the model: ``--extra-cost-flags`` go to them; with
+#: ``warm_start="mpc-il"`` amortised MPC is trained as well and they start from it.
 WARM_STARTED = ("vg", "svg", "mpur")
 
 
@@ -66,6 +68,7 @@ class Recipe:
         mpc: drive with MPC too.
         warm_start: None, or "mpc-il": train amortised MPC too and start VG, SVG and MPUR from it.
         extra_mpc_il_flags: extra argv for ``mpc-il`` only, after ``extra_policy_flags``.
+        extra_cost_flags: extra argv for VG, SVG and MPUR only (:data:`WARM_STARTED`), after ``extra_policy_flags``.
         run: ``argv -> exit code`` (default: :func:`ppuu.app.cli.main`).
     """
 
@@ -74,7 +77,7 @@ class Recipe:
                  extra_world_model_flags: tuple[str, ...] = (), extra_evaluate_flags: tuple[str, ...] = (),
                  mpc: bool = True, run: Callable[[list[str]], int] | None = None, log: Callable[[str], None] = print,
                  extra_il_flags: tuple[str, ...] = (), warm_start: str | None = None,
-                 extra_mpc_il_flags: tuple[str, ...] = ()):
+                 extra_mpc_il_flags: tuple[str, ...] = (), extra_cost_flags: tuple[str, ...] = ()):
         if profile not in ("cpu", "reference"):
             raise ValueError(f"profile {profile!r}: expected 'cpu' or 'reference'")
         if ego_model not in ("learned", "kinematic"):
@@ -93,7 +96,7 @@ class Recipe:
         self.ego_model, self.threads, self.mpc = ego_model, threads, mpc
         self.extra = {"policy": tuple(extra_policy_flags), "world-model": tuple(extra_world_model_flags),
                       "evaluate": tuple(extra_evaluate_flags), "il": tuple(extra_il_flags),
-                      "mpc-il": tuple(extra_mpc_il_flags)}
+                      "mpc-il": tuple(extra_mpc_il_flags), "cost": tuple(extra_cost_flags)}
         self.name = f"{profile}-{ego_model}-{scene}" + ("" if warm_start is None else f"-from-{warm_start}")
         self.state_file = self.workdir / "paper" / self.name / "steps.json"
         self.report_dir = self.workdir / "reports" / f"paper-{self.name}"
@@ -131,6 +134,7 @@ class Recipe:
                                                   self.run_name(model, seed), "--method", method, "--profile",
                                                   self.profile, "--run", self.run_name(method, seed), *init,
                                                   *self.extra["policy"], *self.extra.get(method, ()),
+                                                  *(self.extra["cost"] if method in WARM_STARTED else ()),
                                                   *self._common(seed)]))
             policies = [self.run_name(m, seed) for m in self.methods]
             mpc = ["--mpc", det] if self.mpc else []
@@ -274,15 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
     parser.add_argument("--ego-model", default="learned", choices=["learned", "kinematic"],
                         help="the world models' ego: the paper's learned one or exact kinematics (default: %(default)s)")
-    for what, example in (("policy", "--speed-weight 0.5"), ("world-model", "--steps 1000"),
-                           ("evaluate", "--mpc-futures 2 --episodes 40"), ("il", "--batch-size 64 --steps 300"),
-                           ("mpc-il", "--planner-contexts 800")):
+    only = "only, after --extra-policy-flags (the later flag wins)"
+    for what, used, example in (
+            ("policy", "every `ppuu train policy`", "--speed-weight 0.5"),
+            ("world-model", "every `ppuu train world-model`", "--steps 1000"),
+            ("evaluate", "every `ppuu evaluate policy`", "--mpc-futures 2 --episodes 40"),
+            ("il", f"the imitation baseline {only}", "--batch-size 64 --steps 300"),
+            ("mpc-il", f"the mpc-il policy {only}", "--planner-contexts 800"),
+            ("cost", f"VG, SVG and MPUR (the methods that minimise costs through the model) {only}",
+             "--steering learned --reached-fraction 0.5")):
         parser.add_argument(f"--extra-{what}-flags", default="", metavar="FLAGS",
-                            help=(f"extra flags for the {'imitation baseline' if what == 'il' else 'mpc-il policy'} "
-                              f"only, after --extra-policy-flags (the later flag wins)" if what in ("il", "mpc-il")
-                              else f"extra flags for every `ppuu "
-                              f"{'evaluate policy' if what == 'evaluate' else 'train ' + what}`")
-                             + f", one string given with '=' (e.g. --extra-{what}-flags='{example}')")
+                            help=f"extra flags for {used}, one string given with '=' "
+                                 f"(e.g. --extra-{what}-flags='{example}')")
     parser.add_argument("--warm-start", choices=["mpc-il"], default=None,
                         help="train amortised MPC (mpc-il) too and start VG, SVG and MPUR from it (ppuu demo's recipe)")
     parser.add_argument("--no-mpc", action="store_true", help="leave MPC out (it is the slowest controller on a CPU)")
@@ -294,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                     tuple(shlex.split(args.extra_policy_flags)), tuple(shlex.split(args.extra_world_model_flags)),
                     tuple(shlex.split(args.extra_evaluate_flags)), mpc=not args.no_mpc,
                     extra_il_flags=tuple(shlex.split(args.extra_il_flags)), warm_start=args.warm_start,
-                    extra_mpc_il_flags=tuple(shlex.split(args.extra_mpc_il_flags)))
+                    extra_mpc_il_flags=tuple(shlex.split(args.extra_mpc_il_flags)),
+                    extra_cost_flags=tuple(shlex.split(args.extra_cost_flags)))
     if args.dry_run:
         for step, command in recipe.steps():
             print(f"# {step}\nppuu {shlex.join(command)}")

@@ -68,6 +68,26 @@ def test_the_mpc_il_warm_start_trains_first_and_starts_vg_svg_and_mpur(tmp_path)
         script.Recipe(tmp_path, "scene", warm_start="il")
 
 
+def test_cost_flags_reach_vg_svg_and_mpur_only_and_win_over_the_policy_flags(tmp_path, capsys):
+    from ppuu.app.cli import build_parser
+
+    script = load_script()
+    recipe = script.Recipe(tmp_path, "scene", seeds=(0,), run=lambda argv: 0, warm_start="mpc-il",
+                           extra_policy_flags=("--steering", "straight"),
+                           extra_cost_flags=("--steering", "learned", "--reached-fraction", "0.5"))
+    steps = dict(recipe.steps())
+    parser = build_parser()
+    for method in ("il", "mper", "mpc-il", *script.WARM_STARTED):
+        args = parser.parse_args(steps[f"{method} s0"])
+        cost = method in script.WARM_STARTED
+        assert args.steering == ("learned" if cost else "straight"), method
+        assert args.reached_fraction == (0.5 if cost else None), method
+    assert script.main(["--scene", "scene", "--workdir", str(tmp_path), "--seeds", "0", "--dry-run",
+                        "--extra-cost-flags=--reached-fraction 0.5"]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ppuu train policy")]
+    assert sum("--reached-fraction 0.5" in line for line in commands) == 3 < len(commands)
+
+
 @pytest.mark.slow
 def test_tiny_recipe_pools_the_seeds_and_resumes(tmp_path, small_scene, capsys):
     from ppuu.data.scene import scene_path
@@ -87,8 +107,8 @@ def test_tiny_recipe_pools_the_seeds_and_resumes(tmp_path, small_scene, capsys):
     calls = []
     recipe = script.Recipe(tmp_path, small_scene.meta.name, seeds=(0, 1), ego_model="kinematic",
                            run=lambda a: calls.append(a) or 0, log=lambda line: None)
-    recipe.extra = {"policy": tuple(TINY_POLICY.split()), "world-model": tuple(TINY_WORLD_MODEL.split()),
-                    "evaluate": tuple(TINY_EVALUATE.split())}
+    recipe.extra = {**recipe.extra, "policy": tuple(TINY_POLICY.split()),
+                    "world-model": tuple(TINY_WORLD_MODEL.split()), "evaluate": tuple(TINY_EVALUATE.split())}
     recipe.run_all()
     assert calls == []
     # A finished step run again with other settings is refused, not silently mixed into the table.

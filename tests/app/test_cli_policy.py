@@ -73,3 +73,23 @@ def test_a_policy_trains_on_the_contexts_it_reaches_from_the_command_line(runs, 
     assert ckpt["train_config"]["reached_fraction"] == 0.5 and ckpt["reached_step"] == 1
     assert pd.read_csv(runs / "runs" / "svg-reached" / "metrics.csv")["reached_lane"].notna().all()
     assert main([*common, "--reached-fraction", "0.5", "--method", "il", "--run", "il-reached"]) != 0
+
+
+def test_road_costs_from_the_context_from_the_command_line(runs, scene, capsys):  # noqa: F811
+    """A learned-ego model trains with ``--road-costs context`` (recorded in the checkpoint); a kinematic-ego model,
+    whose frames are fixed already, refuses it with a reason."""
+    from ppuu.simulator.raster import RasterConfig
+    from ppuu.simulator.recording import RecordedObservations
+    from tests.planner.conftest import save_tiny_runs
+
+    recording = RecordedObservations(scene, RasterConfig.covering(72.0, 24 / 1.625, 1.0))
+    save_tiny_runs(runs, recording, scene.split_vehicle_ids("train"), "learned", "tiny-ego-world", "tiny-ego-policy")
+    common = ["train", "policy", "--workdir", str(runs), "--scene", scene.meta.name, "--batch-size", "2",
+              "--val-every", "0", "--no-progress", "--threads", "1", "--method", "svg", "--steps", "1",
+              "--horizon", "2", "--road-costs", "context"]
+    assert main([*common, "--world-model", "tiny-ego-world", "--run", "svg-context-road"]) == 0
+    ckpt = torch.load(runs / "runs" / "svg-context-road" / "checkpoint.pt", weights_only=True)
+    assert ckpt["train_config"]["road_costs"] == "context"
+    capsys.readouterr()
+    assert main([*common, "--world-model", "tiny-world", "--run", "svg-context-road-kinematic"]) != 0
+    assert "learned-ego" in capsys.readouterr().err
