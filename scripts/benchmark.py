@@ -229,7 +229,7 @@ def part_closed_loop(ctx: Context) -> list[Row]:
             workdir=args.workdir, mpc=args.world_model, mpc_policy=None, mpc_optimizer=["adam"],
             mpc_horizon=args.mpc_horizon, mpc_futures=args.mpc_futures, mpc_iterations=args.mpc_iterations,
             mpc_lr=0.1, mpc_aggregate="mean", mpc_replan_every=args.mpc_replan_every, mpc_uncertainty_weight=0.0,
-            mpc_speed_weight=args.mpc_speed_weight)
+            mpc_road_costs="predicted", mpc_speed_weight=args.mpc_speed_weight)
         (name, controller, config), = mpc_entries(mpc_args, scene, base, ctx.device)
         seconds, table = timed(controller, config, args.mpc_episodes)
         label = (f"MPC `{args.world_model}` (H {args.mpc_horizon}, F {args.mpc_futures}, {args.mpc_iterations} "
