@@ -133,7 +133,12 @@ class ContextRoadCosts:
 
 
 class _BoundContextRoadCosts:
-    """:class:`ContextRoadCosts` bound to M contexts: scores M predicted samples at a time."""
+    """:class:`ContextRoadCosts` bound to M contexts: scores M predicted samples at a time.
+
+    The frame's axis is the context's last velocity; a context at rest (below
+    :data:`MIN_HEADING_SPEED`) carries no heading in its state, and its axis is taken along the road
+    (heading 0), where the simulator rendered it with the car's own heading: a stopped car's road
+    costs are read up to that angle off (small on a highway, where cars stop lined up with the road)."""
 
     def __init__(self, parent: ContextRoadCosts, last_image: Tensor, last_state: Tensor):
         physical = parent.normaliser.to(last_state.device).denormalise_states(last_state)
