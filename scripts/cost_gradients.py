@@ -73,16 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         batch = data.batch(data.fixed_indices(args.windows, seed=args.seed))
         for road in ("predicted", "context") if mc.ego_model == "learned" else ("predicted",):
             costs = cost_model_for(world, source.raster, source.cost_config, road)
+            plan = torch.zeros(len(batch), args.horizon, 2, requires_grad=True)          # physical, m/s^2 and 1/m
+            normalised = world.normaliser.normalise_actions(plan)
+            torch.manual_seed(args.seed)
+            rollout = imagine(world.model, batch.context_images, batch.context_states, batch.size,
+                              lambda images, states, t: normalised[:, t], args.horizon, costs, weights,
+                              stats=world.normaliser)                  # one rollout, differentiated per term
             for index, term in enumerate(TERMS):
-                plan = torch.zeros(len(batch), args.horizon, 2, requires_grad=True)      # physical, m/s^2 and 1/m
-                normalised = world.normaliser.normalise_actions(plan)
-                torch.manual_seed(args.seed)
-                rollout = imagine(world.model, batch.context_images, batch.context_states, batch.size,
-                                  lambda images, states, t: normalised[:, t], args.horizon, costs, weights,
-                                  stats=world.normaliser)
                 weighted = rollout.terms[..., index] * scale[index]
-                weighted.sum().backward()
-                grad = plan.grad.abs().mean(dim=(0, 1))
+                grad, = torch.autograd.grad(weighted.sum(), plan, retain_graph=index < len(TERMS) - 1)
+                grad = grad.abs().mean(dim=(0, 1))
                 print(f"| {name} | {road} | {term} | {weighted.mean():.4f} | {grad[0]:.2e} | "
                       f"{grad[1] * CURVATURE_UNIT:.2e} |")
     return 0
