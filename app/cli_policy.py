@@ -294,6 +294,9 @@ def add_evaluate_parser(sub) -> None:
     mpc.add_argument("--mpc-aggregate", default="mean", choices=["mean", "worst"],
                      help="cost over the futures: their mean or the worst (default: %(default)s)")
     mpc.add_argument("--mpc-replan-every", type=int, default=1, help="steps between decisions (default: %(default)s)")
+    mpc.add_argument("--mpc-cuda-graph", action=argparse.BooleanOptionalAction, default=True,
+                     help="on a GPU, replay Adam's decisions from CUDA graphs instead of launching every kernel "
+                          "from Python (default: on; falls back by itself where a capture fails)")
     mpc.add_argument("--mpc-uncertainty-weight", type=float, default=0.05,
                      help="weight of the uncertainty cost (default: %(default)s; 0 = off)")
     mpc.add_argument("--mpc-road-costs", default="predicted", choices=["predicted", "context"],
@@ -347,7 +350,7 @@ def mpc_entries(args, scene, base, device) -> list:
     for optimizer in args.mpc_optimizer:
         mpc_config = MPCConfig(horizon=args.mpc_horizon, futures=args.mpc_futures, iterations=args.mpc_iterations,
                                lr=args.mpc_lr, optimizer=optimizer, aggregate=args.mpc_aggregate,
-                               replan_every=args.mpc_replan_every,
+                               replan_every=args.mpc_replan_every, cuda_graph=getattr(args, "mpc_cuda_graph", True),
                                weights=CostWeights(uncertainty=args.mpc_uncertainty_weight,
                                                   speed=args.mpc_speed_weight))
         planner = Planner(world, cost_model, mpc_config)

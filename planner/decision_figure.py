@@ -64,7 +64,7 @@ def decision_figure(decision: Decision, context: Tensor, world, path: str | Path
 
     frame = world.observation.get("frame", {})
     fixed = frame.get("kind") == "fixed"
-    futures = decision.images if decision.images.numel() else None
+    futures = decision.images.cpu() if decision.images.numel() else None
     shown = 0 if futures is None else min(4, futures.shape[0])
     h, w = context.shape[-2:]
     ppm = float(world.observation["raster"]["pixels_per_metre"])

@@ -105,7 +105,7 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
     size_k = size.repeat(K, 1)
     z_k = None if z is None else (z if z.shape[0] == K * B and K > 1 else z.repeat(K, 1, 1))
     score = at_context(cost_model, window_i[:, -1], window_s[:, -1])     # the real context, before it slides
-    w = torch.tensor([weights.proximity, weights.lane, weights.offroad], device=images.device, dtype=images.dtype)
+    w = weights.task(images)
     actions, task, spread, out_images, out_states, every = [], [], [], [], [], []
     try:
         for t in range(steps):

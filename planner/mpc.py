@@ -29,8 +29,9 @@ on a CPU.
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -46,6 +47,8 @@ from ppuu.world_model.models import slide
 from ppuu.world_model.train import LoadedModel
 
 OPTIMIZERS = ("adam", "lbfgs", "cem")
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 AGGREGATES = ("mean", "worst")
 
 
@@ -75,6 +78,8 @@ class MPCConfig:
         population, elites: CEM's samples per iteration and the best kept.
         cem_std: CEM's initial spread (normalised units).
         weights: the cost weights (uncertainty included: 0 turns it off).
+        cuda_graph: on a GPU, replay Adam's decisions from CUDA graphs (one per padded batch size,
+            :mod:`ppuu.planner.mpc_graph`) instead of launching every kernel from Python.
     """
 
     horizon: int = 30
@@ -88,6 +93,7 @@ class MPCConfig:
     elites: int = 6
     cem_std: float = 0.5
     weights: CostWeights = field(default_factory=CostWeights)
+    cuda_graph: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):
@@ -118,7 +124,8 @@ class Decision:
         plan: (S, H, 2) the optimised plan, normalised.
         costs: (n, S) the objective at every evaluation, the first before any update and the last of
             the final plan (n = iterations + 1 for Adam and CEM; more for L-BFGS's line search).
-        images: (F, S, H, C, H_img, W) the futures imagined under the final plan (CPU).
+        images: (F, S, H, C, H_img, W) the futures imagined under the final plan when they do not depend
+            on it (plan-free traffic), else an empty tensor; on the planner's device.
         states: (S, H, 4) the plan's predicted normalised ego states (future 0).
         seconds: wall time of the decision.
     """
@@ -150,6 +157,8 @@ class Planner:
         self.low, self.high = torch.tensor(box["action_low"]), torch.tensor(box["action_high"])
         mc = world.model_config
         self.plan_free_traffic = mc.ego_model == "kinematic" and mc.ego_conditioning == "none"
+        self._boxes: dict = {}
+        self._graphs: dict | None = {}          # CUDA graphs of the Adam decision by batch size (None: failed)
 
     def fit_uncertainty(self, data, batches: int = 8, batch_size: int = 8, seed: int = 0) -> UncertaintyStats:
         """Statistics of the futures' disagreement under the recorded actions (the planner's own
@@ -186,7 +195,7 @@ class Planner:
         the ego's normalised states under the plan (S, H, 4) and at the end of the context (S, 4)."""
         w = self.config.weights
         gamma = discounts(plan.shape[1], w.discount, plan)                                    # (H,)
-        task = copy_costs @ copy_costs.new_tensor([w.proximity, w.lane, w.offroad])          # (F, S, H)
+        task = copy_costs @ w.task(copy_costs)                                               # (F, S, H)
         magnitude, jerk = action_terms(plan)
         shared = w.action * magnitude + w.jerk * jerk                                         # (S, H)
         if w.speed > 0:
@@ -211,7 +220,7 @@ class Planner:
         S, H = plan.shape[:2]
         costs = self.cost_model(traffic.flatten(0, 1), ego.repeat(F, 1, 1).flatten(0, 1),
                                 size.repeat_interleave(H, 0).repeat(F, 1)).view(F, S, H, 3)
-        total = costs @ costs.new_tensor([c.weights.proximity, c.weights.lane, c.weights.offroad])
+        total = costs @ c.weights.task(costs)
         var = torch.stack([image_var, torch.zeros_like(image_var),
                            copy_variance(total) if F > 1 else torch.zeros_like(image_var)], -1)
         return costs, var, traffic.view(F, S, *traffic.shape[1:]), ego
@@ -281,21 +290,16 @@ class Planner:
             futures = torch.cat([p.images for p in parts], 1) if parts[0].images.numel() else parts[0].images
             return Decision(torch.cat([p.plan for p in parts]), torch.cat([p.costs for p in parts], 1), futures,
                             torch.cat([p.states for p in parts]), time.perf_counter() - started)
-        mc = self.world.model_config
-        z = torch.randn(c.futures * S, c.horizon, mc.latent_dim, device=images.device) if mc.stochastic else None
-        fixed = self._futures(images, states, z) if self.plan_free_traffic else None
-        plan = init.detach().clamp(self.low.to(init), self.high.to(init)).clone()
-        history = []
-
-        def evaluate(p: Tensor):
-            return self.objective(p, images, states, size, z, fixed)
-
+        if c.optimizer == "adam":
+            plan, costs, futures, ego = self._adam_decision(images, states, size, init)
+            return Decision(plan, costs, futures, ego, time.perf_counter() - started)
+        plan, history, evaluate = self._start(images, states, size, init)
         if c.optimizer == "cem":
             plan, history = self._cem(plan, evaluate)
         else:
             plan.requires_grad_(True)
-            optimiser = (torch.optim.Adam([plan], lr=c.lr) if c.optimizer == "adam" else
-                         torch.optim.LBFGS([plan], lr=1.0, max_iter=1, line_search_fn="strong_wolfe"))
+            optimiser = torch.optim.LBFGS([plan], lr=1.0, max_iter=1, line_search_fn="strong_wolfe")
+            low, high = self._box(plan)
             for _ in range(c.iterations):
                 def closure():
                     optimiser.zero_grad()
@@ -305,14 +309,76 @@ class Planner:
                     return cost.sum()
                 optimiser.step(closure)
                 with torch.no_grad():
-                    plan.clamp_(self.low.to(plan), self.high.to(plan))
+                    plan.clamp_(low, high)
             plan = plan.detach()
+        final, futures, ego = self._finish(plan, evaluate)
+        history.append(final)
+        return Decision(plan, torch.stack(history), futures, ego, time.perf_counter() - started)
+
+    def _box(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """The action bounds (2,) and (2,) on ``like``'s device and dtype, kept per device (no copy per call)."""
+        key = (like.device, like.dtype)
+        if key not in self._boxes:
+            self._boxes[key] = (self.low.to(like), self.high.to(like))
+        return self._boxes[key]
+
+    def _start(self, images: Tensor, states: Tensor, size: Tensor, init: Tensor):
+        """(the clamped starting plans, an empty cost history, ``evaluate(plans) -> objective()``): the
+        decision's futures drawn (latents; the plan-free traffic imagined once)."""
+        c, mc = self.config, self.world.model_config
+        S = images.shape[0]
+        z = torch.randn(c.futures * S, c.horizon, mc.latent_dim, device=images.device) if mc.stochastic else None
+        fixed = self._futures(images, states, z) if self.plan_free_traffic else None
+        low, high = self._box(init)
+        plan = init.detach().clamp(low, high)
+
+        def evaluate(p: Tensor):
+            return self.objective(p, images, states, size, z, fixed)
+
+        return plan, [], evaluate
+
+    @staticmethod
+    def _finish(plan: Tensor, evaluate) -> tuple[Tensor, Tensor, Tensor]:
+        """(objective (S,), futures (F, S, H, C, h, w) or an empty tensor, ego states (S, H, 4)) of the final plans."""
         with torch.no_grad():
             final, futures, ego = evaluate(plan)
+        return final, (futures.detach() if futures is not None else plan.new_zeros(0)), ego.detach()
+
+    def _adam_decision(self, images: Tensor, states: Tensor, size: Tensor, init: Tensor):
+        """One Adam decision: (plans (S, H, 2), costs (iterations + 1, S), futures, ego states (S, H, 4)).
+
+        On a GPU it is replayed from a CUDA graph (:mod:`ppuu.planner.mpc_graph`) unless
+        ``MPCConfig.cuda_graph`` is off; elsewhere it runs as written (:meth:`adam_body`)."""
+        if images.device.type == "cuda" and self.config.cuda_graph and self._graphs is not None:
+            from ppuu.planner.mpc_graph import graphed_decision
+
+            out = graphed_decision(self, images, states, size, init)
+            if out is not None:
+                return out
+        return self.adam_body(images, states, size, init)
+
+    def adam_body(self, images: Tensor, states: Tensor, size: Tensor, init: Tensor):
+        """The Adam decision as one straight program: torch.optim.Adam's arithmetic (betas 0.9 / 0.999,
+        eps 1e-8) written out on the plans, with ``torch.autograd.grad`` for the gradient, the bounds
+        applied by projection after every update. It has no host synchronisation and no shape that depends
+        on data, so a GPU can capture it whole as a CUDA graph (``tests/planner/test_mpc_graph.py`` checks
+        both, and its equality with ``torch.optim.Adam``). Returns what :meth:`_adam_decision` does."""
+        c = self.config
+        plan, history, evaluate = self._start(images, states, size, init)
+        low, high = self._box(plan)
+        first, second = torch.zeros_like(plan), torch.zeros_like(plan)
+        for t in range(1, c.iterations + 1):
+            leaf = plan.detach().requires_grad_(True)
+            cost = evaluate(leaf)[0]
+            history.append(cost.detach())
+            (grad,) = torch.autograd.grad(cost.sum(), leaf)
+            first.lerp_(grad, 1 - ADAM_BETAS[0])
+            second.mul_(ADAM_BETAS[1]).addcmul_(grad, grad, value=1 - ADAM_BETAS[1])
+            denom = (second.sqrt() / math.sqrt(1 - ADAM_BETAS[1] ** t)).add_(ADAM_EPS)
+            plan = torch.addcdiv(plan.detach(), first, denom, value=-c.lr / (1 - ADAM_BETAS[0] ** t)).clamp_(low, high)
+        final, futures, ego = self._finish(plan, evaluate)
         history.append(final)
-        if futures is None:
-            futures = torch.zeros(0)
-        return Decision(plan, torch.stack(history), futures.detach().cpu(), ego.detach(), time.perf_counter() - started)
+        return plan, torch.stack(history), futures, ego
 
     def _cem(self, mean: Tensor, evaluate) -> tuple[Tensor, list[Tensor]]:
         c = self.config
@@ -394,8 +460,9 @@ class MPCController:
             self.decisions.append(decision.seconds)
             self.deciding.append(len(slots))
             self.last = decision
-            if self.first is None:
-                self.first = (decision, images.detach())
+            if self.first is None:                              # kept on the CPU, for the figure
+                self.first = (replace(decision, plan=decision.plan.cpu(), costs=decision.costs.cpu(),
+                                      images=decision.images.cpu(), states=decision.states.cpu()), images.detach().cpu())
         step = self.offset.clamp(max=c.horizon - 1)
         action = self.plans.gather(1, step[:, None, None].expand(-1, 1, 2))[:, 0]
         self.offset += running.long()

@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from ppuu.simulator.constants import cached_constant
+
 TERMS = ("proximity", "lane", "offroad", "uncertainty", "action", "jerk", "speed")
 """The cost terms, in the order of :meth:`CostWeights.vector`."""
 
@@ -72,11 +74,21 @@ class CostWeights:
             raise ValueError(f"CostWeights.discount = {self.discount}: expected in (0, 1]")
 
     def vector(self, like: Tensor) -> Tensor:
-        """(7,) the weights in :data:`TERMS` order, on ``like``'s device and dtype."""
-        return torch.tensor([getattr(self, name) for name in TERMS], device=like.device, dtype=like.dtype)
+        """(7,) the weights in :data:`TERMS` order, on ``like``'s device and dtype (cached, read only)."""
+        return _weights_tensor(tuple(getattr(self, name) for name in TERMS), like.device, like.dtype)
+
+    def task(self, like: Tensor) -> Tensor:
+        """(3,) the task costs' weights (proximity, lane, off-road), on ``like``'s device and dtype (cached,
+        read only: made once per device, so that no step copies them to a GPU, a wait there)."""
+        return _weights_tensor((self.proximity, self.lane, self.offroad), like.device, like.dtype)
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+@cached_constant(maxsize=64)
+def _weights_tensor(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> Tensor:
+    return torch.tensor(values, device=device, dtype=dtype)
 
 
 def action_terms(actions: Tensor, previous: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -97,8 +97,17 @@ class UncertaintyStats:
 
     def cost(self, var: Tensor) -> Tensor:
         """(..., 3) variances -> (...) uncertainty cost ``sum relu((var - mean) / std - hinge)``."""
-        mean, std = self.mean.to(var), self.std.to(var)
+        mean, std = self._on(var)
         return torch.relu((var - mean) / std - self.hinge).sum(dim=-1)
+
+    def _on(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, std) on ``like``'s device and dtype, copied there once (a copy per call would make a GPU
+        wait at every imagined step, and cannot be captured in a CUDA graph)."""
+        key = (like.device, like.dtype)
+        moved = self.__dict__.setdefault("_moved", {})
+        if key not in moved:
+            moved[key] = (self.mean.to(like), self.std.to(like))
+        return moved[key]
 
     def state_dict(self) -> dict:
         return {"mean": self.mean.clone(), "std": self.std.clone(), "hinge": float(self.hinge)}

@@ -49,7 +49,8 @@ def planner_on_test_contexts(scene, workdir: Path, world_model: str, config, dev
 
 
 def decision_rows(scene, workdir: Path, world_model: str, batches: list[int], horizon: int = 30,
-                  futures: int = 10, iterations: int = 5, repeats: int = 3, device: str = "cpu"):
+                  futures: int = 10, iterations: int = 5, repeats: int = 3, device: str = "cpu",
+                  cuda_graphs: tuple[bool, ...] | None = None):
     """Time MPC decisions with one world model; yields a dict per batch size B.
 
     Args:
@@ -58,18 +59,25 @@ def decision_rows(scene, workdir: Path, world_model: str, batches: list[int], ho
         batches: plans optimised at once (B), one row each.
         horizon, futures, iterations: H steps of 0.1 s, F sampled futures, Adam iterations per decision.
         repeats: timed decisions after one warm-up (the median is reported).
+        cuda_graphs: which ways to run the decisions on a GPU: launched from Python (False), replayed from
+            a CUDA graph (True, :mod:`ppuu.planner.mpc_graph`; the warm-up captures it); None = both on a
+            GPU, eager elsewhere.
 
     Yields:
-        {"world_model", "path", "B", "seconds" (median s per decision), "decisions_per_s" (B / seconds)}.
+        {"world_model", "path", "graph" (bool), "B", "seconds" (median s per decision), "decisions_per_s"
+        (B / seconds)}.
     """
     from ppuu.planner.mpc import MPCConfig
     from ppuu.world_model.dataset import sample_indices
 
     device = torch.device(device)
+    if cuda_graphs is None:
+        cuda_graphs = (False, True) if device.type == "cuda" else (False,)
     planner, data = planner_on_test_contexts(scene, workdir, world_model,
                                              MPCConfig(horizon=horizon, futures=futures, iterations=iterations), device)
     path = "plan-free traffic" if planner.plan_free_traffic else "through the model"
-    for B in batches:
+    for graph, B in ((g, B) for g in cuda_graphs for B in batches):
+        planner.config.cuda_graph = graph
         batch = data.batch(sample_indices(len(data), 0, 0, B)).to(device)
         init = torch.zeros(B, horizon, 2, device=device)
         times = []
@@ -83,7 +91,8 @@ def decision_rows(scene, workdir: Path, world_model: str, batches: list[int], ho
             if r:
                 times.append(time.perf_counter() - start)
         seconds = statistics.median(times)
-        yield {"world_model": world_model, "path": path, "B": B, "seconds": seconds, "decisions_per_s": B / seconds}
+        yield {"world_model": world_model, "path": path, "graph": graph, "B": B, "seconds": seconds,
+               "decisions_per_s": B / seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     scene = Scene.load(workdir / "scenes" / args.scene)
     print(f"{args.scene}; one decision = H {args.horizon} steps x F {args.futures} futures x {args.iterations} "
           f"Adam iterations; {args.device}, {args.threads} thread(s); median of {args.repeats}\n")
-    print("| world model | path | B | s per decision | decisions/s |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("| world model | path | launch | B | s per decision | decisions/s |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
     for name in args.world_models:
         for r in decision_rows(scene, workdir, name, args.batches, args.horizon, args.futures, args.iterations,
                                args.repeats, args.device):
-            print(f"| {name} | {r['path']} | {r['B']} | {r['seconds']:.3f} | {r['decisions_per_s']:.1f} |", flush=True)
+            launch = "CUDA graph" if r["graph"] else "eager"
+            print(f"| {name} | {r['path']} | {launch} | {r['B']} | {r['seconds']:.3f} | {r['decisions_per_s']:.1f} |",
+                  flush=True)
     return 0
 
 

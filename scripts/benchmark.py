@@ -406,12 +406,13 @@ def part_mpc_latency(ctx: Context) -> list[Row]:
     rows = []
     for r in decision_rows(ctx.scene, ctx.workdir, args.world_model, args.mpc_batches, args.mpc_latency_horizon,
                            args.mpc_latency_futures, args.mpc_latency_iterations, args.mpc_repeats, str(ctx.device)):
-        setting = (f"`{args.world_model}` ({r['path']}), B {r['B']}, H {args.mpc_latency_horizon} x F "
+        launch = ", CUDA graph" if r["graph"] else ""
+        setting = (f"`{args.world_model}` ({r['path']}{launch}), B {r['B']}, H {args.mpc_latency_horizon} x F "
                    f"{args.mpc_latency_futures} x {args.mpc_latency_iterations} Adam iterations, median of "
                    f"{args.mpc_repeats}")
         rows.append(Row("MPC decision latency", setting, r["seconds"], "s/decision", better="lower"))
         rows.append(Row("MPC decisions/s", setting, r["decisions_per_s"], "decisions/s"))
-        progress(f"  B {r['B']}: {r['seconds']:.3f} s per decision")
+        progress(f"  B {r['B']}{launch}: {r['seconds']:.3f} s per decision")
     return rows
 
 

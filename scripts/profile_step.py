@@ -14,23 +14,58 @@ cost, backward and Adam). Prints, per call: wall ms, and on CUDA the kernels
 launched, the host-device synchronisations and copies (the runtime calls that make the CPU wait), and
 the GPU's busy time (the kernels' summed time: far below the wall time means the step is bound by the
 launches and the Python around them, not by the GPU); then the operators that take the most time
-(self time on the device, on a CPU self CPU time). Issues 10 and 13 use it to say what stands between
+(self time on the device, on a CPU self CPU time). On any device it also counts one call's dispatched
+operators and those that would make a GPU wait (:class:`HostSyncAudit`: ``.item()``, data-dependent
+shapes, Python data copied in) with the line that called each. Issues 10 and 13 use it to say what stands between
 the GPU figures and their targets.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
 if str(SCRIPTS) not in sys.path:                  # bench_sim and bench_mpc beside this file
     sys.path.insert(0, str(SCRIPTS))
+
+HOST_SYNCS = frozenset({"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "is_nonzero", "equal",
+                        "allclose", "lift_fresh", "lift_fresh_copy"})
+"""Operators that make the CPU wait for a GPU or copy Python data to it (``.item()``/``bool()``, shapes that
+depend on data, ``torch.tensor(list)``); indexing by a boolean mask is one too. Each costs a round trip per
+call on a GPU and stops a CUDA graph capture. On a CPU they still reach the dispatcher: counted anywhere."""
+
+
+class HostSyncAudit(TorchDispatchMode):
+    """Counts the operators dispatched inside it, and those of :data:`HOST_SYNCS` with the innermost line of
+    this project that called them (``found``: name -> count; ``where``: (name, "file:line") -> count)."""
+
+    def __init__(self):
+        super().__init__()
+        self.operators = 0
+        self.found: collections.Counter = collections.Counter()
+        self.where: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.operators += 1
+        name = func.overloadpacket.__name__
+        masks = name == "index" and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                                        for i in (args[1] if len(args) > 1 else []))
+        if name in HOST_SYNCS or masks:
+            self.found[name] += 1
+            ours = [f for f in traceback.extract_stack()[:-1] if f.filename.startswith(str(ROOT))]
+            self.where[(name, f"{Path(ours[-1].filename).relative_to(ROOT)}:{ours[-1].lineno}" if ours else "?")] += 1
+        return func(*args, **(kwargs or {}))
+
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 COPY_CALLS = ("cudaMemcpyAsync", "cudaMemcpy")
@@ -135,6 +170,12 @@ def profile_call(name: str, call, repeats: int, device: torch.device, rows: int)
                    if e.device_type == torch.autograd.DeviceType.CUDA) / repeats / 1000
         print(f"per call: {count(LAUNCH_CALLS):.0f} kernel launches, {count(SYNC_CALLS):.0f} synchronisations, "
               f"{count(COPY_CALLS):.0f} copies; GPU busy {busy:.1f} ms of the {1000 * wall:.1f} ms")
+    with HostSyncAudit() as audit:
+        call()
+    sync()
+    waits = ", ".join(f"{n} x {c} at {where}" for (n, where), c in audit.where.most_common(6)) or "none"
+    print(f"dispatched operators per call: {audit.operators} (forward and backward; graph replays count as one); "
+          f"those that would make a GPU wait: {sum(audit.found.values())} ({waits})")
     sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     print("\n```\n" + averages.table(sort_by=sort, row_limit=rows, max_name_column_width=60) + "```")
 

@@ -49,8 +49,7 @@ def kinematic_step(states: Tensor, actions: Tensor, dt: float = 0.1) -> Tensor:
     squared = (velocity * velocity).sum(-1, keepdim=True)
     moving = squared > MIN_SPEED ** 2
     speed = torch.sqrt(torch.where(moving, squared, torch.ones_like(squared)))   # safe sqrt: no inf gradient at 0
-    along_road = torch.zeros_like(velocity)
-    along_road[..., 0] = 1.0
+    along_road = torch.cat([torch.ones_like(velocity[..., :1]), torch.zeros_like(velocity[..., 1:])], -1)
     heading = torch.where(moving, velocity / speed, along_road)
     speed = torch.where(moving, speed, torch.zeros_like(speed))
     travelled = speed * dt

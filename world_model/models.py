@@ -313,11 +313,14 @@ class ForwardModel(nn.Module):
         if not c.static_channels:
             C = c.image_channels
             return blend_frame(out[:, :C], out[:, C:], last_image), r.flatten(1)
-        dynamic = list(c.dynamic_channels)
+        # Channels taken and placed by slices, not by a list index: a list index becomes a host-to-device
+        # copy at every step on a GPU (a wait, and no CUDA graph capture).
+        dynamic = c.dynamic_channels
         D = len(dynamic)
-        image = last_image.clone()
-        image[:, dynamic] = blend_frame(out[:, :D], out[:, D:], last_image[:, dynamic])
-        return image, r.flatten(1)
+        blended = blend_frame(out[:, :D], out[:, D:], torch.cat([last_image[:, i:i + 1] for i in dynamic], 1))
+        pieces = [blended[:, dynamic.index(i):dynamic.index(i) + 1] if i in dynamic else last_image[:, i:i + 1]
+                  for i in range(c.image_channels)]
+        return torch.cat(pieces, 1), r.flatten(1)
 
     # ------------------------------------------------------------------ one step
     def step(self, images: Tensor, states: Tensor, action: Tensor, z_source: str = "prior", z: Tensor | None = None,

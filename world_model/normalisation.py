@@ -123,8 +123,22 @@ class Normaliser:
         return cls(*(torch.as_tensor(state[name]).clone() for name in _FIELDS))
 
     def to(self, device=None, dtype=None) -> Normaliser:
-        """A copy with every tensor on ``device`` (and ``dtype`` when given)."""
-        return Normaliser(*(getattr(self, name).to(device=device, dtype=dtype) for name in _FIELDS))
+        """This normaliser with every tensor on ``device`` (and ``dtype`` when given): itself when they
+        are there already, else a copy made once per device and dtype and kept (read only, as every
+        normaliser). Hot paths call this per step: on a GPU a new copy, or a validation of one, would make
+        the CPU wait at every call (and cannot be captured in a CUDA graph)."""
+        copies = self.__dict__.setdefault("_copies", {})
+        key = (str(device), dtype)
+        if key in copies:
+            return copies[key]
+        moved = [getattr(self, name).to(device=device, dtype=dtype) for name in _FIELDS]
+        if all(m is getattr(self, name) for m, name in zip(moved, _FIELDS)):
+            return self
+        copy = object.__new__(Normaliser)                 # the values were validated when self was made
+        for name, m in zip(_FIELDS, moved):
+            setattr(copy, name, m)
+        copies[key] = copy
+        return copy
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -101,3 +101,13 @@ def test_to_moves_every_tensor_to_cuda():
     n = Normaliser.identity().to("cuda")
     assert all(t.is_cuda for t in (n.state_mean, n.state_std, n.action_mean, n.action_std))
     assert n.normalise_states(torch.zeros(2, 4, device="cuda")).is_cuda
+
+
+def test_to_returns_itself_or_one_kept_copy():
+    """Hot paths call ``to`` per step: nothing moves where nothing needs to, and a move is made once."""
+    n = Normaliser.from_data(torch.randn(50, 4), torch.randn(50, 2))
+    assert n.to("cpu") is n and n.to(torch.device("cpu"), torch.float32) is n
+    double = n.to(dtype=torch.float64)
+    assert double is not n and n.to(dtype=torch.float64) is double           # kept, not made again
+    assert double.state_std.dtype == torch.float64
+    torch.testing.assert_close(double.state_std.float(), n.state_std)

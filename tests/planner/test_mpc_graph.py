@@ -1,0 +1,132 @@
+"""The Adam decision as one capturable program: torch.optim.Adam's result, no host syncs, a CUDA graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.planner.conftest import cost_model, tiny_world
+from tests.scripts import load_script
+from ppuu.planner.mpc import MPCConfig, Planner
+from ppuu.planner.mpc_graph import padded_size
+from ppuu.planner.uncertainty import UncertaintyStats
+
+HostSyncAudit = load_script("profile_step").HostSyncAudit
+"""Counts the operators that would wait for a GPU (or stop a CUDA graph capture); they reach the dispatcher on
+a CPU too, so the audit runs anywhere."""
+
+
+def _contexts(world, data, count=3):
+    batch = data.batch(data.fixed_indices(count, seed=1))
+    return batch.context_images, batch.context_states, batch.size
+
+
+def _torch_adam(planner, images, states, size, init):
+    """The decision with torch.optim.Adam (the planner's code before it was written out), no randomness."""
+    low, high = planner._box(init)
+    plan = init.detach().clamp(low, high).clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([plan], lr=planner.config.lr)
+    fixed = planner._futures(images, states, None) if planner.plan_free_traffic else None
+    for _ in range(planner.config.iterations):
+        optimiser.zero_grad()
+        planner.objective(plan, images, states, size, None, fixed)[0].sum().backward()
+        optimiser.step()
+        with torch.no_grad():
+            plan.clamp_(low, high)
+    return plan.detach()
+
+
+@pytest.mark.parametrize("ego_model, conditioning", [("kinematic", "none"), ("kinematic", "state"),
+                                                     ("learned", "state")])
+def test_written_out_adam_equals_torch_adam(fixed_recording, ego_recording, train_ids, ego_model, conditioning):
+    recording = ego_recording if ego_model == "learned" else fixed_recording
+    world, data = tiny_world(recording, train_ids, ego_model, conditioning, latent_dim=0, dropout=0.0)
+    planner = Planner(world, cost_model(world, recording), MPCConfig(horizon=6, futures=1, iterations=4, lr=0.3))
+    images, states, size = _contexts(world, data)
+    init = torch.randn(len(images), 6, 2, generator=torch.Generator().manual_seed(0))
+    decision = planner.plan(images, states, size, init)
+    expected = _torch_adam(planner, images, states, size, init)
+    torch.testing.assert_close(decision.plan, expected, atol=1e-6, rtol=1e-5)
+    assert not torch.equal(decision.plan, init.clamp(*planner._box(init)))        # the plans moved
+
+
+@pytest.mark.parametrize("ego_model, conditioning", [("kinematic", "none"), ("learned", "state")])
+def test_the_decision_has_no_host_syncs(fixed_recording, ego_recording, train_ids, ego_model, conditioning):
+    recording = ego_recording if ego_model == "learned" else fixed_recording
+    world, data = tiny_world(recording, train_ids, ego_model, conditioning)              # a VAE with dropout
+    planner = Planner(world, cost_model(world, recording), MPCConfig(horizon=3, futures=3, iterations=2))
+    planner.fit_uncertainty(data, batches=2, batch_size=4)
+    images, states, size = _contexts(world, data)
+    init = torch.zeros(len(images), 3, 2)
+    planner.adam_body(images, states, size, init)                    # constants made once, as before a capture
+    with HostSyncAudit() as audit:
+        planner.adam_body(images, states, size, init)
+    assert audit.operators > 100                                      # the audit saw the decision
+    assert not audit.found, f"operators that would stop a CUDA graph capture: {dict(audit.found)}"
+
+
+def test_the_audit_catches_what_a_capture_cannot_take():
+    with HostSyncAudit() as audit:
+        x = torch.arange(6.0)
+        float(x.sum())
+        x[x > 2].sum()
+        torch.tensor([1.0, 2.0])
+    assert {"_local_scalar_dense", "index", "lift_fresh"} <= set(audit.found)
+
+
+def test_batches_are_padded_to_few_sizes():
+    assert [padded_size(s) for s in (1, 2, 3, 4, 5, 16, 17, 32, 33, 141, 160)] == [1, 2, 4, 4, 8, 16, 32, 32, 64,
+                                                                                    160, 160]
+
+
+def _cuda_planner(fixed_recording, train_ids, latent_dim, dropout, futures, **config):
+    world, data = tiny_world(fixed_recording, train_ids, "kinematic", "state", latent_dim=latent_dim, dropout=dropout)
+    world.model.cuda()
+    world.normaliser = world.normaliser.to("cuda")
+    costs = cost_model(world, fixed_recording)
+    planner = Planner(world, costs, MPCConfig(horizon=6, futures=futures, iterations=3, **config))
+    images, states, size = (x.cuda() for x in _contexts(world, data))
+    return planner, images, states, size
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_graphed_decision_equals_the_eager_one(fixed_recording, train_ids):
+    planner, images, states, size = _cuda_planner(fixed_recording, train_ids, 0, 0.0, 1)
+    for shift in (0.0, 0.5):                                  # a replay with new inputs, 3 episodes padded to 4
+        init = torch.full((len(images), 6, 2), shift, device="cuda")
+        graphed = planner.plan(images, states, size, init)
+        assert planner._graphs and 4 in planner._graphs
+        eager = planner.adam_body(images, states, size, init)
+        torch.testing.assert_close(graphed.plan, eager[0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(graphed.costs, eager[1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_graphed_stochastic_decision_draws_new_futures_and_improves(fixed_recording, train_ids):
+    planner, images, states, size = _cuda_planner(fixed_recording, train_ids, 4, 0.1, 4)
+    planner.uncertainty = UncertaintyStats(torch.zeros(3), torch.ones(3))    # on the CPU, as a loaded policy's
+    init = torch.zeros(len(images), 6, 2, device="cuda")
+    first, second = planner.plan(images, states, size, init), planner.plan(images, states, size, init)
+    assert planner._graphs                                                  # captured, not fallen back
+    assert not torch.equal(first.costs[0], second.costs[0])                 # new latents and dropout masks
+    assert float(first.costs[-1].sum()) < float(first.costs[0].sum())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_failed_capture_falls_back_to_eager_decisions(fixed_recording, train_ids, monkeypatch):
+    planner, images, states, size = _cuda_planner(fixed_recording, train_ids, 0, 0.0, 1)
+    body = planner.adam_body
+
+    def syncing(*args):
+        out = body(*args)
+        float(out[1].sum())                                                 # a host sync: not capturable
+        return out
+
+    monkeypatch.setattr(planner, "adam_body", syncing)
+    init = torch.zeros(len(images), 6, 2, device="cuda")
+    with pytest.warns(RuntimeWarning, match="CUDA graph"):
+        decision = planner.plan(images, states, size, init)
+    assert planner._graphs is None and decision.plan.shape == init.shape
