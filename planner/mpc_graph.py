@@ -69,7 +69,9 @@ def capture(planner, images: Tensor, states: Tensor, size: Tensor, init: Tensor)
             planner.adam_body(*inputs)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    # captured on the warm-up's stream: libraries that keep per-stream handles (cuBLAS workspaces) made them
+    # there already, not during the capture
+    with torch.cuda.graph(graph, stream=side):
         outputs = planner.adam_body(*inputs)
     return CapturedDecision(inputs, graph, outputs)
 
