@@ -369,9 +369,10 @@ class Planner:
         first, second = torch.zeros_like(plan), torch.zeros_like(plan)
         for t in range(1, c.iterations + 1):
             leaf = plan.detach().requires_grad_(True)
-            cost = evaluate(leaf)[0]
+            with torch.enable_grad():                             # a caller under no_grad still plans
+                cost = evaluate(leaf)[0]
+                (grad,) = torch.autograd.grad(cost.sum(), leaf)
             history.append(cost.detach())
-            (grad,) = torch.autograd.grad(cost.sum(), leaf)
             first.lerp_(grad, 1 - ADAM_BETAS[0])
             second.mul_(ADAM_BETAS[1]).addcmul_(grad, grad, value=1 - ADAM_BETAS[1])
             denom = (second.sqrt() / math.sqrt(1 - ADAM_BETAS[1] ** t)).add_(ADAM_EPS)
