@@ -40,6 +40,7 @@ from ppuu.planner.imagination import CostModel, imagine
 from ppuu.planner.objective import CostWeights, action_terms, discounts, speed_deficit
 from ppuu.planner.policy import normalised_bounds
 from ppuu.planner.uncertainty import UncertaintyStats, copy_variance
+from ppuu.simulator.constants import outside_inference_mode
 from ppuu.simulator.dynamics import ActionBounds
 from ppuu.world_model.interface import physical_actions, speeds
 from ppuu.world_model.kinematics import kinematic_rollout
@@ -158,7 +159,8 @@ class Planner:
         mc = world.model_config
         self.plan_free_traffic = mc.ego_model == "kinematic" and mc.ego_conditioning == "none"
         self._boxes: dict = {}
-        self._graphs: dict | None = {}          # CUDA graphs of the Adam decision by batch size (None: failed)
+        self._graphs: dict | None = {}          # CUDA graphs of the Adam decision (mpc_graph.graph_key; None: refused)
+        self._graph_pool = None                  # their shared memory pool
 
     def fit_uncertainty(self, data, batches: int = 8, batch_size: int = 8, seed: int = 0) -> UncertaintyStats:
         """Statistics of the futures' disagreement under the recorded actions (the planner's own
@@ -292,6 +294,8 @@ class Planner:
                             torch.cat([p.states for p in parts]), time.perf_counter() - started)
         if c.optimizer == "adam":
             plan, costs, futures, ego = self._adam_decision(images, states, size, init)
+            if plan.is_cuda:                      # the work is queued, not done: time it done
+                torch.cuda.synchronize(plan.device)
             return Decision(plan, costs, futures, ego, time.perf_counter() - started)
         plan, history, evaluate = self._start(images, states, size, init)
         if c.optimizer == "cem":
@@ -313,13 +317,16 @@ class Planner:
             plan = plan.detach()
         final, futures, ego = self._finish(plan, evaluate)
         history.append(final)
+        if plan.is_cuda:
+            torch.cuda.synchronize(plan.device)
         return Decision(plan, torch.stack(history), futures, ego, time.perf_counter() - started)
 
     def _box(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """The action bounds (2,) and (2,) on ``like``'s device and dtype, kept per device (no copy per call)."""
         key = (like.device, like.dtype)
         if key not in self._boxes:
-            self._boxes[key] = (self.low.to(like), self.high.to(like))
+            with outside_inference_mode():
+                self._boxes[key] = (self.low.to(like), self.high.to(like))
         return self._boxes[key]
 
     def _start(self, images: Tensor, states: Tensor, size: Tensor, init: Tensor):

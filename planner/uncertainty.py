@@ -106,7 +106,8 @@ class UncertaintyStats:
         key = (like.device, like.dtype)
         moved = self.__dict__.setdefault("_moved", {})
         if key not in moved:
-            moved[key] = (self.mean.to(like), self.std.to(like))
+            with torch.inference_mode(False):          # a cached inference tensor would break later gradients
+                moved[key] = (self.mean.to(like), self.std.to(like))
         return moved[key]
 
     def state_dict(self) -> dict:

@@ -128,10 +128,14 @@ class Normaliser:
         normaliser). Hot paths call this per step: on a GPU a new copy, or a validation of one, would make
         the CPU wait at every call (and cannot be captured in a CUDA graph)."""
         copies = self.__dict__.setdefault("_copies", {})
-        key = (str(device), dtype)
+        where = torch.device(device) if device is not None else None
+        if where is not None and where.type == "cuda" and where.index is None:
+            where = torch.device("cuda", torch.cuda.current_device())
+        key = (where, dtype)
         if key in copies:
             return copies[key]
-        moved = [getattr(self, name).to(device=device, dtype=dtype) for name in _FIELDS]
+        with torch.inference_mode(False):              # a cached inference tensor would break later gradients
+            moved = [getattr(self, name).to(device=device, dtype=dtype) for name in _FIELDS]
         if all(m is getattr(self, name) for m, name in zip(moved, _FIELDS)):
             return self
         copy = object.__new__(Normaliser)                 # the values were validated when self was made

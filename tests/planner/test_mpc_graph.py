@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from tests.planner.conftest import cost_model, tiny_world
+from tests.planner.test_mpc import _close_calls
 from tests.scripts import load_script
 from ppuu.planner.mpc import MPCConfig, Planner
-from ppuu.planner.mpc_graph import padded_size
+from ppuu.planner.mpc_graph import pad_rows, padded_size
 from ppuu.planner.uncertainty import UncertaintyStats
 
 HostSyncAudit = load_script("profile_step").HostSyncAudit
@@ -84,50 +85,73 @@ def _cuda_planner(fixed_recording, train_ids, latent_dim, dropout, futures, **co
     world, data = tiny_world(fixed_recording, train_ids, "kinematic", "state", latent_dim=latent_dim, dropout=dropout)
     world.model.cuda()
     world.normaliser = world.normaliser.to("cuda")
-    costs = cost_model(world, fixed_recording)
-    planner = Planner(world, costs, MPCConfig(horizon=6, futures=futures, iterations=3, **config))
-    images, states, size = (x.cuda() for x in _contexts(world, data))
-    return planner, images, states, size
+    planner = Planner(world, cost_model(world, fixed_recording), MPCConfig(horizon=6, futures=futures, iterations=5,
+                                                                          **config))
+    batch = _close_calls(world, data, count=3, horizon=6)
+    full_throttle = world.normaliser.normalise_actions(torch.tensor([4.0, 0.0], device="cuda")).expand(len(batch), 6, 2)
+    return planner, batch.context_images.cuda(), batch.context_states.cuda(), batch.size.cuda(), full_throttle
 
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("futures, latent_dim, dropout", [(1, 0, 0.0), (4, 4, 0.1)])
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_the_graphed_decision_equals_the_eager_one(fixed_recording, train_ids):
-    planner, images, states, size = _cuda_planner(fixed_recording, train_ids, 0, 0.0, 1)
-    for shift in (0.0, 0.5):                                  # a replay with new inputs, 3 episodes padded to 4
-        init = torch.full((len(images), 6, 2), shift, device="cuda")
-        graphed = planner.plan(images, states, size, init)
-        assert planner._graphs and 4 in planner._graphs
-        eager = planner.adam_body(images, states, size, init)
-        torch.testing.assert_close(graphed.plan, eager[0], atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(graphed.costs, eager[1], atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_a_graphed_stochastic_decision_draws_new_futures_and_improves(fixed_recording, train_ids):
-    planner, images, states, size = _cuda_planner(fixed_recording, train_ids, 4, 0.1, 4)
+@needs_cuda
+def test_the_decision_makes_no_gpu_wait_once_warm(fixed_recording, train_ids, futures, latent_dim, dropout):
+    """The device-side check of what the audit cannot see on a CPU: copies of CPU data to the GPU."""
+    planner, images, states, size, init = _cuda_planner(fixed_recording, train_ids, latent_dim, dropout, futures)
     planner.uncertainty = UncertaintyStats(torch.zeros(3), torch.ones(3))    # on the CPU, as a loaded policy's
-    init = torch.zeros(len(images), 6, 2, device="cuda")
-    first, second = planner.plan(images, states, size, init), planner.plan(images, states, size, init)
-    assert planner._graphs                                                  # captured, not fallen back
-    assert not torch.equal(first.costs[0], second.costs[0])                 # new latents and dropout masks
-    assert float(first.costs[-1].sum()) < float(first.costs[0].sum())
+    planner.adam_body(images, states, size, init)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        planner.adam_body(images, states, size, init)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_a_failed_capture_falls_back_to_eager_decisions(fixed_recording, train_ids, monkeypatch):
-    planner, images, states, size = _cuda_planner(fixed_recording, train_ids, 0, 0.0, 1)
+@needs_cuda
+def test_the_graphed_decision_equals_the_eager_one(fixed_recording, train_ids):
+    planner, images, states, size, init = _cuda_planner(fixed_recording, train_ids, 0, 0.0, 1)
+    for start in (init, 0.5 * init):                        # a replay with new inputs (3 episodes padded to 4)
+        graphed = planner.plan(images, states, size, start)
+        assert planner._graphs and len(planner._graphs) == 1
+        S = len(images)
+        eager = planner.adam_body(*(pad_rows(x, padded_size(S)) for x in (images, states, size, start)))
+        torch.testing.assert_close(graphed.plan, eager[0][:S], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(graphed.costs, eager[1][:, :S], atol=1e-5, rtol=1e-4)
+    planner.config.lr = 0.05                                 # new settings: a new graph, not the stale one
+    planner.plan(images, states, size, init)
+    assert len(planner._graphs) == 2
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_graphed_stochastic_decision_draws_new_futures_and_improves(fixed_recording, train_ids):
+    planner, images, states, size, init = _cuda_planner(fixed_recording, train_ids, 4, 0.1, 4)
+    planner.uncertainty = UncertaintyStats(torch.zeros(3), torch.ones(3))
+    first, second = planner.plan(images, states, size, init), planner.plan(images, states, size, init)
+    assert planner._graphs                                                  # captured, not refused
+    assert not torch.equal(first.costs[0], second.costs[0])                 # new latents and dropout masks
+    assert float(first.costs[-1].sum()) < float(first.costs[0].sum())       # braking from full throttle pays
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_decision_that_waits_is_refused_in_the_warm_up_and_decided_eagerly(fixed_recording, train_ids,
+                                                                            monkeypatch):
+    planner, images, states, size, init = _cuda_planner(fixed_recording, train_ids, 4, 0.1, 4)
     body = planner.adam_body
 
-    def syncing(*args):
+    def waiting(*args):
         out = body(*args)
         float(out[1].sum())                                                 # a host sync: not capturable
         return out
 
-    monkeypatch.setattr(planner, "adam_body", syncing)
-    init = torch.zeros(len(images), 6, 2, device="cuda")
+    monkeypatch.setattr(planner, "adam_body", waiting)
     with pytest.warns(RuntimeWarning, match="CUDA graph"):
-        decision = planner.plan(images, states, size, init)
-    assert planner._graphs is None and decision.plan.shape == init.shape
+        first = planner.plan(images, states, size, init)
+    assert planner._graphs is None and first.plan.shape == init.shape
+    second = planner.plan(images, states, size, init)                      # random numbers still work
+    assert not torch.equal(first.costs[0], second.costs[0])
