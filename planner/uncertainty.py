@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ppuu.simulator.constants import outside_inference_mode
+
 TERMS = ("images", "states", "cost")
 """The three variance terms, in the order of :class:`UncertaintyStats`' tensors."""
 
@@ -106,7 +108,7 @@ class UncertaintyStats:
         key = (like.device, like.dtype)
         moved = self.__dict__.setdefault("_moved", {})
         if key not in moved:
-            with torch.inference_mode(False):          # a cached inference tensor would break later gradients
+            with outside_inference_mode():             # a cached inference tensor would break later gradients
                 moved[key] = (self.mean.to(like), self.std.to(like))
         return moved[key]
 
