@@ -10,7 +10,9 @@
 # WORKDIR (default ppuu-work) needs the scene SCENE (default i80-sumo-15min-s0); it is generated
 # when missing (about a minute). WORLD_MODEL (a run under WORKDIR/runs; default gpu-check-wm) is the
 # world model of the MPC and policy benchmarks: gpu-check-wm is trained there when missing (300 steps
-# on a GPU). POLICY (a trained policy run, optional) adds the policy's closed-loop row. Each step has
+# on a GPU). POLICY (a trained policy run, optional) adds the policy's closed-loop row; EGO_WORLD_MODEL (a
+# world model whose ego is learned or reads the plan, optional) adds MPC latency rows through that model, eager
+# and as a CUDA graph, at B = 1 and 16. scripts/gpu_pack.py builds such a WORKDIR under the 64-MiB carry. Each step has
 # its own time limit (LIMIT seconds, default 90; BENCH_LIMIT for each scripts/benchmark.py step, default
 # 300); a failed or timed-out step is reported in the summary and the others still run. The steps run
 # in the order of what a short lease most needs (the benchmark's figures first, the tests and the
@@ -28,12 +30,14 @@ BENCH_LIMIT=${BENCH_LIMIT:-300}
 THREADS=${THREADS:-1}
 WORLD_MODEL=${WORLD_MODEL:-gpu-check-wm}
 POLICY=${POLICY:-}
+EGO_WORLD_MODEL=${EGO_WORLD_MODEL:-}
 BENCH_OUT=${BENCH_OUT:-$WORKDIR/benchmark-$DEVICE.md}
 export PPUU_THREADS=$THREADS PYTHONFAULTHANDLER=1
 
 if [ "$SMALL" = 1 ]; then           # sizes for a dry run: every path once, quickly
     MINUTES=1; RASTER_BATCHES="1 8"; TRAIN_STEPS=2; SCALING_BATCH=8; SCALING_STEPS=2; PROFILE_BATCH=8
     BENCH_ARGS="--quick"; CLOSED_LOOP_ARGS="--quick"; WM_BENCH_ARGS="--quick"; PYTEST_ARGS="-q -m gpu --co"
+    EGO_MPC_ARGS="--batches 1 --horizon 3 --futures 2 --iterations 1 --repeats 1"
 else
     MINUTES=15; RASTER_BATCHES="256 4096 16384"; TRAIN_STEPS=300; SCALING_BATCH=131072; SCALING_STEPS=5
     PROFILE_BATCH=131072
@@ -42,6 +46,7 @@ else
     CLOSED_LOOP_ARGS=""               # every test episode, MPC included
     WM_BENCH_ARGS="--reference-batch 64 --wm-steps 5 --compile"
     PYTEST_ARGS="-q -m gpu"
+    EGO_MPC_ARGS="--batches 1 16 --repeats 3"
 fi
 SCENE_DIR="$WORKDIR/scenes/$SCENE"
 SUMMARY=()
@@ -85,6 +90,11 @@ bench() {                             # bench STEP-NAME FILE-SUFFIX BENCHMARK-FL
 # shellcheck disable=SC2086  (the *_ARGS are lists of flags)
 bench "benchmark" "" --world-model "$WORLD_MODEL" --skip closed-loop world-model $BENCH_ARGS
 # shellcheck disable=SC2086
+if [ -n "$EGO_WORLD_MODEL" ]; then      # the 77,000 operators of a decision through the model: what a graph hides
+    # shellcheck disable=SC2086
+    step "MPC latency through the model" "$LIMIT" python scripts/bench_mpc.py --workdir "$WORKDIR" --scene "$SCENE" \
+        --world-models "$EGO_WORLD_MODEL" --device "$DEVICE" --threads "$THREADS" $EGO_MPC_ARGS
+fi
 bench "benchmark: closed loop" "-closed-loop" --world-model "$WORLD_MODEL" "${POLICY_ARGS[@]}" \
     --skip sim world-model policy mpur mpc memory $CLOSED_LOOP_ARGS
 for copies in 1 2; do                 # the step's cost with twice the vehicles per frame (issue 13)
@@ -98,7 +108,7 @@ step "profiles" "$LIMIT" python scripts/profile_step.py --workdir "$WORKDIR" --s
 bench "benchmark: world-model training" "-world-model" --skip sim closed-loop policy mpur mpc memory $WM_BENCH_ARGS
 # the tests' small scene, saved beforehand where SUMO cannot run (tests/conftest.py)
 [ -d "$WORKDIR/test-scene" ] && export PPUU_TEST_SCENE="$WORKDIR/test-scene"
-step "GPU-marked tests" "$LIMIT" python -m pytest $PYTEST_ARGS tests/world_model tests/simulator
+step "GPU-marked tests" "$LIMIT" python -m pytest $PYTEST_ARGS tests/planner tests/world_model tests/simulator
 step "rasteriser" "$LIMIT" python scripts/bench_raster.py --devices "$DEVICE" --batches $RASTER_BATCHES --repeats 3 \
     --threads "$THREADS"
 

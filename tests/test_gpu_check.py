@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_on_cpu(tmp_path):
-    env = dict(os.environ, DEVICE="cpu", SMALL="1", LIMIT="240", PYTHON=sys.executable, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = dict(os.environ, DEVICE="cpu", SMALL="1", LIMIT="240", PYTHON=sys.executable, EGO_WORLD_MODEL="gpu-check-wm",
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     log = tmp_path / "log.md"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_device_run.sh"), str(tmp_path / "work"), str(log)],
                           env=env, capture_output=True, text=True, timeout=600)
@@ -23,10 +24,11 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert "ppuu.planner.mpc" in out and "gpu_check.sh" in out
     for step in ("generate scene", "GPU-marked tests", "rasteriser", "train world model (for MPC)", "benchmark",
                  "benchmark: closed loop", "benchmark: world-model training", "simulator, traffic x1",
-                 "simulator, traffic x2", "profiles"):
+                 "simulator, traffic x2", "profiles", "MPC latency through the model"):
         assert f"| {step} | ok |" in out
     # the steps that a short lease most needs come first
     assert out.index("## benchmark\n") < out.index("## simulator, traffic x1") < out.index("## GPU-marked tests")
+    assert "tests/planner/test_mpc_graph.py::" in out                   # the CUDA-graph MPC tests are among them
     assert (tmp_path / "work" / "runs" / "gpu-check-wm" / "checkpoint.pt").is_file()
     work = tmp_path / "work"
     report = (work / "benchmark-cpu.md").read_text()                      # scripts/benchmark.py's own tables
@@ -37,3 +39,32 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     training = (work / "benchmark-cpu-world-model.md").read_text()
     assert "#### World-model training throughput" in training and "#### World-model" not in report
     assert "failed" not in report + closed_loop + training
+
+
+def test_gpu_pack_recompresses_the_scene_and_keeps_what_a_run_needs(small_scene, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import gpu_pack
+
+    from ppuu.data.scene import Scene
+
+    work = tmp_path / "work"
+    small_scene.save(work / "scenes" / "small")
+    run = work / "runs" / "wm"
+    run.mkdir(parents=True)
+    for name in ("checkpoint.pt", "config.json", "best.pt", "metrics.csv"):
+        (run / name).write_bytes(name.encode() * 100)
+    out = tmp_path / "gpu-work"
+    args = ["--workdir", str(work), "--scene", "small", "--run", "demo=wm", "--out", str(out), "--no-wheels",
+            "--no-test-scene"]
+    assert gpu_pack.main(args) == 0
+    packed = Scene.load(out / "scenes" / "small")
+    assert packed.trajectories.equals(small_scene.trajectories) and packed.vehicles.equals(small_scene.vehicles)
+    assert sorted(f.name for f in (out / "runs" / "demo").iterdir()) == ["checkpoint.pt", "config.json"]
+    assert "carry:" in capsys.readouterr().out
+    assert gpu_pack.main(args + ["--limit-mib", "0.001"]) == 1                 # over the limit: says so, fails
+    assert "over the 0.001-MiB carry limit" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no checkpoint.pt"):
+        gpu_pack.main(args[:4] + ["--run", "demo=missing"] + args[6:])
+    with pytest.raises(SystemExit):                                          # NAME=RUN is checked by argparse
+        gpu_pack.main(args[:4] + ["--run", "no-equals-sign"] + args[6:])
+    assert not [p for p in out.rglob("tmp*")]                                # no temporary folder left behind
