@@ -172,6 +172,10 @@ class Planner:
         c, mc = self.config, self.world.model_config
         if c.futures < 2:
             raise ValueError("the uncertainty of one future is undefined: futures >= 2")
+        if data.predicted_steps < c.horizon:
+            raise ValueError(f"fit_uncertainty: the data's windows predict {data.predicted_steps} steps, fewer than the "
+                             f"plan's horizon of {c.horizon}: make the WindowDataset with predicted_steps >= "
+                             f"{c.horizon}")
         samples = []
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(seed)

@@ -155,3 +155,11 @@ def test_a_decision_that_waits_is_refused_in_the_warm_up_and_decided_eagerly(fix
     assert planner._graphs is None and first.plan.shape == init.shape
     second = planner.plan(images, states, size, init)                      # random numbers still work
     assert not torch.equal(first.costs[0], second.costs[0])
+
+
+def test_fit_uncertainty_names_windows_shorter_than_the_horizon(fixed_recording, train_ids):
+    world, data = tiny_world(fixed_recording, train_ids, "kinematic", "none")
+    planner = Planner(world, cost_model(world, fixed_recording),
+                      MPCConfig(horizon=data.predicted_steps + 1, futures=2, iterations=1))
+    with pytest.raises(ValueError, match=f"predict {data.predicted_steps} steps, fewer than the plan's horizon"):
+        planner.fit_uncertainty(data, batches=1, batch_size=2)
