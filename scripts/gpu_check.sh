@@ -89,12 +89,12 @@ bench() {                             # bench STEP-NAME FILE-SUFFIX BENCHMARK-FL
 # benchmark.py rewrites its file after every part: a step stopped at its limit keeps what it finished.
 # shellcheck disable=SC2086  (the *_ARGS are lists of flags)
 bench "benchmark" "" --world-model "$WORLD_MODEL" --skip closed-loop world-model $BENCH_ARGS
-# shellcheck disable=SC2086
 if [ -n "$EGO_WORLD_MODEL" ]; then      # the 77,000 operators of a decision through the model: what a graph hides
     # shellcheck disable=SC2086
     step "MPC latency through the model" "$LIMIT" python scripts/bench_mpc.py --workdir "$WORKDIR" --scene "$SCENE" \
         --world-models "$EGO_WORLD_MODEL" --device "$DEVICE" --threads "$THREADS" $EGO_MPC_ARGS
 fi
+# shellcheck disable=SC2086
 bench "benchmark: closed loop" "-closed-loop" --world-model "$WORLD_MODEL" "${POLICY_ARGS[@]}" \
     --skip sim world-model policy mpur mpc memory $CLOSED_LOOP_ARGS
 for copies in 1 2; do                 # the step's cost with twice the vehicles per frame (issue 13)

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +38,16 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
-def replace_with(built: Path, dest: Path) -> None:
-    """Move the finished ``built`` folder to ``dest``, replacing what was there."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    built.rename(dest)
+@contextmanager
+def built_into(dest: Path):
+    """Yield an empty temporary folder beside ``dest``; when the block ends without error, it replaces ``dest``."""
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        built = Path(tmp) / "built"
+        built.mkdir()
+        yield built
+        if dest.exists():
+            shutil.rmtree(dest)
+        built.rename(dest)
 
 
 def pack_scene(scene_dir: Path, dest: Path) -> None:
@@ -51,27 +56,21 @@ def pack_scene(scene_dir: Path, dest: Path) -> None:
 
     if not (scene_dir / "scene.json").is_file():
         raise SystemExit(f"gpu_pack: {scene_dir} is not a saved scene (no scene.json)")
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        built = Path(tmp) / "scene"
-        built.mkdir()
+    with built_into(dest) as built:
         for f in scene_dir.iterdir():
             if f.name == "trajectories.parquet":
                 pq.write_table(pq.read_table(f), built / f.name, compression="zstd", compression_level=19)
             elif f.is_file():
                 shutil.copy2(f, built / f.name)
-        replace_with(built, dest)
 
 
 def pack_run(run_dir: Path, dest: Path) -> None:
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
         raise SystemExit(f"gpu_pack: run {run_dir} has no {', '.join(missing)}")
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        built = Path(tmp) / "run"
-        built.mkdir()
+    with built_into(dest) as built:
         for name in RUN_FILES:
             shutil.copy2(run_dir / name, built / name)
-        replace_with(built, dest)
 
 
 def pack_test_scene(dest: Path) -> None:
@@ -80,11 +79,7 @@ def pack_test_scene(dest: Path) -> None:
 
     from ppuu.data.pipeline import generate_sumo_scene
 
-    scene = generate_sumo_scene("i80", minutes=1.5, seed=0, progress=False, warmup=SMALL_SCENE_WARMUP)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        built = Path(tmp) / "test-scene"
-        scene.save(built)
-        replace_with(built, dest)
+    generate_sumo_scene("i80", minutes=1.5, seed=0, progress=False, warmup=SMALL_SCENE_WARMUP).save(dest)  # atomic
 
 
 def download_wheels(dest: Path, python_version: str) -> None:

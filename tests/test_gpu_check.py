@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,10 +44,9 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
 
 
 def test_gpu_pack_recompresses_the_scene_and_keeps_what_a_run_needs(small_scene, tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import gpu_pack
-
     from ppuu.data.scene import Scene
+
+    gpu_pack = load_script("gpu_pack")
 
     work = tmp_path / "work"
     small_scene.save(work / "scenes" / "small")
