@@ -342,11 +342,12 @@ def mpc_entries(args, scene, base, device) -> list:
     if args.mpc_policy:
         loaded = load_policy(resolve_run_file(args.workdir, args.mpc_policy), device)
 
-        def proposal(images, states, size):
+        def policy_proposal(images, states, size):
             rollout = imagine(world.model, images, states, size,
                               lambda i, s, t: loaded.policy(i, s, sample=False), args.mpc_horizon,
                               cost_model, CostWeights(), stats=world.normaliser)
             return rollout.actions
+        proposal = policy_proposal
     for optimizer in args.mpc_optimizer:
         mpc_config = MPCConfig(horizon=args.mpc_horizon, futures=args.mpc_futures, iterations=args.mpc_iterations,
                                lr=args.mpc_lr, optimizer=optimizer, aggregate=args.mpc_aggregate,
