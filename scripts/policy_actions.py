@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         key = repr(sorted(policy.observation.items())) + repr(policy.model_config.context)
         if key not in windows:
             print(f"rendering {args.contexts} {args.split} contexts ...", file=sys.stderr, flush=True)
-            windows[key] = recorded_windows(scene, policy, args.split, args.contexts, args.seed, args.device)
+            try:
+                windows[key] = recorded_windows(scene, policy, args.split, args.contexts, args.seed, args.device)
+            except ValueError as exc:                 # a split without a window long enough: a clear message
+                p.error(str(exc))
         images, states, recorded = windows[key]
         if recorded_row is None:
             recorded_row = summary_row(f"the recorded drivers ({len(recorded)} contexts)", recorded, recorded)
