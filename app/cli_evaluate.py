@@ -36,14 +36,30 @@ def add_parser(groups) -> None:
                     "Writes WORKDIR/reports/SCENE/: a CSV per controller (one row per episode and seed),\n"
                     "a Markdown and a JSON summary, each naming its course.")
     base.add_argument("scene", nargs="?", help="scene name or folder (default: the most recent scene)")
-    base.add_argument("--controllers", nargs="+", default=["human", "no_action"], choices=["human", "no_action"],
-                      help="controllers to run (default: %(default)s)")
+    base.add_argument("--controllers", nargs="+", default=["human", "no_action"], type=controller_name,
+                      metavar="NAME", help=CONTROLLERS_HELP + " (default: %(default)s)")
     add_closed_loop_arguments(base)
     base.set_defaults(func=cmd_baselines)
     cli_world_model.add_evaluate_parser(sub)
     from ppuu.app import cli_policy
 
     cli_policy.add_evaluate_parser(sub)
+
+
+CONTROLLERS_HELP = ("reference controllers: human (the recorded actions), no_action (keep speed and heading), "
+                    "constant:ACC,CURV (a fixed acceleration m/s^2 and curvature 1/m, e.g. constant:0,-0.001)")
+
+
+def controller_name(value: str) -> str:
+    """argparse type of ``--controllers``: a built-in controller's name, checked
+    (:func:`~ppuu.simulator.evaluate.controller_named`)."""
+    from ppuu.simulator.evaluate import controller_named
+
+    try:
+        controller_named(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def add_closed_loop_arguments(p) -> None:
@@ -69,10 +85,10 @@ def add_closed_loop_arguments(p) -> None:
 
 
 def cmd_baselines(args) -> int:
-    from ppuu.simulator.evaluate import CONTROLLERS
+    from ppuu.simulator.evaluate import controller_named
 
     scene, course, base = closed_loop_setup(args)
-    entries = [(name, CONTROLLERS[name], base) for name in args.controllers]
+    entries = [(name, controller_named(name), base) for name in args.controllers]
     run_and_report(args, scene, course, base, entries, "Baselines", "baselines")
     return 0
 

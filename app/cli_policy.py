@@ -260,7 +260,7 @@ def cmd_train(args) -> int:
 
 def add_evaluate_parser(sub) -> None:
     """``evaluate policy`` (added to the ``evaluate`` group)."""
-    from ppuu.app.cli_evaluate import add_closed_loop_arguments
+    from ppuu.app.cli_evaluate import CONTROLLERS_HELP, add_closed_loop_arguments, controller_name
 
     p = sub.add_parser(
         "policy", help="trained policies (and the reference controllers) on every episode of a split: the results table",
@@ -272,8 +272,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("scene", nargs="?", help="scene name or folder (default: the most recent scene)")
     p.add_argument("--policy", nargs="+", default=[], metavar="RUN",
                    help="policy checkpoints: .pt files, run folders or run names under WORKDIR/runs")
-    p.add_argument("--controllers", nargs="*", default=["human", "no_action"], choices=["human", "no_action"],
-                   help="reference controllers to run beside the policies (default: %(default)s)")
+    p.add_argument("--controllers", nargs="*", default=["human", "no_action"], type=controller_name, metavar="NAME",
+                   help=CONTROLLERS_HELP + ", run beside the policies (default: %(default)s)")
     p.add_argument("--sample", action="store_true", help="Gaussian policies sample instead of taking their mean")
     p.add_argument("--gifs", action=argparse.BooleanOptionalAction, default=True,
                    help="write GIFs of each policy's best and worst episode (default: on)")
@@ -370,7 +370,7 @@ def cmd_evaluate(args) -> int:
     from ppuu.planner.controller import make_controller, sim_config_for
     from ppuu.planner.report import distance_histograms, outcome_bars, training_curves
     from ppuu.planner.train import load_policy
-    from ppuu.simulator.evaluate import CONTROLLERS
+    from ppuu.simulator.evaluate import controller_named
     from ppuu.world_model.runs import resolve_device
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.report):
@@ -379,7 +379,7 @@ def cmd_evaluate(args) -> int:
         raise ValueError("nothing to evaluate: give --policy RUN..., --mpc WORLD_MODEL and/or --controllers")
     scene, course, base = closed_loop_setup(args)
     device = resolve_device(args.device)
-    entries = [(name, CONTROLLERS[name], base) for name in args.controllers]
+    entries = [(name, controller_named(name), base) for name in args.controllers]
     runs, labels = {}, {}
     for value in args.policy:
         path = resolve_run_file(args.workdir, value)

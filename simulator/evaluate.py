@@ -47,8 +47,9 @@ Controllers
         table = evaluate(scene, Planner(), split="test", seed=0)
 
     Built in: ``human`` (the replaced vehicle's own recorded actions: the fidelity check and
-    the "human" row of SPEC §7) and ``no_action`` (zero acceleration and curvature: the car
-    keeps its speed and heading).
+    the "human" row of SPEC §7), ``no_action`` (zero acceleration and curvature: the car
+    keeps its speed and heading) and ``constant:ACC,CURV`` (a fixed acceleration m/s^2 and
+    curvature 1/m; :func:`controller_named`).
 
 Results
     :func:`evaluate` returns one row per episode (metrics of
@@ -63,6 +64,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from typing import Callable
 
 import numpy as np
@@ -91,6 +93,36 @@ def no_action(observation: Observation, sim: BatchedSimulator) -> Tensor:
 
 
 CONTROLLERS: dict[str, Controller] = {"human": human, "no_action": no_action}
+CONSTANT = "constant:"
+"""Prefix of a fixed-action controller's name: ``constant:ACC,CURV`` (m/s^2, 1/m)."""
+
+
+def constant(acceleration: float, curvature: float) -> Controller:
+    """A controller that always takes ``(acceleration m/s^2, curvature 1/m)``: no action with a fixed
+    push, to check whether a policy's small, steady actions are a bias or depend on the context."""
+    def controller(observation: Observation, sim: BatchedSimulator) -> Tensor:
+        return torch.tensor([[acceleration, curvature]], device=sim.device, dtype=sim.dtype).repeat(sim.batch_size, 1)
+    return controller
+
+
+def controller_named(name: str) -> Controller:
+    """The built-in controller called ``name``: "human", "no_action" or "constant:ACC,CURV".
+
+    Raises:
+        ValueError: an unknown name, or a constant that is not two finite numbers.
+    """
+    if name in CONTROLLERS:
+        return CONTROLLERS[name]
+    if name.startswith(CONSTANT):
+        try:
+            acceleration, curvature = (float(v) for v in name[len(CONSTANT):].split(","))
+        except ValueError:
+            acceleration = curvature = float("nan")
+        if not (math.isfinite(acceleration) and math.isfinite(curvature)):
+            raise ValueError(f"controller {name!r}: expected {CONSTANT}ACC,CURV with two finite numbers "
+                             f"(m/s^2, 1/m), e.g. {CONSTANT}0,-0.001")
+        return constant(acceleration, curvature)
+    raise ValueError(f"unknown controller {name!r}; built-in: {', '.join(CONTROLLERS)}, {CONSTANT}ACC,CURV")
 
 
 def needs_grad(controller: Controller) -> bool:
@@ -246,7 +278,7 @@ def evaluate(scene: Scene, controller: Controller | str, split: str | None = "te
 
     Args:
         scene: the scene.
-        controller: a controller (module docstring) or the name of a built-in one ("human", "no_action").
+        controller: a controller (module docstring) or the name of a built-in one (:func:`controller_named`).
         split: "train", "val", "test" or None (all).
         config: :class:`~ppuu.simulator.sim.SimConfig`.
         device: default CUDA when available.
@@ -269,9 +301,7 @@ def evaluate(scene: Scene, controller: Controller | str, split: str | None = "te
             ValueError) when the course does not fit the scene's tracks.
     """
     if isinstance(controller, str):
-        if controller not in CONTROLLERS:
-            raise ValueError(f"unknown controller {controller!r}; built-in: {sorted(CONTROLLERS)}")
-        controller = CONTROLLERS[controller]
+        controller = controller_named(controller)
     config = config or SimConfig()
     if course is not None:
         config = dataclasses.replace(config, course=course)

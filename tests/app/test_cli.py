@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 
 from ppuu.app.cli import build_parser, main
 from tests.shared_data import shared_data_dir
@@ -100,6 +101,13 @@ def test_evaluate_baselines_states_course_and_seeds(scene_workdir, scene_dir, ca
     summary = json.loads((report / "baselines-test-replay-full.json").read_text())
     assert summary["course"]["name"] == "full" and summary["seeds"] == [0, 1]
     assert summary["results"]["no_action"]["mean_distance_m_std"] == 0      # deterministic controller
+
+
+def test_evaluate_baselines_refuses_a_malformed_constant_controller(scene_workdir, scene_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "baselines", scene_dir.name, "--controllers", "constant:0,x", "--workdir", str(scene_workdir)])
+    assert exit_info.value.code == 2
+    assert "constant:0,x" in capsys.readouterr().err
 
 
 def test_evaluate_baselines_course_that_does_not_fit_is_a_clear_error(scene_workdir, scene_dir, capsys):

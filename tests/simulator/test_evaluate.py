@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ppuu.simulator.episodes import COLLISION, OFFROAD, RUNNING
-from ppuu.simulator.evaluate import Trace, evaluate, evenly_spaced, markdown_summary, run_episodes, summarise
+from ppuu.simulator.evaluate import (Trace, controller_named, evaluate, evenly_spaced, markdown_summary, run_episodes,
+                                     summarise)
 from ppuu.simulator.sim import BatchedSimulator, SimConfig
 
 
@@ -201,3 +202,20 @@ def test_an_episode_subset_is_evenly_spaced_and_the_same_for_every_controller(sm
     assert len(evaluate(small_scene, "human", split=None, progress=False, episodes=10_000)) == len(everything)
     with pytest.raises(ValueError, match="episodes = 0"):
         evaluate(small_scene, "human", split=None, progress=False, episodes=0)
+
+
+def test_constant_controllers_by_name_drive_as_the_same_fixed_actions(small_scene):
+    columns = ["vehicle_id", "outcome", "distance", "time"]
+    by_name = evaluate(small_scene, "constant:1,0.2", split=None, progress=False)
+    by_function = evaluate(small_scene, steer_off, split=None, progress=False)
+    pd.testing.assert_frame_equal(by_name[columns], by_function[columns])
+    assert (by_name["outcome"] == OFFROAD).any()
+    zero = evaluate(small_scene, "constant:0,0", split=None, progress=False)
+    pd.testing.assert_frame_equal(zero[columns], evaluate(small_scene, "no_action", split=None, progress=False)[columns])
+    assert not zero[columns].equals(by_name[columns])
+
+
+@pytest.mark.parametrize("name", ["constant:1", "constant:a,0", "constant:0,nan", "constant:1,2,3", "brake"])
+def test_bad_controller_names_are_refused_with_the_accepted_forms(name):
+    with pytest.raises(ValueError, match="constant:ACC,CURV"):
+        controller_named(name)
