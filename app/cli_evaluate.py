@@ -44,6 +44,53 @@ def add_parser(groups) -> None:
     from ppuu.app import cli_policy
 
     cli_policy.add_evaluate_parser(sub)
+    add_compare_parser(sub)
+
+
+def add_compare_parser(sub) -> None:
+    compare = sub.add_parser(
+        "compare", help="paired comparison of two controllers on the same episodes (exact McNemar test)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare two controllers' success episode by episode, from the per-episode CSVs that\n"
+                    "'ppuu evaluate baselines|policy' wrote (WORKDIR/reports/SCENE/*.csv) for the same\n"
+                    "episodes (same scene, split, course, --episodes and --seeds). Counts the episodes only\n"
+                    "A arrives in and those only B arrives in, and gives McNemar's exact two-sided p-value:\n"
+                    "how often chance alone would split them at least this unevenly. Several --pair\n"
+                    "(e.g. one per seed or scene) are also pooled into one test.\n\n"
+                    "A small p says these two controllers arrive differently on these episodes; it does\n"
+                    "not say one training recipe beats another: two runs of the same recipe can differ\n"
+                    "as much (compare several training runs for that).\n\n"
+                    "Example:\n"
+                    "  ppuu evaluate policy SCENE --policy my-mpur my-vg     # writes one CSV per controller\n"
+                    "  ppuu evaluate compare --names mpur vg \\\n"
+                    "      --pair ppuu-work/reports/SCENE/policies-mpur_my-mpur_-test-replay-i80-reference.csv \\\n"
+                    "             ppuu-work/reports/SCENE/policies-vg_my-vg_-test-replay-i80-reference.csv")
+    compare.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A.csv", "B.csv"),
+                         help="two evaluation tables of the same episodes; repeat for more seeds or scenes")
+    compare.add_argument("--names", nargs=2, default=["A", "B"], metavar=("A", "B"),
+                         help="what to call the two sides in the report (default: A B)")
+    compare.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                         help="one label per --pair, e.g. the seeds (default: pair 1, pair 2, ...)")
+    compare.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    import pandas as pd
+
+    from ppuu.data.report import markdown_table
+    from ppuu.simulator.paired import compare_pair, markdown_rows, read_evaluation
+
+    labels = args.labels or [f"pair {i + 1}" for i in range(len(args.pair))]
+    if len(labels) != len(args.pair):
+        raise ValueError(f"--labels gave {len(labels)} labels for {len(args.pair)} --pair")
+    results = [compare_pair(read_evaluation(a), read_evaluation(b), a, b) for a, b in args.pair]
+    name_a, name_b = args.names
+    for label, (a, b) in zip(labels, args.pair):
+        print(f"{label}: {name_a} = {a}\n{' ' * len(label)}  {name_b} = {b}")
+    table = pd.DataFrame(markdown_rows(labels, results, name_a, name_b))
+    print(f"\n{name_a} against {name_b}, success on the same episodes; p is McNemar's exact two-sided test of "
+          f"the episodes only one of them arrives in\n\n{markdown_table(table)}")
+    return 0
 
 
 CONTROLLERS_HELP = ("reference controllers: human (the recorded actions), no_action (keep speed and heading), "

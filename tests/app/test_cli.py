@@ -103,6 +103,31 @@ def test_evaluate_baselines_states_course_and_seeds(scene_workdir, scene_dir, ca
     assert summary["results"]["no_action"]["mean_distance_m_std"] == 0      # deterministic controller
 
 
+def test_evaluate_compare_pairs_two_controllers_episode_by_episode(scene_workdir, scene_dir, capsys):
+    """The human and no action on the same episodes: the counts printed are those of the two CSVs, and
+    tables of different episodes are refused naming the file."""
+    import pandas as pd
+
+    assert main(["evaluate", "baselines", scene_dir.name, "--controllers", "human", "no_action", "--course", "full",
+                 "--workdir", str(scene_workdir)]) == 0
+    report = scene_workdir / "reports" / scene_dir.name
+    human, idle = (report / f"baselines-{name}-test-replay-full.csv" for name in ("human", "no_action"))
+    capsys.readouterr()
+    assert main(["evaluate", "compare", "--pair", str(human), str(idle), "--names", "human", "idle"]) == 0
+    out = capsys.readouterr().out
+    a, b = (pd.read_csv(path).set_index("vehicle_id")["outcome_name"] == "arrived" for path in (human, idle))
+    b = b.loc[a.index]
+    row = next(line for line in out.splitlines() if line.startswith("| pair 1 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == str(len(a)) and cells[5] == str(int((a & ~b).sum())) and cells[6] == str(int((b & ~a).sum()))
+    assert "only human arrives" in out and "McNemar" in out
+
+    fewer = scene_workdir / "fewer.csv"
+    pd.read_csv(idle).iloc[1:].to_csv(fewer, index=False)
+    assert main(["evaluate", "compare", "--pair", str(human), str(fewer)]) == 2
+    assert "lacks" in capsys.readouterr().err
+
+
 def test_evaluate_baselines_refuses_a_malformed_constant_controller(scene_workdir, scene_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "baselines", scene_dir.name, "--controllers", "constant:0,x", "--workdir", str(scene_workdir)])
