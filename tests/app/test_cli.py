@@ -109,7 +109,7 @@ def test_evaluate_compare_pairs_two_controllers_episode_by_episode(scene_workdir
     import pandas as pd
 
     assert main(["evaluate", "baselines", scene_dir.name, "--controllers", "human", "no_action", "--course", "full",
-                 "--workdir", str(scene_workdir)]) == 0
+                 "--episodes", "12", "--workdir", str(scene_workdir)]) == 0
     report = scene_workdir / "reports" / scene_dir.name
     human, idle = (report / f"baselines-{name}-test-replay-full.csv" for name in ("human", "no_action"))
     capsys.readouterr()
