@@ -63,14 +63,16 @@ def add_compare_parser(sub) -> None:
                     "Example:\n"
                     "  ppuu evaluate policy SCENE --policy my-mpur my-vg     # writes one CSV per controller\n"
                     "  ppuu evaluate compare --names mpur vg \\\n"
-                    "      --pair ppuu-work/reports/SCENE/policies-mpur_my-mpur_-test-replay-i80-reference.csv \\\n"
-                    "             ppuu-work/reports/SCENE/policies-vg_my-vg_-test-replay-i80-reference.csv")
+                    "      --pair SCENE/policies-mpur_my-mpur_-test-replay-i80-reference.csv \\\n"
+                    "             SCENE/policies-vg_my-vg_-test-replay-i80-reference.csv")
     compare.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A.csv", "B.csv"),
-                         help="two evaluation tables of the same episodes; repeat for more seeds or scenes")
+                         help="two evaluation tables of the same episodes, as paths or relative to WORKDIR/reports; "
+                              "repeat for more seeds or scenes")
     compare.add_argument("--names", nargs=2, default=["A", "B"], metavar=("A", "B"),
                          help="what to call the two sides in the report (default: A B)")
     compare.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                          help="one label per --pair, e.g. the seeds (default: pair 1, pair 2, ...)")
+    add_workdir(compare)
     compare.set_defaults(func=cmd_compare)
 
 
@@ -83,14 +85,24 @@ def cmd_compare(args) -> int:
     labels = args.labels or [f"pair {i + 1}" for i in range(len(args.pair))]
     if len(labels) != len(args.pair):
         raise ValueError(f"--labels gave {len(labels)} labels for {len(args.pair)} --pair")
-    results = [compare_pair(read_evaluation(a), read_evaluation(b), a, b) for a, b in args.pair]
+    pairs = [tuple(_evaluation_path(args.workdir, value) for value in pair) for pair in args.pair]
+    results = [compare_pair(read_evaluation(a), read_evaluation(b), str(a), str(b)) for a, b in pairs]
     name_a, name_b = args.names
-    for label, (a, b) in zip(labels, args.pair):
+    for label, (a, b) in zip(labels, pairs):
         print(f"{label}: {name_a} = {a}\n{' ' * len(label)}  {name_b} = {b}")
     table = pd.DataFrame(markdown_rows(labels, results, name_a, name_b))
     print(f"\n{name_a} against {name_b}, success on the same episodes; p is McNemar's exact two-sided test of "
           f"the episodes only one of them arrives in\n\n{markdown_table(table)}")
     return 0
+
+
+def _evaluation_path(workdir: Path, value: str) -> Path:
+    """An evaluation CSV given on the command line: the path as given when it is a file, else the same
+    path under WORKDIR/reports (where ``ppuu evaluate`` writes them); as given when neither exists, so
+    that the error names what was typed."""
+    path = Path(value)
+    under_reports = Path(workdir) / "reports" / path
+    return under_reports if not path.is_file() and not path.is_absolute() and under_reports.is_file() else path
 
 
 CONTROLLERS_HELP = ("reference controllers: human (the recorded actions), no_action (keep speed and heading), "

@@ -156,10 +156,7 @@ def pooled(results: list[PairedResult]) -> PairedResult:
     """Several pairs (seeds, scenes) as one: their episodes and discordant counts summed."""
     if not results:
         raise ValueError("no pairs to pool")
-    total = results[0]
-    for result in results[1:]:
-        total = total + result
-    return total
+    return sum(results[1:], start=results[0])
 
 
 def markdown_rows(labels: list[str], results: list[PairedResult], name_a: str = "A",

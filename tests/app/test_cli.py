@@ -121,6 +121,10 @@ def test_evaluate_compare_pairs_two_controllers_episode_by_episode(scene_workdir
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == str(len(a)) and cells[5] == str(int((a & ~b).sum())) and cells[6] == str(int((b & ~a).sum()))
     assert "only human arrives" in out and "McNemar" in out
+    relative = [f"{scene_dir.name}/{path.name}" for path in (human, idle)]            # found under WORKDIR/reports
+    assert main(["evaluate", "compare", "--pair", *relative, "--names", "human", "idle",
+                 "--workdir", str(scene_workdir)]) == 0
+    assert row in capsys.readouterr().out
 
     fewer = scene_workdir / "fewer.csv"
     pd.read_csv(idle).iloc[1:].to_csv(fewer, index=False)
