@@ -38,6 +38,7 @@ if [ "$SMALL" = 1 ]; then           # sizes for a dry run: every path once, quic
     MINUTES=1; RASTER_BATCHES="1 8"; TRAIN_STEPS=2; SCALING_BATCH=8; SCALING_STEPS=2; PROFILE_BATCH=8
     BENCH_ARGS="--quick"; CLOSED_LOOP_ARGS="--quick"; WM_BENCH_ARGS="--quick"; PYTEST_ARGS="-q -m gpu --co"
     EGO_MPC_ARGS="--batches 1 --horizon 3 --futures 2 --iterations 1 --repeats 1"
+    PROFILE_ARGS="--repeats 1 --rows 5 --mpc-horizon 3 --mpc-futures 2 --mpc-iterations 1"
 else
     MINUTES=15; RASTER_BATCHES="256 4096 16384"; TRAIN_STEPS=300; SCALING_BATCH=131072; SCALING_STEPS=5
     PROFILE_BATCH=131072
@@ -47,6 +48,7 @@ else
     WM_BENCH_ARGS="--reference-batch 64 --wm-steps 5 --compile"
     PYTEST_ARGS="-q -m gpu"
     EGO_MPC_ARGS="--batches 1 16 --repeats 3"
+    PROFILE_ARGS=""
 fi
 SCENE_DIR="$WORKDIR/scenes/$SCENE"
 SUMMARY=()
@@ -102,8 +104,9 @@ for copies in 1 2; do                 # the step's cost with twice the vehicles 
         --batches "$SCALING_BATCH" --steps "$SCALING_STEPS" --copies "$copies" --skip-evaluation --threads "$THREADS"
 done
 # where the time of a large simulator step and of one MPC decision goes (kernels, syncs, GPU busy time)
+# shellcheck disable=SC2086
 step "profiles" "$LIMIT" python scripts/profile_step.py --workdir "$WORKDIR" --scene "$SCENE" --what sim mpc \
-    --world-model "$WORLD_MODEL" --device "$DEVICE" --sim-batch "$PROFILE_BATCH" --threads "$THREADS"
+    --world-model "$WORLD_MODEL" --device "$DEVICE" --sim-batch "$PROFILE_BATCH" --threads "$THREADS" $PROFILE_ARGS
 # shellcheck disable=SC2086
 bench "benchmark: world-model training" "-world-model" --skip sim closed-loop policy mpur mpc memory $WM_BENCH_ARGS
 # the tests' small scene, saved beforehand where SUMO cannot run (tests/conftest.py)

@@ -5,19 +5,18 @@ a torch.profiler table.
         --world-model kin-none --device cuda --sim-batch 131072 --threads 8
     python scripts/profile_step.py --workdir ppuu-work --what windows mpur --world-model kin-none --threads 1
 
-For each ``--what``: one warm-up, then ``--repeats`` profiled calls (a simulator step of ``--sim-batch``
-slots with the recorded actions; an MPC decision of ``--mpc-batch`` plans, H 30 x F 10 x 5 Adam
-iterations as ``scripts/bench_mpc.py`` times it; ``--data-batch`` training windows of the world model's
-context + ``--horizon`` frames rendered, a new draw each call; an MPUR step of a cpu-profile policy on
-``--mpur-batch`` contexts, ``--horizon`` imagined steps, ``--copies`` dropout copies with the uncertainty
-cost, backward and Adam). Prints, per call: wall ms, and on CUDA the kernels
-launched, the host-device synchronisations and copies (the runtime calls that make the CPU wait), and
-the GPU's busy time (the kernels' summed time: far below the wall time means the step is bound by the
-launches and the Python around them, not by the GPU); then the operators that take the most time
-(self time on the device, on a CPU self CPU time). On any device it also counts one call's dispatched
-operators and those that would make a GPU wait (:class:`HostSyncAudit`: ``.item()``, data-dependent
-shapes, Python data copied in) with the line that called each. Issues 10 and 13 use it to say what stands between
-the GPU figures and their targets.
+For each ``--what``: one warm-up, then ``--repeats`` profiled calls (a simulator step of ``--sim-batch`` slots
+with the recorded actions; an MPC decision of ``--mpc-batch`` plans, H 30 x F 10 x 5 Adam iterations as
+``scripts/bench_mpc.py`` times it, or as ``--mpc-horizon/-futures/-iterations`` say; ``--data-batch`` training
+windows of the world model's context + ``--horizon`` frames rendered, a new draw each call; an MPUR step of a
+cpu-profile policy on ``--mpur-batch`` contexts, ``--horizon`` imagined steps, ``--copies`` dropout copies
+with the uncertainty cost, backward and Adam). Prints, per call: wall ms, and on CUDA the kernels launched,
+the host-device synchronisations and copies (the runtime calls that make the CPU wait), and the GPU's busy
+time (the kernels' summed time: far below the wall time means the step is bound by the launches and the Python
+around them, not by the GPU); then the operators that take the most time (self time on the device, on a CPU
+self CPU time). On any device it also counts one call's dispatched operators and those that would make a GPU
+wait (:class:`HostSyncAudit`: ``.item()``, data-dependent shapes, Python data copied in) with the line that
+called each. Issues 10 and 13 use it to say what stands between the GPU figures and their targets.
 """
 
 from __future__ import annotations
@@ -82,14 +81,14 @@ def simulator_call(scene, batch: int, device: torch.device):
     return restarting_stepper(BatchedSimulator(scene, SimConfig(), device=device), batch)
 
 
-def mpc_call(scene, workdir: Path, world_model: str, batch: int, device: torch.device):
-    """A function that makes one MPC decision for ``batch`` test contexts (H 30, F 10, 5 Adam iterations)."""
+def mpc_call(scene, workdir: Path, world_model: str, batch: int, config, device: torch.device):
+    """A function that makes one MPC decision for ``batch`` test contexts with the planner's settings
+    ``config`` (an :class:`~ppuu.planner.mpc.MPCConfig`)."""
     from bench_mpc import planner_on_test_contexts
 
-    from ppuu.planner.mpc import MPCConfig
     from ppuu.world_model.dataset import sample_indices
 
-    planner, data = planner_on_test_contexts(scene, workdir, world_model, MPCConfig(), device)
+    planner, data = planner_on_test_contexts(scene, workdir, world_model, config, device)
     context = data.batch(sample_indices(len(data), 0, 0, batch)).to(device)
     init = torch.zeros(batch, planner.config.horizon, 2, device=device)
     return lambda: planner.plan(context.context_images, context.context_states, context.size, init)
@@ -181,6 +180,8 @@ def profile_call(name: str, call, repeats: int, device: torch.device, rows: int)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ppuu.planner.mpc import MPCConfig
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="ppuu-work", help="workspace with scenes/ and runs/")
     parser.add_argument("--scene", default="i80-sumo-15min-s0", help="scene name under WORKDIR/scenes or a folder")
@@ -195,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=15,
                         help="predicted frames per window and MPUR's imagined steps (default: %(default)s)")
     parser.add_argument("--copies", type=int, default=2, help="MPUR's dropout copies (default: %(default)s)")
+    parser.add_argument("--mpc-horizon", type=int, default=MPCConfig.horizon,
+                        help="MPC's planned steps (default: %(default)s)")
+    parser.add_argument("--mpc-futures", type=int, default=MPCConfig.futures,
+                        help="MPC's imagined futures per plan (default: %(default)s)")
+    parser.add_argument("--mpc-iterations", type=int, default=MPCConfig.iterations,
+                        help="MPC's Adam iterations per decision (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="profiled calls after one warm-up")
     parser.add_argument("--rows", type=int, default=15, help="operators listed")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -225,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
                      mpur_call(scene, workdir, args.world_model, args.mpur_batch, args.horizon, args.copies, device),
                      args.repeats, device, args.rows)
     if "mpc" in args.what:
-        profile_call(f"MPC decision, B = {args.mpc_batch}, H 30 x F 10 x 5 Adam iterations",
-                     mpc_call(scene, Path(args.workdir), args.world_model, args.mpc_batch, device),
+        config = MPCConfig(horizon=args.mpc_horizon, futures=args.mpc_futures, iterations=args.mpc_iterations)
+        profile_call(f"MPC decision, B = {args.mpc_batch}, H {config.horizon} x F {config.futures} x "
+                     f"{config.iterations} Adam iterations",
+                     mpc_call(scene, Path(args.workdir), args.world_model, args.mpc_batch, config, device),
                      args.repeats, device, args.rows)
     return 0
 

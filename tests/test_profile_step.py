@@ -11,10 +11,10 @@ def test_profile_step_reports_both_calls(runs, scene, capsys):  # noqa: F811
     module = load_script("profile_step")
     code = module.main(["--workdir", str(runs), "--scene", scene.meta.name, "--what", "sim", "mpc",
                         "--world-model", "tiny-world", "--device", "cpu", "--sim-batch", "4", "--repeats", "1",
-                        "--rows", "5"])
+                        "--rows", "5", "--mpc-horizon", "3", "--mpc-futures", "2", "--mpc-iterations", "1"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "### simulator step, B = 4" in out and "### MPC decision, B = 1" in out
+    assert "### simulator step, B = 4" in out and "### MPC decision, B = 1, H 3 x F 2 x 1 Adam iterations" in out
     walls = [float(ms) for ms in re.findall(r"wall ([\d.]+) ms per call", out)]
     assert len(walls) == 2 and all(ms > 0 for ms in walls)
     # each table lists operators with their self CPU time, the costliest first
