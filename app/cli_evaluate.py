@@ -49,14 +49,16 @@ def add_parser(groups) -> None:
 
 def add_compare_parser(sub) -> None:
     compare = sub.add_parser(
-        "compare", help="paired comparison of two controllers on the same episodes (exact McNemar test)",
+        "compare", help="paired comparison of two controllers on the same episodes (exact McNemar and sign tests)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare two controllers' success episode by episode, from the per-episode CSVs that\n"
                     "'ppuu evaluate baselines|policy' wrote (WORKDIR/reports/SCENE/*.csv) for the same\n"
                     "episodes (same scene, split, course, --episodes and --seeds). Counts the episodes only\n"
                     "A arrives in and those only B arrives in, and gives McNemar's exact two-sided p-value:\n"
-                    "how often chance alone would split them at least this unevenly. Several --pair\n"
-                    "(e.g. one per seed or scene) are also pooled into one test.\n\n"
+                    "how often chance alone would split them at least this unevenly. The distances\n"
+                    "driven are compared the same way (the sign test over the episodes in which one\n"
+                    "drove further than the other): where both rarely arrive, distance still tells them\n"
+                    "apart. Several --pair (e.g. one per seed or scene) are also pooled into one test.\n\n"
                     "A small p says these two controllers arrive differently on these episodes; it does\n"
                     "not say one training recipe beats another: two runs of the same recipe can differ\n"
                     "as much (compare several training runs for that).\n\n"
@@ -91,8 +93,9 @@ def cmd_compare(args) -> int:
     for label, (a, b) in zip(labels, pairs):
         print(f"{label}: {name_a} = {a}\n{' ' * len(label)}  {name_b} = {b}")
     table = pd.DataFrame(markdown_rows(labels, results, name_a, name_b))
-    print(f"\n{name_a} against {name_b}, success on the same episodes; p is McNemar's exact two-sided test of "
-          f"the episodes only one of them arrives in\n\n{markdown_table(table)}")
+    print(f"\n{name_a} against {name_b} on the same episodes: success, with McNemar's exact two-sided test of "
+          "the episodes only one of them arrives in, and distance driven, with the exact two-sided sign test of "
+          f"the episodes one of them drives further in\n\n{markdown_table(table)}")
     return 0
 
 

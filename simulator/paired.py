@@ -10,6 +10,10 @@ would split the discordant episodes at least this unevenly.
 Several pairs (seeds, scenes) pool by summing their discordant counts: the same conditional test
 holds for the hypothesis "neither is better in any pair", and it uses every episode.
 
+Where both controllers rarely arrive, success cannot tell them apart, but how far each drove before its
+episode ended still can: the distances are compared the same way, by the sign test (the same binomial
+test over the episodes in which A drove further and those in which B did; ties left out).
+
 What it does not measure is the spread between training runs: two policies trained by the same
 recipe can differ significantly on the same episodes (BENCHMARKS.md, issue 9). A small p-value says
 that *these two controllers* arrive differently on *these episodes*, not that one recipe beats
@@ -19,7 +23,7 @@ another; that needs several training runs per recipe.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,7 +38,8 @@ EPISODE_KEY = ("seed", "vehicle_id")
 def mcnemar_exact_p(a_only: int, b_only: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts (episodes only A arrives in, and
     only B): ``2 P(X <= min)`` for ``X ~ Binomial(a_only + b_only, 1/2)``, at most 1; 1 when there is
-    no discordant episode."""
+    no discordant episode. With the counts of episodes where A did better and where B did, it is the
+    exact two-sided sign test."""
     if a_only < 0 or b_only < 0:
         raise ValueError(f"discordant counts must be >= 0, got {a_only}, {b_only}")
     n, k = a_only + b_only, min(a_only, b_only)
@@ -46,12 +51,14 @@ def mcnemar_exact_p(a_only: int, b_only: int) -> float:
 
 @dataclass(frozen=True)
 class PairedResult:
-    """Two controllers' success on the same episodes.
+    """Two controllers' success and distance on the same episodes.
 
     Attributes:
         episodes: episodes both drove (matched by seed and vehicle id).
         success_a, success_b: episodes each arrived in.
         a_only, b_only: episodes only A (only B) arrived in: the discordant pairs.
+        distance_a, distance_b: each one's distance driven, summed over the episodes, m.
+        a_further, b_further: episodes in which A (B) drove further than the other (ties in neither).
     """
 
     episodes: int
@@ -59,6 +66,10 @@ class PairedResult:
     success_b: int
     a_only: int
     b_only: int
+    distance_a: float
+    distance_b: float
+    a_further: int
+    b_further: int
 
     @property
     def success_a_pct(self) -> float:
@@ -78,15 +89,29 @@ class PairedResult:
         """Exact McNemar two-sided p-value (:func:`mcnemar_exact_p`)."""
         return mcnemar_exact_p(self.a_only, self.b_only)
 
+    @property
+    def mean_distance_a(self) -> float:
+        """A's mean distance per episode, m."""
+        return self.distance_a / self.episodes if self.episodes else float("nan")
+
+    @property
+    def mean_distance_b(self) -> float:
+        """B's mean distance per episode, m."""
+        return self.distance_b / self.episodes if self.episodes else float("nan")
+
+    @property
+    def distance_p_value(self) -> float:
+        """Exact two-sided sign test of the distances: does one drive further more often than chance?"""
+        return mcnemar_exact_p(self.a_further, self.b_further)
+
     def __add__(self, other: "PairedResult") -> "PairedResult":
-        return PairedResult(self.episodes + other.episodes, self.success_a + other.success_a,
-                            self.success_b + other.success_b, self.a_only + other.a_only,
-                            self.b_only + other.b_only)
+        return PairedResult(*(mine + theirs for mine, theirs in zip(astuple(self), astuple(other))))
 
 
 def read_evaluation(path: str | Path) -> pd.DataFrame:
     """An evaluation table as ``ppuu evaluate`` writes it (one row per episode and seed), checked:
-    the episode key and ``outcome`` columns present, outcome codes valid, no episode twice.
+    the episode key, ``outcome`` and ``distance`` columns present, outcome codes valid, distances
+    finite and >= 0 (m), no episode twice.
 
     Raises:
         FileNotFoundError: no such file.
@@ -100,7 +125,7 @@ def read_evaluation(path: str | Path) -> pd.DataFrame:
         table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a CSV evaluation table ({error})") from None
-    missing = [c for c in (*EPISODE_KEY, "outcome") if c not in table.columns]
+    missing = [c for c in (*EPISODE_KEY, "outcome", "distance") if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: not an evaluation table: no column {', '.join(missing)} "
                          f"(columns: {', '.join(map(str, table.columns))})")
@@ -114,6 +139,13 @@ def read_evaluation(path: str | Path) -> pd.DataFrame:
             raise ValueError(f"{path}: row {row + 2}, field {column}: {table[column].iloc[row]!r} is not "
                              + ("an outcome code 0-4" if column == "outcome" else "an integer"))
         table[column] = values.astype("int64")
+    distance = pd.to_numeric(table["distance"], errors="coerce")
+    bad = ~(distance.abs() < math.inf) | (distance < 0)                  # NaN (unreadable) compares false
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise ValueError(f"{path}: row {row + 2}, field distance: {table['distance'].iloc[row]!r} is not a "
+                         "distance (finite, >= 0 m)")
+    table["distance"] = distance.astype("float64")
     duplicated = table.duplicated(list(EPISODE_KEY))
     if duplicated.any():
         row = int(duplicated.to_numpy().nonzero()[0][0])
@@ -123,7 +155,7 @@ def read_evaluation(path: str | Path) -> pd.DataFrame:
 
 
 def compare_pair(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: str = "B") -> PairedResult:
-    """Match two evaluation tables episode by episode and count who arrives where.
+    """Match two evaluation tables episode by episode: who arrives where, and who drives further.
 
     Args:
         a, b: evaluation tables (:func:`read_evaluation`) of the same episodes.
@@ -138,8 +170,8 @@ def compare_pair(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: st
             raise ValueError(f"{name_a} is on course {sorted(courses_a)}, {name_b} on {sorted(courses_b)}: "
                              "results only compare on one course")
     key = list(EPISODE_KEY)
-    joined = a[key + ["outcome"]].merge(b[key + ["outcome"]], on=key, how="outer", suffixes=("_a", "_b"),
-                                        indicator=True)
+    columns = key + ["outcome", "distance"]
+    joined = a[columns].merge(b[columns], on=key, how="outer", suffixes=("_a", "_b"), indicator=True)
     for side, name, other in (("left_only", name_a, name_b), ("right_only", name_b, name_a)):
         extra = joined[joined["_merge"] == side]
         if len(extra):
@@ -148,8 +180,11 @@ def compare_pair(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: st
                              "comparison needs the same episodes (scene, split, --episodes and --seeds)")
     arrived_a = joined["outcome_a"].to_numpy() == ARRIVED
     arrived_b = joined["outcome_b"].to_numpy() == ARRIVED
+    distance_a, distance_b = joined["distance_a"].to_numpy(), joined["distance_b"].to_numpy()
     return PairedResult(episodes=len(joined), success_a=int(arrived_a.sum()), success_b=int(arrived_b.sum()),
-                        a_only=int((arrived_a & ~arrived_b).sum()), b_only=int((arrived_b & ~arrived_a).sum()))
+                        a_only=int((arrived_a & ~arrived_b).sum()), b_only=int((arrived_b & ~arrived_a).sum()),
+                        distance_a=float(distance_a.sum()), distance_b=float(distance_b.sum()),
+                        a_further=int((distance_a > distance_b).sum()), b_further=int((distance_b > distance_a).sum()))
 
 
 def pooled(results: list[PairedResult]) -> PairedResult:
@@ -163,7 +198,8 @@ def markdown_rows(labels: list[str], results: list[PairedResult], name_a: str = 
                   name_b: str = "B") -> list[dict]:
     """One row per pair (label -> result) for a Markdown table, with the pooled row last when there
     are several pairs: episodes, each side's success %, the difference in points, the discordant
-    counts and the exact McNemar p-value; the columns name the sides ``name_a`` and ``name_b``."""
+    counts and the exact McNemar p-value; then each side's mean distance (m), the episodes each drove
+    further in and the sign test's p-value. The columns name the sides ``name_a`` and ``name_b``."""
     rows = list(zip(labels, results))
     if len(results) > 1:
         rows.append(("all pairs pooled", pooled(results)))
@@ -171,5 +207,9 @@ def markdown_rows(labels: list[str], results: list[PairedResult], name_a: str = 
              f"{name_b} success %": f"{r.success_b_pct:.2f}",
              f"{name_a} - {name_b} (points)": f"{r.difference_pct:+.2f}",
              f"only {name_a} arrives": r.a_only, f"only {name_b} arrives": r.b_only,
-             "p (exact McNemar)": f"{r.p_value:.3g}"}
+             "p (exact McNemar)": f"{r.p_value:.3g}",
+             f"{name_a} mean distance m": f"{r.mean_distance_a:.1f}",
+             f"{name_b} mean distance m": f"{r.mean_distance_b:.1f}",
+             f"{name_a} further": r.a_further, f"{name_b} further": r.b_further,
+             "p (sign test)": f"{r.distance_p_value:.3g}"}
             for label, r in rows]

@@ -120,7 +120,11 @@ def test_evaluate_compare_pairs_two_controllers_episode_by_episode(scene_workdir
     row = next(line for line in out.splitlines() if line.startswith("| pair 1 |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == str(len(a)) and cells[5] == str(int((a & ~b).sum())) and cells[6] == str(int((b & ~a).sum()))
-    assert "only human arrives" in out and "McNemar" in out
+    far_a, far_b = (pd.read_csv(path).set_index("vehicle_id")["distance"] for path in (human, idle))
+    far_b = far_b.loc[far_a.index]
+    assert cells[10:12] == [str(int((far_a > far_b).sum())), str(int((far_b > far_a).sum()))]
+    assert cells[8] == f"{far_a.mean():.1f}"
+    assert "only human arrives" in out and "McNemar" in out and "human further" in out and "sign test" in out
     relative = [f"{scene_dir.name}/{path.name}" for path in (human, idle)]            # found under WORKDIR/reports
     assert main(["evaluate", "compare", "--pair", *relative, "--names", "human", "idle",
                  "--workdir", str(scene_workdir)]) == 0

@@ -10,9 +10,9 @@ from ppuu.simulator.paired import (PairedResult, compare_pair, markdown_rows, mc
                                    read_evaluation)
 
 
-def table(outcomes, seed=0, first_vehicle=10, course="i80-reference"):
+def table(outcomes, seed=0, first_vehicle=10, course="i80-reference", distance=1.0):
     return pd.DataFrame({"vehicle_id": range(first_vehicle, first_vehicle + len(outcomes)), "outcome": outcomes,
-                         "seed": seed, "course": course, "distance": 1.0})
+                         "seed": seed, "course": course, "distance": distance})
 
 
 def test_mcnemar_exact_p_matches_the_binomial_tail():
@@ -51,13 +51,18 @@ def test_compare_pair_refuses_different_episodes_or_courses():
 
 
 def test_pooled_sums_counts_and_tests_all_discordant_episodes():
-    first, second = PairedResult(100, 20, 10, 12, 2), PairedResult(50, 5, 5, 1, 1)
+    first = PairedResult(100, 20, 10, 12, 2, distance_a=6000.0, distance_b=5000.0, a_further=60, b_further=30)
+    second = PairedResult(50, 5, 5, 1, 1, distance_a=0.0, distance_b=1000.0, a_further=0, b_further=40)
     total = pooled([first, second])
     assert (total.episodes, total.success_a, total.success_b, total.a_only, total.b_only) == (150, 25, 15, 13, 3)
     assert total.p_value == pytest.approx(mcnemar_exact_p(13, 3))
+    assert (total.mean_distance_a, total.mean_distance_b) == (40.0, 40.0)              # 6,000 m / 150, 6,000 m / 150
+    assert (total.a_further, total.b_further) == (60, 70)
+    assert total.distance_p_value == pytest.approx(mcnemar_exact_p(60, 70))
     rows = markdown_rows(["s0", "s1"], [first, second], "mpur", "vg")
     assert [row["pair"] for row in rows] == ["s0", "s1", "all pairs pooled"]
     assert rows[-1]["only mpur arrives"] == 13 and rows[-1]["mpur - vg (points)"] == "+6.67"
+    assert rows[0]["mpur mean distance m"] == "60.0" and rows[0]["vg further"] == 30
     with pytest.raises(ValueError):
         pooled([])
 
@@ -84,6 +89,14 @@ def test_read_evaluation_names_the_file_row_and_field(tmp_path):
     with pytest.raises(ValueError, match=r"twice.csv: row 3: episode \(seed 0, vehicle 10\) appears twice"):
         read_evaluation(twice)
 
+    for value, name in (("far", "word"), (-3.0, "negative"), (float("inf"), "infinite")):
+        bad_distance = tmp_path / f"{name}.csv"
+        frame = table([ARRIVED, COLLISION]).astype({"distance": object})
+        frame.loc[1, "distance"] = value
+        frame.to_csv(bad_distance, index=False)
+        with pytest.raises(ValueError, match=rf"{name}.csv: row 3, field distance: .* is not a distance"):
+            read_evaluation(bad_distance)
+
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_evaluation(tmp_path / "missing.csv")
     empty = tmp_path / "empty.csv"
@@ -99,3 +112,17 @@ def test_a_real_difference_is_significant_and_a_coin_flip_is_not():
     assert compare_pair(a, b).p_value < 1e-4
     assert math.isclose(compare_pair(table([ARRIVED] * 25 + [COLLISION] * 25),
                                      table([COLLISION] * 25 + [ARRIVED] * 25)).p_value, 1.0)
+
+
+def test_distances_are_compared_episode_by_episode_by_the_sign_test():
+    """Where neither controller arrives, the one that drives further in most episodes stands out; ties count
+    for neither, and episodes are matched by vehicle whatever the row order."""
+    a = table([COLLISION] * 6, distance=[50.0, 60.0, 70.0, 80.0, 90.0, 5.0])
+    b = table([COLLISION] * 6, distance=[10.0, 10.0, 10.0, 10.0, 90.0, 20.0]).iloc[::-1]
+    result = compare_pair(a, b)
+    assert (result.a_only, result.b_only, result.p_value) == (0, 0, 1.0)          # success cannot tell them apart
+    assert (result.a_further, result.b_further) == (4, 1)                         # the 90 m tie counts for neither
+    assert result.mean_distance_a == pytest.approx(355.0 / 6) and result.mean_distance_b == pytest.approx(150.0 / 6)
+    assert result.distance_p_value == pytest.approx(mcnemar_exact_p(4, 1))
+    many = compare_pair(table([COLLISION] * 30, distance=50.0), table([COLLISION] * 30, distance=10.0))
+    assert many.distance_p_value < 1e-8 and many.p_value == 1.0
