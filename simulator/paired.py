@@ -111,7 +111,7 @@ class PairedResult:
 def read_evaluation(path: str | Path) -> pd.DataFrame:
     """An evaluation table as ``ppuu evaluate`` writes it (one row per episode and seed), checked:
     the episode key, ``outcome`` and ``distance`` columns present, outcome codes valid, distances
-    finite and >= 0 (m), no episode twice.
+    finite (m along the course: negative for an ego that ended behind its start), no episode twice.
 
     Raises:
         FileNotFoundError: no such file.
@@ -136,15 +136,15 @@ def read_evaluation(path: str | Path) -> pd.DataFrame:
             bad |= ~values.isin(range(len(OUTCOMES)))
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
-            raise ValueError(f"{path}: row {row + 2}, field {column}: {table[column].iloc[row]!r} is not "
+            raise ValueError(f"{path}: row {row + 2}, field {column}: '{table[column].iloc[row]}' is not "
                              + ("an outcome code 0-4" if column == "outcome" else "an integer"))
         table[column] = values.astype("int64")
     distance = pd.to_numeric(table["distance"], errors="coerce")
-    bad = ~(distance.abs() < math.inf) | (distance < 0)                  # NaN (unreadable) compares false
+    bad = ~(distance.abs() < math.inf)                                   # NaN (unreadable) compares false
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise ValueError(f"{path}: row {row + 2}, field distance: {table['distance'].iloc[row]!r} is not a "
-                         "distance (finite, >= 0 m)")
+        raise ValueError(f"{path}: row {row + 2}, field distance: '{table['distance'].iloc[row]}' is not a "
+                         "finite distance in metres")
     table["distance"] = distance.astype("float64")
     duplicated = table.duplicated(list(EPISODE_KEY))
     if duplicated.any():

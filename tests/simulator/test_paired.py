@@ -76,7 +76,7 @@ def test_read_evaluation_names_the_file_row_and_field(tmp_path):
     frame = table([ARRIVED, COLLISION]).astype({"outcome": object})
     frame.loc[1, "outcome"] = 9
     frame.to_csv(bad_outcome, index=False)
-    with pytest.raises(ValueError, match=r"bad_outcome.csv: row 3, field outcome: .*9"):
+    with pytest.raises(ValueError, match=r"bad_outcome.csv: row 3, field outcome: '9' is not an outcome code"):
         read_evaluation(bad_outcome)
 
     no_seed = tmp_path / "no_seed.csv"
@@ -89,13 +89,16 @@ def test_read_evaluation_names_the_file_row_and_field(tmp_path):
     with pytest.raises(ValueError, match=r"twice.csv: row 3: episode \(seed 0, vehicle 10\) appears twice"):
         read_evaluation(twice)
 
-    for value, name in (("far", "word"), (-3.0, "negative"), (float("inf"), "infinite")):
+    for value, name in (("far", "word"), (float("inf"), "infinite")):
         bad_distance = tmp_path / f"{name}.csv"
         frame = table([ARRIVED, COLLISION]).astype({"distance": object})
         frame.loc[1, "distance"] = value
         frame.to_csv(bad_distance, index=False)
-        with pytest.raises(ValueError, match=rf"{name}.csv: row 3, field distance: .* is not a distance"):
+        with pytest.raises(ValueError, match=rf"{name}.csv: row 3, field distance: '{value}' is not a finite distance"):
             read_evaluation(bad_distance)
+    behind = tmp_path / "behind.csv"                       # an ego that turned back ends behind its start
+    table([COLLISION, COLLISION], distance=[-4.5, 3.0]).to_csv(behind, index=False)
+    assert read_evaluation(behind)["distance"].tolist() == [-4.5, 3.0]
 
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_evaluation(tmp_path / "missing.csv")
