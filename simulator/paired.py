@@ -12,7 +12,10 @@ holds for the hypothesis "neither is better in any pair", and it uses every epis
 
 Where both controllers rarely arrive, success cannot tell them apart, but how far each drove before its
 episode ended still can: the distances are compared the same way, by the sign test (the same binomial
-test over the episodes in which A drove further and those in which B did; ties left out).
+test over the episodes in which A drove further and those in which B did). Episodes both arrive in are
+left out of it (their distances differ only by how far each overshot the arrival line in its last
+step), and so are ties. Like success, distance tells two *policies* apart: two training runs of one
+recipe usually drive different distances too.
 
 What it does not measure is the spread between training runs: two policies trained by the same
 recipe can differ significantly on the same episodes (BENCHMARKS.md, issue 9). A small p-value says
@@ -58,7 +61,8 @@ class PairedResult:
         success_a, success_b: episodes each arrived in.
         a_only, b_only: episodes only A (only B) arrived in: the discordant pairs.
         distance_a, distance_b: each one's distance driven, summed over the episodes, m.
-        a_further, b_further: episodes in which A (B) drove further than the other (ties in neither).
+        a_further, b_further: episodes in which A (B) drove further than the other, among those that
+            not both arrived in (ties in neither).
     """
 
     episodes: int
@@ -181,14 +185,17 @@ def compare_pair(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: st
     arrived_a = joined["outcome_a"].to_numpy() == ARRIVED
     arrived_b = joined["outcome_b"].to_numpy() == ARRIVED
     distance_a, distance_b = joined["distance_a"].to_numpy(), joined["distance_b"].to_numpy()
+    unfinished = ~(arrived_a & arrived_b)                  # both arrived: a difference of overshoot only
     return PairedResult(episodes=len(joined), success_a=int(arrived_a.sum()), success_b=int(arrived_b.sum()),
                         a_only=int((arrived_a & ~arrived_b).sum()), b_only=int((arrived_b & ~arrived_a).sum()),
                         distance_a=float(distance_a.sum()), distance_b=float(distance_b.sum()),
-                        a_further=int((distance_a > distance_b).sum()), b_further=int((distance_b > distance_a).sum()))
+                        a_further=int((unfinished & (distance_a > distance_b)).sum()),
+                        b_further=int((unfinished & (distance_b > distance_a)).sum()))
 
 
 def pooled(results: list[PairedResult]) -> PairedResult:
-    """Several pairs (seeds, scenes) as one: their episodes and discordant counts summed."""
+    """Several pairs (seeds, scenes) as one: their episodes, successes, discordant counts, distances
+    and further-counts summed."""
     if not results:
         raise ValueError("no pairs to pool")
     return sum(results[1:], start=results[0])

@@ -108,6 +108,8 @@ def test_evaluate_compare_pairs_two_controllers_episode_by_episode(scene_workdir
     tables of different episodes are refused naming the file."""
     import pandas as pd
 
+    from ppuu.simulator.paired import mcnemar_exact_p
+
     assert main(["evaluate", "baselines", scene_dir.name, "--controllers", "human", "no_action", "--course", "full",
                  "--episodes", "12", "--workdir", str(scene_workdir)]) == 0
     report = scene_workdir / "reports" / scene_dir.name
@@ -121,9 +123,10 @@ def test_evaluate_compare_pairs_two_controllers_episode_by_episode(scene_workdir
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == str(len(a)) and cells[5] == str(int((a & ~b).sum())) and cells[6] == str(int((b & ~a).sum()))
     far_a, far_b = (pd.read_csv(path).set_index("vehicle_id")["distance"] for path in (human, idle))
-    far_b = far_b.loc[far_a.index]
-    assert cells[10:12] == [str(int((far_a > far_b).sum())), str(int((far_b > far_a).sum()))]
-    assert cells[8] == f"{far_a.mean():.1f}"
+    far_b, unfinished = far_b.loc[far_a.index], ~(a & b)
+    further = [int((unfinished & (far_a > far_b)).sum()), int((unfinished & (far_b > far_a)).sum())]
+    assert cells[8:12] == [f"{far_a.mean():.1f}", f"{far_b.mean():.1f}", *map(str, further)]
+    assert cells[12] == f"{mcnemar_exact_p(*further):.3g}"
     assert "only human arrives" in out and "McNemar" in out and "human further" in out and "sign test" in out
     relative = [f"{scene_dir.name}/{path.name}" for path in (human, idle)]            # found under WORKDIR/reports
     assert main(["evaluate", "compare", "--pair", *relative, "--names", "human", "idle",

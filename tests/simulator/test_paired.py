@@ -52,11 +52,11 @@ def test_compare_pair_refuses_different_episodes_or_courses():
 
 def test_pooled_sums_counts_and_tests_all_discordant_episodes():
     first = PairedResult(100, 20, 10, 12, 2, distance_a=6000.0, distance_b=5000.0, a_further=60, b_further=30)
-    second = PairedResult(50, 5, 5, 1, 1, distance_a=0.0, distance_b=1000.0, a_further=0, b_further=40)
+    second = PairedResult(50, 5, 5, 1, 1, distance_a=0.0, distance_b=2500.0, a_further=0, b_further=40)
     total = pooled([first, second])
     assert (total.episodes, total.success_a, total.success_b, total.a_only, total.b_only) == (150, 25, 15, 13, 3)
     assert total.p_value == pytest.approx(mcnemar_exact_p(13, 3))
-    assert (total.mean_distance_a, total.mean_distance_b) == (40.0, 40.0)              # 6,000 m / 150, 6,000 m / 150
+    assert (total.mean_distance_a, total.mean_distance_b) == (40.0, 50.0)              # 6,000 m / 150, 7,500 m / 150
     assert (total.a_further, total.b_further) == (60, 70)
     assert total.distance_p_value == pytest.approx(mcnemar_exact_p(60, 70))
     rows = markdown_rows(["s0", "s1"], [first, second], "mpur", "vg")
@@ -89,12 +89,14 @@ def test_read_evaluation_names_the_file_row_and_field(tmp_path):
     with pytest.raises(ValueError, match=r"twice.csv: row 3: episode \(seed 0, vehicle 10\) appears twice"):
         read_evaluation(twice)
 
-    for value, name in (("far", "word"), (float("inf"), "infinite")):
+    for value, name in (("far", "word"), (float("inf"), "infinite"), (float("-inf"), "minus-infinite"),
+                        ("", "empty-field")):
         bad_distance = tmp_path / f"{name}.csv"
         frame = table([ARRIVED, COLLISION]).astype({"distance": object})
         frame.loc[1, "distance"] = value
         frame.to_csv(bad_distance, index=False)
-        with pytest.raises(ValueError, match=rf"{name}.csv: row 3, field distance: '{value}' is not a finite distance"):
+        shown = "nan" if value == "" else value                                  # an empty field reads as NaN
+        with pytest.raises(ValueError, match=rf"{name}.csv: row 3, field distance: '{shown}' is not a finite"):
             read_evaluation(bad_distance)
     behind = tmp_path / "behind.csv"                       # an ego that turned back ends behind its start
     table([COLLISION, COLLISION], distance=[-4.5, 3.0]).to_csv(behind, index=False)
@@ -129,3 +131,12 @@ def test_distances_are_compared_episode_by_episode_by_the_sign_test():
     assert result.distance_p_value == pytest.approx(mcnemar_exact_p(4, 1))
     many = compare_pair(table([COLLISION] * 30, distance=50.0), table([COLLISION] * 30, distance=10.0))
     assert many.distance_p_value < 1e-8 and many.p_value == 1.0
+
+
+def test_episodes_both_arrive_in_do_not_count_in_the_distance_test():
+    """Both arrive: their distances differ only by how far each overshot the arrival line in its last step."""
+    a = table([ARRIVED, ARRIVED, COLLISION, ARRIVED], distance=[231.0, 230.5, 40.0, 231.0])
+    b = table([ARRIVED, ARRIVED, COLLISION, COLLISION], distance=[230.2, 230.9, 20.0, 100.0])
+    result = compare_pair(a, b)
+    assert (result.a_further, result.b_further) == (2, 0)              # the collision and the one only A finishes
+    assert result.mean_distance_a == pytest.approx(732.5 / 4)          # means still over every episode
