@@ -133,23 +133,20 @@ def read_evaluation(path: str | Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: not an evaluation table: no column {', '.join(missing)} "
                          f"(columns: {', '.join(map(str, table.columns))})")
-    for column in (*EPISODE_KEY, "outcome"):
+    checks = [(column, "int64", "an integer") for column in EPISODE_KEY] + [
+        ("outcome", "int64", f"an outcome code 0-{len(OUTCOMES) - 1}"),
+        ("distance", "float64", "a finite distance in metres")]
+    for column, dtype, expected in checks:
         values = pd.to_numeric(table[column], errors="coerce")
-        bad = values.isna() | (values != values.round())
+        valid = values.abs() < math.inf                                  # NaN (unreadable) compares false
+        if dtype == "int64":
+            valid &= values == values.round()
         if column == "outcome":
-            bad |= ~values.isin(range(len(OUTCOMES)))
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise ValueError(f"{path}: row {row + 2}, field {column}: '{table[column].iloc[row]}' is not "
-                             + ("an outcome code 0-4" if column == "outcome" else "an integer"))
-        table[column] = values.astype("int64")
-    distance = pd.to_numeric(table["distance"], errors="coerce")
-    bad = ~(distance.abs() < math.inf)                                   # NaN (unreadable) compares false
-    if bad.any():
-        row = int(bad.to_numpy().nonzero()[0][0])
-        raise ValueError(f"{path}: row {row + 2}, field distance: '{table['distance'].iloc[row]}' is not a "
-                         "finite distance in metres")
-    table["distance"] = distance.astype("float64")
+            valid &= values.isin(range(len(OUTCOMES)))
+        if not valid.all():
+            row = int((~valid).to_numpy().nonzero()[0][0])
+            raise ValueError(f"{path}: row {row + 2}, field {column}: '{table[column].iloc[row]}' is not {expected}")
+        table[column] = values.astype(dtype)
     duplicated = table.duplicated(list(EPISODE_KEY))
     if duplicated.any():
         row = int(duplicated.to_numpy().nonzero()[0][0])
