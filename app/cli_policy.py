@@ -73,6 +73,10 @@ def add_train_parser(sub) -> None:
                         "frames ('predicted', the paper's) or from the last real context frame at the predicted "
                         "pose ('context': the road does not move, so steering is priced as in the simulator; "
                         "horizons of about 15 steps) (default: predicted)")
+    p.add_argument("--window-origin", choices=["newest", "context"],
+                   help="learned-ego world models: the imagined windows the policy reads measure x from their newest "
+                        "frame ('newest', as the simulator's controller gives them) or from the real context's last "
+                        "frame ('context': how runs before 2026-12-07 trained; reproduces them) (default: newest)")
     p.add_argument("--planner-contexts", type=int,
                    help="mpc-il: training contexts the planner plans for (default 1600; cached in the run folder)")
     p.add_argument("--planner-iterations", type=int,
@@ -153,7 +157,7 @@ def policy_config(args):
         copies=args.copies, lr=args.lr, warmup_steps=args.warmup_steps, anchor_weight=args.anchor_weight,
         reached_fraction=args.reached_fraction, reached_every=args.reached_every,
         reached_episodes=args.reached_episodes, reached_steps=args.reached_steps, reached_stride=args.reached_stride,
-        road_costs=args.road_costs,
+        road_costs=args.road_costs, window_origin=args.window_origin,
         planner_contexts=args.planner_contexts, planner_iterations=args.planner_iterations, planner_lr=args.planner_lr,
         grad_clip=args.grad_clip, seed=args.seed, device=args.device,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, weights=weights,
@@ -317,7 +321,7 @@ def mpc_entries(args, scene, base, device) -> list:
     import dataclasses
 
     from ppuu.planner.controller import context_source
-    from ppuu.planner.imagination import imagine
+    from ppuu.planner.imagination import imagine, policy_actor
     from ppuu.planner.mpc import MPCConfig, MPCController, Planner
     from ppuu.planner.objective import CostWeights
     from ppuu.planner.train import load_policy
@@ -342,9 +346,10 @@ def mpc_entries(args, scene, base, device) -> list:
     if args.mpc_policy:
         loaded = load_policy(resolve_run_file(args.workdir, args.mpc_policy), device)
 
+        actor = policy_actor(loaded.policy, world.normaliser, "context" if fixed else "newest", sample=False)
+
         def policy_proposal(images, states, size):
-            rollout = imagine(world.model, images, states, size,
-                              lambda i, s, t: loaded.policy(i, s, sample=False), args.mpc_horizon,
+            rollout = imagine(world.model, images, states, size, actor, args.mpc_horizon,
                               cost_model, CostWeights(), stats=world.normaliser)
             return rollout.actions
         proposal = policy_proposal

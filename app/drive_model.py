@@ -28,7 +28,7 @@ from ppuu.planner.controller import context_source
 from ppuu.planner.costs import at_context
 from ppuu.planner.objective import CostWeights
 from ppuu.simulator.raster import VEHICLES, RasterConfig
-from ppuu.world_model.interface import normalised_actions, world_states
+from ppuu.world_model.interface import normalised_actions, recentred_states, world_states
 from ppuu.world_model.models import unroll_policy
 
 
@@ -136,10 +136,10 @@ class ModelFutures:
         with torch.no_grad():
             ctx_images, ctx_states = ctx.images.repeat(K, 1, 1, 1, 1), ctx.states.repeat(K, 1, 1)
             if self.policy is not None:
-                net = self.policy.policy
+                net, norm, fixed = self.policy.policy, self.world.normaliser, self.fixed
 
-                def actor(i, s):
-                    return net(i, s, sample=False)
+                def actor(i, s):               # the windows as its controller shows them (x from the newest)
+                    return net(i, s if fixed else recentred_states(s, norm), sample=False)
             else:
                 held = normalised_actions(ctx.action.to(self.device), self.world.normaliser).reshape(1, 2).expand(K, 2)
 

@@ -30,11 +30,42 @@ from torch import Tensor
 from ppuu.planner.costs import at_context
 from ppuu.planner.objective import CostWeights, action_terms, speed_deficit
 from ppuu.planner.uncertainty import UncertaintyStats, variances
-from ppuu.world_model.interface import speeds
+from ppuu.world_model.interface import recentred_states, speeds
 from ppuu.world_model.models import ForwardModel, slide
+from ppuu.world_model.normalisation import Normaliser
 
 Actor = Callable[[Tensor, Tensor, int], Tensor]
 """``actor(window_images (B, T, C, H, W), window_states (B, T, S), step) -> normalised action (B, A)``."""
+
+WINDOW_ORIGINS = ("newest", "context")
+"""Where a policy's imagined window states measure x from (:func:`policy_actor`)."""
+
+
+def policy_actor(policy: Callable[..., Tensor], normaliser: Normaliser, origin: str = "newest",
+                 first: Tensor | None = None, **policy_kwargs) -> Actor:
+    """An :data:`Actor` that asks ``policy(images, states, **policy_kwargs)`` for every step's action.
+
+    Args:
+        policy: e.g. a :class:`~ppuu.planner.policy.DrivingPolicy`.
+        normaliser: the world model's statistics.
+        origin: "newest": the policy reads each imagined window's states measured from the window's
+            newest frame (:func:`~ppuu.world_model.interface.recentred_states`), as the controller
+            gives it the simulator's windows; this is right for egocentric (learned-ego) models.
+            "context": as the model predicts them, from the real context's last frame: right for
+            fixed-frame models, whose controller measures states from the anchor as imagination does,
+            and how egocentric policies were trained before 2026-12-07 (to reproduce those runs).
+        first: (B, A) the action of step 0 when already computed (its window is the real context).
+    """
+    if origin not in WINDOW_ORIGINS:
+        raise ValueError(f"window origin {origin!r}: expected one of {WINDOW_ORIGINS}")
+
+    def act(images: Tensor, states: Tensor, t: int) -> Tensor:
+        if t == 0 and first is not None:
+            return first
+        if origin == "newest":
+            states = recentred_states(states, normaliser)
+        return policy(images, states, **policy_kwargs)
+    return act
 
 
 class CostModel(Protocol):

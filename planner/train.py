@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ppuu.planner.imagination import CostModel, imagine
+from ppuu.planner.imagination import WINDOW_ORIGINS, CostModel, imagine, policy_actor
 from ppuu.planner.objective import TERMS, CostWeights, trajectory_cost
 from ppuu.planner.policy import DrivingPolicy, PolicyConfig, normalised_bounds
 from ppuu.planner.reached import ReachedContexts, ReachedPool
@@ -110,6 +110,12 @@ class PolicyTrainConfig:
             "predicted" (its own predicted frames, as Henaff 2019) or "context" (the last real context
             frame at the predicted pose, :class:`~ppuu.planner.costs.ContextRoadCosts`). The caller
             builds the cost model from it (``ppuu.app.cli_policy.cost_model_for``).
+        window_origin: where the policy's imagined window states measure x from, on egocentric
+            (learned-ego) models: "newest" (its newest frame, as the simulator's controller gives them) or
+            "context" (the real context's last frame: how runs before 2026-12-07 trained, and a
+            ``config.json`` without this field reads as that). Fixed-frame models always use "context"
+            (their controller measures from the anchor, as imagination does).
+            :func:`~ppuu.planner.imagination.policy_actor`.
         stats_batches: batches of expert rollouts measured for the uncertainty statistics.
         device, amp: as the world model's training.
         val_every, val_windows, checkpoint_every, log_every, max_bad_steps, prefetch: bookkeeping.
@@ -139,6 +145,7 @@ class PolicyTrainConfig:
     seed: int = 0
     weights: CostWeights = field(default_factory=CostWeights)
     road_costs: str = "predicted"
+    window_origin: str = "newest"
     stats_batches: int = 8
     device: str | None = None
     amp: bool | None = None
@@ -175,6 +182,9 @@ class PolicyTrainConfig:
         if self.reached_stride > self.reached_steps:
             raise ValueError(f"PolicyTrainConfig: reached_stride {self.reached_stride} > reached_steps "
                              f"{self.reached_steps}: no context would be kept")
+        if self.window_origin not in WINDOW_ORIGINS:
+            raise ValueError(f"PolicyTrainConfig.window_origin = {self.window_origin!r}: expected one of "
+                             f"{WINDOW_ORIGINS}")
         if self.road_costs not in ROAD_COSTS:
             raise ValueError(f"PolicyTrainConfig.road_costs = {self.road_costs!r}: expected one of {ROAD_COSTS}")
         if self.lr <= 0 or self.grad_clip <= 0 or self.planner_lr <= 0:
@@ -220,7 +230,8 @@ class PolicyTrainConfig:
         unknown = sorted(set(obj) - known)
         if unknown:
             raise ValueError(f"PolicyTrainConfig: unknown fields {unknown}")
-        return cls(**obj)
+        # runs saved before the field existed measured imagined windows from the context
+        return cls(**{"window_origin": "context", **obj})
 
 
 class TrainingDiverged(RuntimeError):
@@ -271,9 +282,8 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
         return il_error, {"il_error": il_error.detach()}
     steps = min(config.horizon, batch.actions.shape[1])
 
-    def actor(window_images: Tensor, window_states: Tensor, t: int) -> Tensor:
-        return first if t == 0 else policy(window_images, window_states)
-
+    fixed_frame = world.observation.get("frame", {}).get("kind") == "fixed"
+    actor = policy_actor(policy, world.normaliser, "context" if fixed_frame else config.window_origin, first)
     rollout = imagine(world.model, images, states, size, actor, steps, cost_model, config.weights,
                       copies=config.copies, uncertainty=uncertainty, stats=world.normaliser)
     cost, per_term = trajectory_cost(rollout.terms, config.weights)
@@ -535,7 +545,7 @@ def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path) -> None:
     saved = PolicyTrainConfig.from_json(ckpt["train_config"])
     for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "warmup_steps", "anchor_weight",
                  "reached_fraction", "reached_every", "reached_episodes", "reached_steps", "reached_stride",
-                 "road_costs", "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
+                 "road_costs", "window_origin", "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
                  "planner_futures"):
         if getattr(saved, name) != getattr(config, name):
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from ppuu.world_model.dataset import absolute_states, relative_states
@@ -68,6 +69,23 @@ def normalised_actions(actions: Tensor, normaliser: Normaliser) -> Tensor:
 def world_states(states: Tensor, origin: Tensor, normaliser: Normaliser) -> Tensor:
     """Normalised relative states (B, N, 4) and their origin (B,) m -> world-frame (x, y, vx, vy) (B, N, 4)."""
     return absolute_states(normaliser.to(states.device).denormalise_states(states.float()), origin)
+
+
+def recentred_states(states: Tensor, normaliser: Normaliser) -> Tensor:
+    """A window of normalised relative states (B, T, 4) measured from its own newest frame instead,
+    as :func:`model_inputs` gives the simulator's windows: x minus the newest frame's x; y, vx, vy
+    unchanged. Differentiable.
+
+    Why: an imagined window slides with the model's predictions, whose x stays measured from the
+    real context's last frame, so at imagined step t its newest x is the distance driven since
+    (up to 15-30 m). A policy acts in the simulator on windows whose newest x is 0; fed the
+    imagined windows as they are, it would learn from inputs it never meets when it drives.
+    """
+    norm = normaliser.to(states.device)
+    mean, std = norm.state_mean[0].to(states.dtype), norm.state_std[0].to(states.dtype)
+    x = states[..., :1]
+    # normalised x' = (x_rel - x_rel_newest - mean) / std = x - (x_newest + mean / std)
+    return torch.cat([x - (x[:, -1:] + mean / std), states[..., 1:]], dim=-1)
 
 
 def speeds(states: Tensor, normaliser: Normaliser) -> Tensor:

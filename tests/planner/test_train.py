@@ -115,6 +115,51 @@ def test_checkpoint_round_trips_and_a_killed_run_resumes_to_the_same_result(setu
                      progress=False)
 
 
+class _Recorder(torch.nn.Module):
+    """A policy that keeps the window states it is asked to act on."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy, self.seen = policy, []
+
+    def forward(self, images, states, sample=True):
+        self.seen.append(states.detach().clone())
+        return self.policy(images, states, sample)
+
+
+def test_the_policy_reads_its_imagined_windows_as_its_controller_reads_the_simulators(setup, tmp_path):
+    """Egocentric models: at every imagined step the policy's window states are measured from the window's newest
+    frame, as the simulator's controller measures them (x 0 there); fixed-frame models keep the context's origin,
+    as their anchored controller does. ``window_origin="context"`` keeps the earlier training (and a config saved
+    without the field reads as that, so old runs resume as they trained)."""
+    world, data, costs = setup
+    batch = data.batch(sample_indices(len(data), 0, 0, 4))
+    torch.manual_seed(0)
+    net = DrivingPolicy(_config(world).policy)
+    newest_x = {}
+    for origin in ("newest", "context"):
+        recorder = _Recorder(net)
+        policy_loss(recorder, world, batch, _config(world, window_origin=origin), costs, None)
+        assert len(recorder.seen) == HORIZON                          # step 0 on the real context, then imagined
+        newest_x[origin] = torch.stack([world.normaliser.denormalise_states(s)[:, -1, 0] for s in recorder.seen])
+    assert newest_x["newest"][0].abs().max() < 1e-4                 # a real context: x 0 at its newest frame
+    moved = newest_x["context"][1:].abs().max()                     # the ego drove on in imagination ...
+    assert moved > 0.1
+    if world.model_config.ego_model == "learned":                   # ... and the egocentric policy is not told
+        assert newest_x["newest"][1:].abs().max() < 1e-4
+    else:
+        torch.testing.assert_close(newest_x["newest"], newest_x["context"])
+    saved = _config(world).to_json()
+    saved.pop("window_origin")
+    assert PolicyTrainConfig.from_json(saved).window_origin == "context"
+    with pytest.raises(ValueError, match="window_origin"):
+        _config(world, window_origin="oldest")
+    train_policy(_config(world, steps=1, checkpoint_every=1), world, costs, data, None, tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="cannot resume: window_origin"):
+        train_policy(_config(world, steps=2, window_origin="context"), world, costs, data, None, tmp_path / "r",
+                     progress=False)
+
+
 def test_configuration_is_checked(setup):
     world, data, costs = setup
     with pytest.raises(ValueError, match="method"):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.world_model.data_fixtures import CONTEXT, datasets, recording, split_ids  # noqa: F401 (fixtures)
-from ppuu.world_model.interface import (model_inputs, normalised_actions, physical_actions, speeds,
+from ppuu.world_model.dataset import relative_states
+from ppuu.world_model.interface import (model_inputs, normalised_actions, physical_actions, recentred_states, speeds,
                                         world_states)
 from ppuu.world_model.normalisation import Normaliser
 
@@ -33,6 +34,28 @@ def test_actions_and_speeds_round_trip():
     torch.testing.assert_close(physical_actions(normalised_actions(physical, norm), norm), physical)
     states = norm.normalise_states(torch.tensor([[[5.0, -3.0, 3.0, 4.0]]]))
     torch.testing.assert_close(speeds(states, norm), torch.tensor([[5.0]]))
+
+
+def test_recentred_states_measure_a_sliding_window_from_its_newest_frame():
+    """A window measured from an older frame (an imagined one: from the real context's last frame) re-measured from
+    its newest, as model_inputs measures the simulator's windows; y, vx, vy and the x gaps unchanged; differentiable."""
+    norm = Normaliser(torch.tensor([-9.0, -5.0, 8.0, 0.1]), torch.tensor([6.0, 3.0, 4.0, 0.5]),
+                      torch.tensor([0.2, 0.0]), torch.tensor([1.5, 0.01]))
+    generator = torch.Generator().manual_seed(0)
+    world = torch.randn(3, 6, 4, generator=generator) * torch.tensor([2.0, 1.0, 3.0, 0.3]) + torch.tensor(
+        [0.0, -4.0, 9.0, 0.0])
+    world[..., 0] += 100.0 + torch.arange(6.0) * 0.9                     # driving forwards, x in metres
+    old, _ = relative_states(world, 2)                                    # measured from frame 2, not the newest 5
+    imagined = norm.normalise_states(old).requires_grad_(True)
+    recentred = recentred_states(imagined, norm)
+    expected = model_inputs(torch.zeros(3, 6, 1, 2, 2), world, norm, 1).states
+    torch.testing.assert_close(recentred, expected, atol=1e-5, rtol=1e-5)
+    assert norm.denormalise_states(recentred)[:, -1, 0].abs().max() < 1e-4
+    assert not torch.allclose(recentred, imagined)
+    # a real context (already measured from its newest frame) is unchanged
+    torch.testing.assert_close(recentred_states(expected, norm), expected, atol=1e-6, rtol=1e-6)
+    recentred[..., 0].sum().backward()
+    assert imagined.grad is not None and float(imagined.grad[:, -1, 0].abs().sum()) > 0
 
 
 def test_bad_shapes_are_named():
