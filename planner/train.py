@@ -406,7 +406,10 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
             anchor.load_state_dict(anchor_weights)
             anchor.to(device).eval().requires_grad_(False)
         if ckpt is not None:
-            _check_resumable(config, ckpt, ckpt_path)
+            # the window origin only matters where a policy reads imagined windows of an egocentric model
+            reads_imagined = config.method not in ONE_STEP_METHODS and world.observation.get(
+                "frame", {}).get("kind") != "fixed"
+            _check_resumable(config, ckpt, ckpt_path, window_origin=reads_imagined)
             policy.load_state_dict(ckpt["policy"])
             start_step, best_val = int(ckpt["step"]), float(ckpt["best_val"])
             if ckpt.get("uncertainty") is not None:
@@ -541,15 +544,17 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
         dist_info.close()
 
 
-def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path) -> None:
+def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path, window_origin: bool = True) -> None:
+    """Refuse to resume with settings that change the training (``window_origin``: whether that field does)."""
     saved = PolicyTrainConfig.from_json(ckpt["train_config"])
     for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "warmup_steps", "anchor_weight",
                  "reached_fraction", "reached_every", "reached_episodes", "reached_steps", "reached_stride",
-                 "road_costs", "window_origin", "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
-                 "planner_futures"):
+                 "road_costs", "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
+                 "planner_futures") + (("window_origin",) if window_origin else ()):
         if getattr(saved, name) != getattr(config, name):
+            hint = f"--window-origin {saved.window_origin} to go on as it trained, or " if name == "window_origin" else ""
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "
-                             f"{getattr(config, name)!r} now (use another --run name)")
+                             f"{getattr(config, name)!r} now ({hint}use another --run name)")
 
 
 # ---------------------------------------------------------------------------------------------- loading

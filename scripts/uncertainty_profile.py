@@ -9,7 +9,8 @@ MPUR's uncertainty cost (SPEC §4, :mod:`ppuu.planner.uncertainty`) keeps a poli
 model's dropout copies agree, on the premise that they disagree more about actions unlike the
 recorded ones. This script measures that premise on one world model: W windows of a split, each
 plan (straight constant accelerations, constant curvatures at constant speed, the recorded plan,
-trained policies acting on their own predicted windows) imagined H steps by K dropout copies with
+trained policies acting on their own predicted windows, measured from each window's newest frame as
+their controller shows them) imagined H steps by K dropout copies with
 shared latents, as MPUR imagines. Per plan it prints the mean per-step variance of each term
 (images, states, cost) in standard deviations from the recorded plan's mean on these windows (so
 the recorded row reads about 0), the uncertainty cost with MPUR's hinge of 0.5 on the same scale,

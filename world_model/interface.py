@@ -81,11 +81,13 @@ def recentred_states(states: Tensor, normaliser: Normaliser) -> Tensor:
     (up to 15-30 m). A policy acts in the simulator on windows whose newest x is 0; fed the
     imagined windows as they are, it would learn from inputs it never meets when it drives.
     """
+    if states.dim() != 3:
+        raise ValueError(f"states of shape {tuple(states.shape)}: expected a window (B, T, 4)")
     norm = normaliser.to(states.device)
     mean, std = norm.state_mean[0].to(states.dtype), norm.state_std[0].to(states.dtype)
     x = states[..., :1]
     # normalised x' = (x_rel - x_rel_newest - mean) / std = x - (x_newest + mean / std)
-    return torch.cat([x - (x[:, -1:] + mean / std), states[..., 1:]], dim=-1)
+    return torch.cat([(x - x[:, -1:]) - mean / std, states[..., 1:]], dim=-1)
 
 
 def speeds(states: Tensor, normaliser: Normaliser) -> Tensor:

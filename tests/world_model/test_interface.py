@@ -56,6 +56,8 @@ def test_recentred_states_measure_a_sliding_window_from_its_newest_frame():
     torch.testing.assert_close(recentred_states(expected, norm), expected, atol=1e-6, rtol=1e-6)
     recentred[..., 0].sum().backward()
     assert imagined.grad is not None and float(imagined.grad[:, -1, 0].abs().sum()) > 0
+    with pytest.raises(ValueError, match="expected a window"):
+        recentred_states(expected[0], norm)
 
 
 def test_bad_shapes_are_named():
