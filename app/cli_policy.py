@@ -321,7 +321,7 @@ def mpc_entries(args, scene, base, device) -> list:
     import dataclasses
 
     from ppuu.planner.controller import context_source
-    from ppuu.planner.imagination import imagine, policy_actor
+    from ppuu.planner.imagination import imagine, policy_actor, window_origin_for
     from ppuu.planner.mpc import MPCConfig, MPCController, Planner
     from ppuu.planner.objective import CostWeights
     from ppuu.planner.train import load_policy
@@ -346,7 +346,7 @@ def mpc_entries(args, scene, base, device) -> list:
     if args.mpc_policy:
         loaded = load_policy(resolve_run_file(args.workdir, args.mpc_policy), device)
 
-        actor = policy_actor(loaded.policy, world.normaliser, "context" if fixed else "newest", sample=False)
+        actor = policy_actor(loaded.policy, world.normaliser, window_origin_for(world.observation), sample=False)
 
         def policy_proposal(images, states, size):
             rollout = imagine(world.model, images, states, size, actor, args.mpc_horizon,

@@ -41,6 +41,13 @@ WINDOW_ORIGINS = ("newest", "context")
 """Where a policy's imagined window states measure x from (:func:`policy_actor`)."""
 
 
+def window_origin_for(observation: dict, wanted: str = "newest") -> str:
+    """The origin a policy's imagined windows are measured from on a world model whose observation settings
+    are ``observation``: "context" on fixed-frame models (their anchored controller measures from the
+    anchor, as imagination does), ``wanted`` on egocentric ones (:func:`policy_actor`)."""
+    return "context" if observation.get("frame", {}).get("kind") == "fixed" else wanted
+
+
 def policy_actor(policy: Callable[..., Tensor], normaliser: Normaliser, origin: str = "newest",
                  first: Tensor | None = None, **policy_kwargs) -> Actor:
     """An :data:`Actor` that asks ``policy(images, states, **policy_kwargs)`` for every step's action.

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ppuu.planner.imagination import WINDOW_ORIGINS, CostModel, imagine, policy_actor
+from ppuu.planner.imagination import WINDOW_ORIGINS, CostModel, imagine, policy_actor, window_origin_for
 from ppuu.planner.objective import TERMS, CostWeights, trajectory_cost
 from ppuu.planner.policy import DrivingPolicy, PolicyConfig, normalised_bounds
 from ppuu.planner.reached import ReachedContexts, ReachedPool
@@ -282,8 +282,7 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
         return il_error, {"il_error": il_error.detach()}
     steps = min(config.horizon, batch.actions.shape[1])
 
-    fixed_frame = world.observation.get("frame", {}).get("kind") == "fixed"
-    actor = policy_actor(policy, world.normaliser, "context" if fixed_frame else config.window_origin, first)
+    actor = policy_actor(policy, world.normaliser, window_origin_for(world.observation, config.window_origin), first)
     rollout = imagine(world.model, images, states, size, actor, steps, cost_model, config.weights,
                       copies=config.copies, uncertainty=uncertainty, stats=world.normaliser)
     cost, per_term = trajectory_cost(rollout.terms, config.weights)
@@ -407,8 +406,7 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
             anchor.to(device).eval().requires_grad_(False)
         if ckpt is not None:
             # the window origin only matters where a policy reads imagined windows of an egocentric model
-            reads_imagined = config.method not in ONE_STEP_METHODS and world.observation.get(
-                "frame", {}).get("kind") != "fixed"
+            reads_imagined = config.method not in ONE_STEP_METHODS and window_origin_for(world.observation) == "newest"
             _check_resumable(config, ckpt, ckpt_path, window_origin=reads_imagined)
             policy.load_state_dict(ckpt["policy"])
             start_step, best_val = int(ckpt["step"]), float(ckpt["best_val"])
@@ -552,7 +550,8 @@ def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path, window_o
                  "road_costs", "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
                  "planner_futures") + (("window_origin",) if window_origin else ()):
         if getattr(saved, name) != getattr(config, name):
-            hint = f"--window-origin {saved.window_origin} to go on as it trained, or " if name == "window_origin" else ""
+            hint = (f"--window-origin {saved.window_origin} to go on as it trained, or "
+                    if name == "window_origin" else "")
             raise ValueError(f"{path}: cannot resume: {name} was {getattr(saved, name)!r} in the checkpoint, "
                              f"{getattr(config, name)!r} now ({hint}use another --run name)")
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ppuu.app.cli_policy import cost_model_for, resolve_run_file
     from ppuu.data.scene import Scene
-    from ppuu.planner.imagination import imagine, policy_actor
+    from ppuu.planner.imagination import imagine, policy_actor, window_origin_for
     from ppuu.planner.objective import CostWeights
     from ppuu.planner.train import load_policy
     from ppuu.planner.uncertainty import TERMS, UncertaintyStats
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     plans = {f"constant {a:+.1f} m/s^2": constant(a) for a in args.accelerations}
     plans.update({f"constant {k:+.4f} 1/m": constant(0.0, k) for k in args.curvatures})
     plans["recorded (human)"] = lambda images, states, t: batch.actions[:, t]
-    origin = "context" if world.observation.get("frame", {}).get("kind") == "fixed" else "newest"
+    origin = window_origin_for(world.observation)
     for run, policy in policies.items():       # each sees its windows as its controller would show them
         plans[f"policy {run}"] = policy_actor(policy, norm, origin, sample=False)
     rollouts = {}
