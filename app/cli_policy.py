@@ -325,7 +325,7 @@ def mpc_entries(args, scene, base, device) -> list:
     from ppuu.planner.mpc import MPCConfig, MPCController, Planner
     from ppuu.planner.objective import CostWeights
     from ppuu.planner.train import load_policy
-    from ppuu.simulator.recording import RecordedObservations
+    from ppuu.simulator.recording import RecordedObservations, is_fixed_frame
     from ppuu.world_model.dataset import WindowDataset
     from ppuu.world_model.train import load_model
 
@@ -333,7 +333,7 @@ def mpc_entries(args, scene, base, device) -> list:
     mc = world.model_config
     source = RecordedObservations.from_settings(scene, world.observation, device=device)
     cost_model = cost_model_for(world, source.raster, source.cost_config, args.mpc_road_costs)
-    fixed = world.observation.get("frame", {}).get("kind") == "fixed"
+    fixed = is_fixed_frame(world.observation)
     config = dataclasses.replace(base, history=max(base.history, mc.context),
                                  context_steps=max(base.context_steps, mc.context), keep_traffic=fixed)
     if not fixed:

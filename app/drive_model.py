@@ -28,6 +28,7 @@ from ppuu.planner.controller import context_source
 from ppuu.planner.costs import at_context
 from ppuu.planner.objective import CostWeights
 from ppuu.simulator.raster import VEHICLES, RasterConfig
+from ppuu.simulator.recording import is_fixed_frame
 from ppuu.world_model.interface import normalised_actions, recentred_states, world_states
 from ppuu.world_model.models import unroll_policy
 
@@ -90,7 +91,7 @@ class ModelFutures:
         self.policy = policy
         self.uncertainty_stats = getattr(policy, "uncertainty", None)
         frame = world.observation.get("frame", {"kind": "egocentric"})
-        self.fixed = frame.get("kind") == "fixed"
+        self.fixed = is_fixed_frame(world.observation)
         self.centre_ahead = float(frame.get("centre_ahead", 0.0)) if self.fixed else 0.0
         self.raster = RasterConfig(**world.observation["raster"])
         self.context_of = context_source(world.observation, world.normaliser, self.channels, self.context_length)

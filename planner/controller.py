@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ppuu.planner.train import LoadedPolicy
 from ppuu.simulator.raster import RasterConfig
-from ppuu.simulator.recording import into_frame
+from ppuu.simulator.recording import into_frame, is_fixed_frame
 from ppuu.simulator.sim import BatchedSimulator, Observation, SimConfig
 from ppuu.world_model.interface import model_inputs, physical_actions
 
@@ -53,7 +53,7 @@ def sim_config_for(loaded: LoadedPolicy, base: SimConfig | None = None) -> SimCo
     base = base or SimConfig()
     history = max(base.history, loaded.policy.config.context)
     config = dataclasses.replace(base, history=history, context_steps=max(base.context_steps, history))
-    if loaded.observation.get("frame", {}).get("kind") == "fixed":
+    if is_fixed_frame(loaded.observation):
         return dataclasses.replace(config, keep_traffic=True)
     return dataclasses.replace(config, raster=RasterConfig(**loaded.observation["raster"]))
 
@@ -84,12 +84,12 @@ def context_source(observation_settings: dict, normaliser, channels: int, contex
         local = states_in_frame(observation.state[slots, -context:], position, unit)
         return images[:, :, :channels], normaliser.normalise_states(local.to(images))
 
-    return anchored if frame.get("kind") == "fixed" else egocentric
+    return anchored if is_fixed_frame(observation_settings) else egocentric
 
 
 def make_controller(loaded: LoadedPolicy, sample: bool = False, reanchor_every: int | None = None):
     """The closed-loop controller of a loaded policy: egocentric or anchored, as its world model was."""
-    if loaded.observation.get("frame", {}).get("kind") == "fixed":
+    if is_fixed_frame(loaded.observation):
         return AnchoredPolicyController(loaded, reanchor_every, sample)
     return PolicyController(loaded, sample)
 
@@ -166,7 +166,7 @@ class AnchoredPolicyController:
 
     def __init__(self, loaded: LoadedPolicy, reanchor_every: int | None = None, sample: bool = False):
         frame = loaded.observation.get("frame", {"kind": "egocentric"})
-        if frame.get("kind") != "fixed":
+        if not is_fixed_frame(loaded.observation):
             raise ValueError("AnchoredPolicyController drives policies of fixed-frame world models; use "
                              "PolicyController")
         self.reanchor_every = 1 if reanchor_every is None else int(reanchor_every)

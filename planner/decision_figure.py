@@ -19,6 +19,7 @@ import numpy as np
 from torch import Tensor
 
 from ppuu.planner.mpc import Decision
+from ppuu.simulator.recording import is_fixed_frame
 from ppuu.world_model.interface import physical_actions
 
 
@@ -63,7 +64,7 @@ def decision_figure(decision: Decision, context: Tensor, world, path: str | Path
     import matplotlib.pyplot as plt
 
     frame = world.observation.get("frame", {})
-    fixed = frame.get("kind") == "fixed"
+    fixed = is_fixed_frame(world.observation)
     futures = decision.images.cpu() if decision.images.numel() else None
     shown = 0 if futures is None else min(4, futures.shape[0])
     h, w = context.shape[-2:]

@@ -30,6 +30,7 @@ from torch import Tensor
 from ppuu.planner.costs import at_context
 from ppuu.planner.objective import CostWeights, action_terms, speed_deficit
 from ppuu.planner.uncertainty import UncertaintyStats, variances
+from ppuu.simulator.recording import is_fixed_frame
 from ppuu.world_model.interface import recentred_states, speeds
 from ppuu.world_model.models import ForwardModel, slide
 from ppuu.world_model.normalisation import Normaliser
@@ -45,7 +46,7 @@ def window_origin_for(observation: dict, wanted: str = "newest") -> str:
     """The origin a policy's imagined windows are measured from on a world model whose observation settings
     are ``observation``: "context" on fixed-frame models (their anchored controller measures from the
     anchor, as imagination does), ``wanted`` on egocentric ones (:func:`policy_actor`)."""
-    return "context" if observation.get("frame", {}).get("kind") == "fixed" else wanted
+    return "context" if is_fixed_frame(observation) else wanted
 
 
 def policy_actor(policy: Callable[..., Tensor], normaliser: Normaliser, origin: str = "newest",

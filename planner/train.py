@@ -50,6 +50,7 @@ from ppuu.planner.objective import TERMS, CostWeights, trajectory_cost
 from ppuu.planner.policy import DrivingPolicy, PolicyConfig, normalised_bounds
 from ppuu.planner.reached import ReachedContexts, ReachedPool
 from ppuu.planner.uncertainty import UncertaintyStats
+from ppuu.simulator.recording import is_fixed_frame
 from ppuu.world_model.dataset import Batch, Prefetcher, WindowDataset, sample_indices, step_seed
 from ppuu.world_model.runs import (Distributed, MetricsLog, atomic_save, autocast, capture_rng_state,
                                    checkpoint_header, load_checkpoint_file, resolve_device, restore_rng_state,
@@ -406,7 +407,7 @@ def train_policy(config: PolicyTrainConfig, world: LoadedModel, cost_model: Cost
             anchor.to(device).eval().requires_grad_(False)
         if ckpt is not None:
             # the window origin only matters where a policy reads imagined windows of an egocentric model
-            reads_imagined = config.method not in ONE_STEP_METHODS and window_origin_for(world.observation) == "newest"
+            reads_imagined = config.method not in ONE_STEP_METHODS and not is_fixed_frame(world.observation)
             _check_resumable(config, ckpt, ckpt_path, window_origin=reads_imagined)
             policy.load_state_dict(ckpt["policy"])
             start_step, best_val = int(ckpt["step"]), float(ckpt["best_val"])

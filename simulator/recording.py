@@ -68,6 +68,12 @@ class FixedFrame:
         return {"kind": "fixed", **asdict(self)}
 
 
+def is_fixed_frame(observation_settings: dict) -> bool:
+    """Whether a world model's observation settings (its ``observation`` dict, as saved with it) render
+    windows in a :class:`FixedFrame`; without a ``frame`` entry they are egocentric."""
+    return observation_settings.get("frame", {}).get("kind") == "fixed"
+
+
 def into_frame(vectors: Tensor, unit: Tensor) -> Tensor:
     """World-frame vectors (..., 2) into the frame whose x axis is ``unit`` (..., 2): (along, left)."""
     return torch.stack([vectors[..., 0] * unit[..., 0] + vectors[..., 1] * unit[..., 1],

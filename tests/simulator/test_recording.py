@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ppuu.simulator.raster import EGO, LANES, OFFROAD, VEHICLES
-from ppuu.simulator.recording import FixedFrame, RecordedObservations
+from ppuu.simulator.recording import FixedFrame, RecordedObservations, is_fixed_frame
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +126,9 @@ def test_windows_render_only_the_traffic_in_view_and_lose_nothing(small_scene, e
         expected[:, EGO] = 0.0
     torch.testing.assert_close(got.images.flatten(0, 1), expected, atol=1e-6, rtol=0)
     assert float(expected[:, VEHICLES].sum()) > 0
+
+
+def test_the_frame_kind_is_read_from_saved_observation_settings():
+    assert is_fixed_frame({"frame": FixedFrame(anchor=19, centre_ahead=10.0).to_json()})
+    assert not is_fixed_frame({"raster": {}})                      # saved before frames existed: egocentric
+    assert not is_fixed_frame({"frame": {"kind": "egocentric"}})
