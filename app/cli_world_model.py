@@ -262,8 +262,10 @@ def cmd_evaluate(args) -> int:
     report = evaluate(models, data, out, config, title=f"{scene.meta.name} ({args.split})",
                       progress=True, truth=source.render_states, stem=args.report)
     print(report.markdown.split("\nEvaluation settings")[0])
-    for path in report.files.values():
-        print(f"wrote {path}")
-    (out / "world-model-models.json").write_text(json.dumps(
+    # Named after the report like its other files, so a second report beside it does not overwrite it.
+    models_json = out / f"{args.report}-models.json"
+    models_json.write_text(json.dumps(
         {name: {"model_config": m.model_config.to_json(), "step": m.step} for name, m in models.items()}, indent=2))
+    for path in [*report.files.values(), models_json]:
+        print(f"wrote {path}")
     return 0

@@ -80,8 +80,11 @@ def test_cli_train_then_evaluate(wm_workdir, small_scene, capsys):
     assert "warm start" in capsys.readouterr().out
     assert main(["evaluate", "world-model", "--workdir", str(wm_workdir), "--scene", small_scene.meta.name,
                  "--checkpoint", "vae", "--deterministic", str(run), "--windows", "4", "--horizon", "2",
-                 "--samples", "2", "--device", "cpu"]) == 0
+                 "--samples", "2", "--device", "cpu", "--report", "scored"]) == 0
     report = wm_workdir / "reports" / small_scene.meta.name
-    for name in ("world-model.md", "world-model-error.png", "world-model-futures.png", "world-model-futures.gif"):
+    for name in ("scored.md", "scored-error.png", "scored-futures.png", "scored-futures.gif"):
         assert (report / name).is_file(), name
+    # Every file follows the report's name: none is left under the default one to be overwritten by the next report.
+    assert not list(report.glob("world-model*"))
+    assert set(json.loads((report / "scored-models.json").read_text())) == {"vae", "deterministic"}
     assert main(["evaluate", "world-model", "--workdir", str(wm_workdir), "--checkpoint", "nope"]) == 2
