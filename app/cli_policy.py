@@ -93,6 +93,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--speed-weight", type=float,
                    help="weight of speed keeping: the deficit against the speed at the end of the context, "
                         "max(v0 - v, 0) / max(v0, 1) (default 0, the paper's objective; see planner/objective.py)")
+    p.add_argument("--speed-reference", choices=["context", "recorded"],
+                   help="what speed keeping charges the deficit against: 'context' (the speed at the end of the "
+                        "context, v0 above) or 'recorded' (the recorded driver's speed at each imagined step: "
+                        "slowing down where the driver did is free; contexts the policy reached use v0) "
+                        "(default: context)")
     p.add_argument("--gaussian", action="store_true", help="a Gaussian policy instead of a deterministic one")
     p.add_argument("--steering", default="learned", choices=["learned", "straight"],
                    help="'straight': the policy chooses the acceleration only and holds the wheel straight (curvature "
@@ -157,7 +162,7 @@ def policy_config(args):
         copies=args.copies, lr=args.lr, warmup_steps=args.warmup_steps, anchor_weight=args.anchor_weight,
         reached_fraction=args.reached_fraction, reached_every=args.reached_every,
         reached_episodes=args.reached_episodes, reached_steps=args.reached_steps, reached_stride=args.reached_stride,
-        road_costs=args.road_costs, window_origin=args.window_origin,
+        road_costs=args.road_costs, window_origin=args.window_origin, speed_reference=args.speed_reference,
         planner_contexts=args.planner_contexts, planner_iterations=args.planner_iterations, planner_lr=args.planner_lr,
         grad_clip=args.grad_clip, seed=args.seed, device=args.device,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, weights=weights,

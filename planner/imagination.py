@@ -110,8 +110,8 @@ class Rollout:
 
 def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, actor: Actor, steps: int,
             cost_model: CostModel, weights: CostWeights, copies: int = 1, z: Tensor | None = None,
-            uncertainty: UncertaintyStats | None = None, stats=None, previous_action: Tensor | None = None
-            ) -> Rollout:
+            uncertainty: UncertaintyStats | None = None, stats=None, previous_action: Tensor | None = None,
+            speed_reference: Tensor | None = None) -> Rollout:
     """Roll ``model`` forward ``steps`` steps from real contexts under ``actor``, scoring every step.
 
     Args:
@@ -129,6 +129,8 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
         stats: the model's :class:`~ppuu.world_model.normalisation.Normaliser` (kinematic ego; the
             speed term needs it: without it that term is 0).
         previous_action: (B, A) normalised action before the first step (jerk term).
+        speed_reference: (B, N) m/s, the speed each step's speed deficit is charged against; None = the
+            speed at the end of the context (:func:`~ppuu.planner.objective.speed_deficit`).
     """
     if copies < 1:
         raise ValueError(f"copies = {copies}: expected >= 1")
@@ -168,7 +170,8 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
     u = uncertainty.cost(var) if (uncertainty is not None and K > 1) else actions_t.new_zeros(B, steps)
     magnitude, jerk = action_terms(actions_t, previous_action)
     states_t = torch.stack(out_states, 1)
-    deficit = (speed_deficit(speeds(states_t, stats), speeds(states[:, -1], stats)) if stats is not None
+    reference = speeds(states[:, -1], stats) if speed_reference is None or stats is None else speed_reference
+    deficit = (speed_deficit(speeds(states_t, stats), reference) if stats is not None
                else actions_t.new_zeros(B, steps))
     terms = torch.cat([torch.stack(task, 1), u[..., None], magnitude[..., None], jerk[..., None],
                        deficit[..., None]], dim=-1)

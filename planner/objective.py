@@ -22,12 +22,15 @@ a policy trained on that objective brakes until the replayed cars behind run int
 collisions come 4-10 s later, beyond the horizon). With ``w_s`` of 0.3-0.5 the recorded plan
 is the cheapest of the plans compared (``scripts/cost_ranking.py``; BENCHMARKS.md "Policy
 learning and MPC"). It charges slowing down, never speeding up, so the proximity cost still decides
-when to brake. Its weakness shows in the closed loop: v_0 is the speed at each decision, so a
-policy's upward drift is never charged back, and a policy whose world model gives a weak proximity
-signal ends ahead of its recording, in the car in front (``scripts/failure_modes.py``; BENCHMARKS.md
-"Why the demo's MPUR does not beat no action"). Part of that drift was a defect, not the term: until 2026-12 the
-costs' safe distance was detached from the speed, so the optimisers were told that speeding up
-towards a car cost about a seventh of what it does; the distance ahead is differentiable now
+when to brake. Policy training can charge the deficit against the recorded driver's speed at
+each imagined step instead (``PolicyTrainConfig.speed_reference = "recorded"``): slowing down
+where the driver slowed down is then free. Its weakness shows in the closed loop: v_0 is the
+speed at each decision, so a policy's upward drift is never charged back, and a policy whose
+world model gives a weak proximity signal ends ahead of its recording, in the car in front
+(``scripts/failure_modes.py``; BENCHMARKS.md "Why the demo's MPUR does not beat no action").
+Part of that drift was a defect, not the term: until 2026-12 the costs' safe distance was
+detached from the speed, so the optimisers were told that speeding up towards a car cost about
+a seventh of what it does; the distance ahead is differentiable now
 (:mod:`ppuu.simulator.costs`).
 """
 
@@ -110,8 +113,12 @@ MIN_REFERENCE_SPEED = 1.0
 
 
 def speed_deficit(speed: Tensor, reference: Tensor) -> Tensor:
-    """Speed keeping: ``max(v_0 - v_t, 0) / max(v_0, 1 m/s)``, speeds (B, N) m/s and references (B,) m/s -> (B, N)."""
-    v0 = reference[:, None].to(speed)
+    """Speed keeping: ``max(v_0 - v_t, 0) / max(v_0, 1 m/s)``, speeds (B, N) m/s -> (B, N).
+
+    ``reference``: (B,) m/s, one speed for the whole trajectory (the end of the context), or (B, N) m/s,
+    one per step (e.g. the recorded driver's speed at that step).
+    """
+    v0 = (reference[:, None] if reference.dim() == 1 else reference).to(speed)
     return (v0 - speed).clamp(min=0) / v0.clamp(min=MIN_REFERENCE_SPEED)
 
 

@@ -52,6 +52,7 @@ from ppuu.planner.reached import ReachedContexts, ReachedPool
 from ppuu.planner.uncertainty import UncertaintyStats
 from ppuu.simulator.recording import is_fixed_frame
 from ppuu.world_model.dataset import Batch, Prefetcher, WindowDataset, sample_indices, step_seed
+from ppuu.world_model.interface import speeds
 from ppuu.world_model.runs import (Distributed, MetricsLog, atomic_save, autocast, capture_rng_state,
                                    checkpoint_header, load_checkpoint_file, resolve_device, restore_rng_state,
                                    use_amp)
@@ -67,6 +68,8 @@ COST_METHODS = ("mpur", "vg", "svg")
 """The methods that minimise predicted costs (and so can imagine from contexts without a recorded future)."""
 ROAD_COSTS = ("predicted", "context")
 """Where a learned-ego model's lane and off-road costs are read (:class:`PolicyTrainConfig`)."""
+SPEED_REFERENCES = ("context", "recorded")
+"""What the speed deficit is charged against (:class:`PolicyTrainConfig`)."""
 METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "anchor_error", "reached_lane", "grad_norm",
                   "samples_per_s", "lr", "val_loss", *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error",
                   "val_anchor_error", "wall_s")
@@ -111,6 +114,10 @@ class PolicyTrainConfig:
             "predicted" (its own predicted frames, as Henaff 2019) or "context" (the last real context
             frame at the predicted pose, :class:`~ppuu.planner.costs.ContextRoadCosts`). The caller
             builds the cost model from it (``ppuu.app.cli_policy.cost_model_for``).
+        speed_reference: what the speed-keeping term (``weights.speed``) charges the deficit against:
+            "context" (the speed at the end of the context, :mod:`ppuu.planner.objective`) or "recorded"
+            (the recorded driver's speed at each imagined step, so slowing down where the driver slowed
+            down is free; contexts without a recorded future, reached ones, use "context").
         window_origin: where the policy's imagined window states measure x from, on egocentric
             (learned-ego) models: "newest" (its newest frame, as the simulator's controller gives them) or
             "context" (the real context's last frame: how runs before 2026-12-07 trained, and a
@@ -146,6 +153,7 @@ class PolicyTrainConfig:
     seed: int = 0
     weights: CostWeights = field(default_factory=CostWeights)
     road_costs: str = "predicted"
+    speed_reference: str = "context"
     window_origin: str = "newest"
     stats_batches: int = 8
     device: str | None = None
@@ -188,6 +196,9 @@ class PolicyTrainConfig:
                              f"{WINDOW_ORIGINS}")
         if self.road_costs not in ROAD_COSTS:
             raise ValueError(f"PolicyTrainConfig.road_costs = {self.road_costs!r}: expected one of {ROAD_COSTS}")
+        if self.speed_reference not in SPEED_REFERENCES:
+            raise ValueError(f"PolicyTrainConfig.speed_reference = {self.speed_reference!r}: expected one of "
+                             f"{SPEED_REFERENCES}")
         if self.lr <= 0 or self.grad_clip <= 0 or self.planner_lr <= 0:
             raise ValueError(f"PolicyTrainConfig: lr, grad_clip and planner_lr must be > 0, got {self.lr}, "
                              f"{self.grad_clip}, {self.planner_lr}")
@@ -284,8 +295,13 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
     steps = min(config.horizon, batch.actions.shape[1])
 
     actor = policy_actor(policy, world.normaliser, window_origin_for(world.observation, config.window_origin), first)
+    reference = None
+    if config.speed_reference == "recorded":
+        reference = speeds(states[:, -1], world.normaliser)[:, None].expand(-1, steps).clone()
+        reference[:recorded_rows] = speeds(batch.target_states[:, :steps], world.normaliser)
     rollout = imagine(world.model, images, states, size, actor, steps, cost_model, config.weights,
-                      copies=config.copies, uncertainty=uncertainty, stats=world.normaliser)
+                      copies=config.copies, uncertainty=uncertainty, stats=world.normaliser,
+                      speed_reference=reference)
     cost, per_term = trajectory_cost(rollout.terms, config.weights)
     norm = world.normaliser.to(batch.target_states.device)
     predicted = norm.denormalise_states(rollout.states[:recorded_rows])[..., :2]
@@ -548,8 +564,8 @@ def _check_resumable(config: PolicyTrainConfig, ckpt: dict, path: Path, window_o
     saved = PolicyTrainConfig.from_json(ckpt["train_config"])
     for name in ("method", "world_model", "batch_size", "horizon", "copies", "lr", "warmup_steps", "anchor_weight",
                  "reached_fraction", "reached_every", "reached_episodes", "reached_steps", "reached_stride",
-                 "road_costs", "seed", "weights", "policy", "planner_contexts", "planner_iterations", "planner_lr",
-                 "planner_futures") + (("window_origin",) if window_origin else ()):
+                 "road_costs", "speed_reference", "seed", "weights", "policy", "planner_contexts",
+                 "planner_iterations", "planner_lr", "planner_futures") + (("window_origin",) if window_origin else ()):
         if getattr(saved, name) != getattr(config, name):
             hint = (f"--window-origin {saved.window_origin} to go on as it trained, or "
                     if name == "window_origin" else "")

@@ -279,6 +279,29 @@ def test_the_speed_term_grows_when_the_plan_brakes_and_pulls_its_gradient_up(set
     assert float(plan.grad[..., 0].sum()) < 0          # descending the cost means braking less
 
 
+def test_the_speed_term_can_charge_the_recorded_drivers_speed_instead_of_the_contexts(setup):
+    world, data, costs = setup
+    batch = data.batch(sample_indices(len(data), 3, 0, 4))
+    norm = world.normaliser
+    weights = CostWeights(proximity=0, lane=0, offroad=0, uncertainty=0, speed=1.0)
+    policy = DrivingPolicy(_config(world).policy)
+
+    def speed_term(reference, recorded_speed_factor):
+        future = norm.denormalise_states(batch.target_states)
+        future[..., 2:4] *= recorded_speed_factor            # the recorded driver stopped, or twice as fast
+        recorded = replace(batch, target_states=norm.normalise_states(future))
+        config = _config(world, weights=weights, speed_reference=reference)
+        torch.manual_seed(0)
+        return float(policy_loss(policy, world, recorded, config, costs, None)[1]["speed"])
+
+    context = speed_term("context", 1.0)
+    assert speed_term("context", 0.0) == pytest.approx(context)             # the recording is not read
+    assert speed_term("recorded", 0.0) == 0.0                                # no deficit against a stopped driver
+    assert speed_term("recorded", 2.0) > context + 0.1                       # a fast driver sets a higher bar
+    with pytest.raises(ValueError, match="speed_reference"):
+        _config(world, speed_reference="leader")
+
+
 def test_mpc_il_regresses_on_the_planners_first_action_planned_once(setup, tmp_path, monkeypatch):
     from ppuu.planner import mpc_targets
     from ppuu.planner.mpc import Planner
