@@ -93,11 +93,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--speed-weight", type=float,
                    help="weight of speed keeping: the deficit against the speed at the end of the context, "
                         "max(v0 - v, 0) / max(v0, 1) (default 0, the paper's objective; see planner/objective.py)")
-    p.add_argument("--speed-reference", choices=["context", "recorded"],
+    p.add_argument("--speed-reference", choices=["context", "recorded", "lower"],
                    help="what speed keeping charges the deficit against: 'context' (the speed at the end of the "
-                        "context, v0 above) or 'recorded' (the recorded driver's speed at each imagined step: "
-                        "slowing down where the driver did is free; contexts the policy reached use v0) "
-                        "(default: context)")
+                        "context, v0 above), 'recorded' (the recorded driver's speed at each imagined step: "
+                        "slowing down where the driver did is free; contexts the policy reached use v0) or 'lower' "
+                        "(the lower of the two: never asked to go faster than v0) (default: context)")
     p.add_argument("--gaussian", action="store_true", help="a Gaussian policy instead of a deterministic one")
     p.add_argument("--steering", default="learned", choices=["learned", "straight"],
                    help="'straight': the policy chooses the acceleration only and holds the wheel straight (curvature "

@@ -68,7 +68,7 @@ COST_METHODS = ("mpur", "vg", "svg")
 """The methods that minimise predicted costs (and so can imagine from contexts without a recorded future)."""
 ROAD_COSTS = ("predicted", "context")
 """Where a learned-ego model's lane and off-road costs are read (:class:`PolicyTrainConfig`)."""
-SPEED_REFERENCES = ("context", "recorded")
+SPEED_REFERENCES = ("context", "recorded", "lower")
 """What the speed deficit is charged against (:class:`PolicyTrainConfig`)."""
 METRIC_COLUMNS = ("step", "loss", *TERMS, "mper_error", "il_error", "anchor_error", "reached_lane", "grad_norm",
                   "samples_per_s", "lr", "val_loss", *(f"val_{t}" for t in TERMS), "val_mper_error", "val_il_error",
@@ -117,7 +117,9 @@ class PolicyTrainConfig:
         speed_reference: what the speed-keeping term (``weights.speed``) charges the deficit against:
             "context" (the speed at the end of the context, :mod:`ppuu.planner.objective`) or "recorded"
             (the recorded driver's speed at each imagined step, so slowing down where the driver slowed
-            down is free; contexts without a recorded future, reached ones, use "context").
+            down is free; contexts without a recorded future, reached ones, use "context") or "lower" (the
+            lower of the two at each step: free to slow where the driver slowed, never asked to go faster
+            than at the end of the context).
         window_origin: where the policy's imagined window states measure x from, on egocentric
             (learned-ego) models: "newest" (its newest frame, as the simulator's controller gives them) or
             "context" (the real context's last frame: how runs before 2026-12-07 trained, and a
@@ -296,9 +298,11 @@ def policy_loss(policy: torch.nn.Module, world: LoadedModel, batch: Batch, confi
 
     actor = policy_actor(policy, world.normaliser, window_origin_for(world.observation, config.window_origin), first)
     reference = None
-    if config.speed_reference == "recorded":
+    if config.speed_reference != "context":
         reference = speeds(states[:, -1], world.normaliser)[:, None].expand(-1, steps).clone()
-        reference[:recorded_rows] = speeds(batch.target_states[:, :steps], world.normaliser)
+        recorded_speed = speeds(batch.target_states[:, :steps], world.normaliser)
+        reference[:recorded_rows] = (recorded_speed if config.speed_reference == "recorded"
+                                     else torch.minimum(recorded_speed, reference[:recorded_rows]))
     rollout = imagine(world.model, images, states, size, actor, steps, cost_model, config.weights,
                       copies=config.copies, uncertainty=uncertainty, stats=world.normaliser,
                       speed_reference=reference)

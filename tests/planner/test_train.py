@@ -298,6 +298,8 @@ def test_the_speed_term_can_charge_the_recorded_drivers_speed_instead_of_the_con
     assert speed_term("context", 0.0) == pytest.approx(context)             # the recording is not read
     assert speed_term("recorded", 0.0) == 0.0                                # no deficit against a stopped driver
     assert speed_term("recorded", 2.0) > context + 0.1                       # a fast driver sets a higher bar
+    assert speed_term("lower", 0.0) == 0.0                                   # the lower of the two references
+    assert speed_term("lower", 2.0) <= context + 1e-6
     with pytest.raises(ValueError, match="speed_reference"):
         _config(world, speed_reference="leader")
 
