@@ -170,9 +170,11 @@ def imagine(model: ForwardModel, images: Tensor, states: Tensor, size: Tensor, a
     u = uncertainty.cost(var) if (uncertainty is not None and K > 1) else actions_t.new_zeros(B, steps)
     magnitude, jerk = action_terms(actions_t, previous_action)
     states_t = torch.stack(out_states, 1)
-    reference = speeds(states[:, -1], stats) if speed_reference is None or stats is None else speed_reference
-    deficit = (speed_deficit(speeds(states_t, stats), reference) if stats is not None
-               else actions_t.new_zeros(B, steps))
+    if stats is None:
+        deficit = actions_t.new_zeros(B, steps)
+    else:
+        reference = speeds(states[:, -1], stats) if speed_reference is None else speed_reference
+        deficit = speed_deficit(speeds(states_t, stats), reference)
     terms = torch.cat([torch.stack(task, 1), u[..., None], magnitude[..., None], jerk[..., None],
                        deficit[..., None]], dim=-1)
     return Rollout(actions_t, terms, var, torch.stack(out_images, 1), states_t,
