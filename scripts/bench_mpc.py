@@ -97,16 +97,21 @@ def decision_rows(scene, workdir: Path, world_model: str, batches: list[int], ho
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="ppuu-work")
-    parser.add_argument("--scene", default="i80-sumo-15min-s0")
-    parser.add_argument("--world-models", nargs="+", default=["kin-none"])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 141])
-    parser.add_argument("--horizon", type=int, default=30)
-    parser.add_argument("--futures", type=int, default=10)
-    parser.add_argument("--iterations", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workdir", default="ppuu-work",
+                        help="workspace holding scenes/ and runs/ (default: %(default)s)")
+    parser.add_argument("--scene", default="i80-sumo-15min-s0",
+                        help="scene whose test split gives the contexts (default: %(default)s)")
+    parser.add_argument("--world-models", nargs="+", default=["kin-none"], metavar="RUN",
+                        help="world-model runs (name under WORKDIR/runs, run folder or .pt file), one table block each")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 141], metavar="B",
+                        help="episodes planned at once, one row each (default: %(default)s)")
+    parser.add_argument("--horizon", type=int, default=30, help="plan length in 0.1-s steps (default: %(default)s)")
+    parser.add_argument("--futures", type=int, default=10, help="sampled futures per plan (default: %(default)s)")
+    parser.add_argument("--iterations", type=int, default=5, help="Adam iterations per decision (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed decisions per row after one warm-up; the median is reported (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]; on CUDA eager and CUDA-graph rows both")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
