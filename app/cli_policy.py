@@ -150,8 +150,8 @@ def policy_label(path: Path) -> str:
 
 
 def policy_config(args):
-    """The run's :class:`~ppuu.planner.train.PolicyTrainConfig` from the flags."""
-    from ppuu.planner.train import PolicyTrainConfig
+    """The run's :class:`~ppuu.planner.train_config.PolicyTrainConfig` from the flags."""
+    from ppuu.planner.train_config import PolicyTrainConfig
 
     weights = {k: v for k, v in (("proximity", args.proximity_weight), ("lane", args.lane_weight),
                                  ("offroad", args.offroad_weight), ("uncertainty", args.uncertainty_weight),

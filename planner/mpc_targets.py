@@ -128,7 +128,7 @@ def compact(batch: Batch) -> Batch:
 
 
 def planner_config(config) -> MPCConfig:
-    """The planner of a :class:`~ppuu.planner.train.PolicyTrainConfig` (its ``planner_*`` fields)."""
+    """The planner of a :class:`~ppuu.planner.train_config.PolicyTrainConfig` (its ``planner_*`` fields)."""
     return MPCConfig(horizon=config.horizon, futures=config.planner_futures, iterations=config.planner_iterations,
                      lr=config.planner_lr, weights=config.weights)
 
@@ -141,7 +141,7 @@ def plan_windows(world, data, cost_model, config, count: int, seed: int, device:
         world: the loaded world model (frozen by the planner).
         data: the windows (only their contexts are read).
         cost_model: how predictions are scored (:mod:`ppuu.planner.costs`).
-        config: the run's :class:`~ppuu.planner.train.PolicyTrainConfig` (horizon, weights, ``planner_*``).
+        config: the run's :class:`~ppuu.planner.train_config.PolicyTrainConfig` (horizon, weights, ``planner_*``).
         count: N windows (at most the dataset's).
         seed: which windows, and the planner's random draws.
         device: where to plan.
