@@ -23,6 +23,7 @@ ROAD_COSTS = ("predicted", "context")
 """Where a learned-ego model's lane and off-road costs are read (:class:`PolicyTrainConfig`)."""
 SPEED_REFERENCES = ("context", "recorded", "lower")
 """What the speed deficit is charged against (:class:`PolicyTrainConfig`)."""
+
 PROFILES: dict[str, dict[str, Any]] = {
     # Trains in minutes on 2 CPU cores: a narrow policy, 6 contexts, 15 imagined steps, 4 copies.
     "cpu": dict(batch_size=6, horizon=15, copies=4, steps=300, lr=1e-3, val_every=100, val_windows=24,
