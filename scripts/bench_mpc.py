@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scene", default="i80-sumo-15min-s0",
                         help="scene whose test split gives the contexts (default: %(default)s)")
     parser.add_argument("--world-models", nargs="+", default=["kin-none"], metavar="RUN",
-                        help="world-model runs (name under WORKDIR/runs, run folder or .pt file), one table block each")
+                        help="world-model runs (name under WORKDIR/runs, run folder or .pt file), one table block each "
+                             "(default: %(default)s)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 141], metavar="B",
                         help="episodes planned at once, one row each (default: %(default)s)")
     parser.add_argument("--horizon", type=int, default=30, help="plan length in 0.1-s steps (default: %(default)s)")
