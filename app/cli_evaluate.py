@@ -32,7 +32,7 @@ def add_parser(groups) -> None:
                     "Courses (where episodes start and arrive; results compare only on the same course):\n"
                     + "".join(f"  {c.name:14s} {c.description}\n" for c in COURSES.values())
                     + "  START:ARRIVAL  explicit lines in metres, e.g. 72:323\n"
-                    "Default: i80-reference on I-80 scenes (comparable with SPEC §7), full elsewhere.\n\n"
+                    "Default: i80-reference on I-80 scenes (comparable with the paper's table), full elsewhere.\n\n"
                     "Writes WORKDIR/reports/SCENE/: a CSV per controller (one row per episode and seed),\n"
                     "a Markdown and a JSON summary, each naming its course.")
     base.add_argument("scene", nargs="?", help="scene name or folder (default: the most recent scene)")

@@ -4,7 +4,7 @@ Training wires a frozen world model (its checkpoint says how its images were mad
 ``ppuu.simulator.recording.RecordedObservations.from_settings``) to the training split's real
 contexts and to the simulator's costs placed as the model's ego model requires
 (:mod:`ppuu.planner.costs`). Evaluation drives every test episode in the batched simulator with
-each policy and the reference controllers, and writes the results table of SPEC §7.
+each policy and the reference controllers, and writes the results table of Henaff et al. (2019).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def add_train_parser(sub) -> None:
         "policy", help="train a driving policy through a world model (MPUR, VG, SVG, MPER, IL, MPC-IL)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a policy on real 20-frame contexts of the scene's training split by back-propagating\n"
-                    "through a frozen world model (SPEC §6). Methods:\n"
+                    "through a frozen world model (Henaff et al. 2019). Methods:\n"
                     "  mpur  imagine --horizon steps with the policy acting on each predicted window; minimise\n"
                     "        proximity + 0.2 lane + off-road + 0.05 uncertainty (K dropout copies)\n"
                     "  vg    the same without the uncertainty cost, deterministic world model\n"
@@ -43,7 +43,8 @@ def add_train_parser(sub) -> None:
                    help="training method (default: %(default)s)")
     p.add_argument("--profile", default="cpu", choices=["cpu", "reference"],
                    help="presets: 'cpu' (policy 16/32/64, batch 6, 15 imagined steps, 4 dropout copies, 300 steps: "
-                        "minutes on 2 cores) or 'reference' (SPEC §6: 64/128/256, batch 6, 30 steps, 10 copies, "
+                        "minutes on 2 cores) or 'reference' (the paper's sizes: 64/128/256, batch 6, 30 steps, "
+                        "10 copies, "
                         "100k steps; a GPU) (default: %(default)s)")
     p.add_argument("--run", "--run-name", dest="run", help="run name (default: SCENE-METHOD-PROFILE-sSEED)")
     p.add_argument("--init", help="a policy checkpoint to start from (e.g. an IL run: an imitation warm start)")
@@ -274,7 +275,8 @@ def add_evaluate_parser(sub) -> None:
     p = sub.add_parser(
         "policy", help="trained policies (and the reference controllers) on every episode of a split: the results table",
         description="Drive every episode of a split with each trained policy, and with the recording ('human') and "
-                    "no action, in the batched simulator; report the table of SPEC §7 (mean distance in m, success "
+                    "no action, in the batched simulator; report the paper's results table (mean distance in m, "
+                    "success "
                     "%, with the spread over seeds) plus collision, off-road, speed and comfort, on a named course. "
                     "Writes WORKDIR/reports/SCENE/REPORT-*.{md,json} (REPORT: --report, default policies), a CSV per controller, and figures: outcome "
                     "bars, distance distributions, training curves.")
@@ -290,7 +292,8 @@ def add_evaluate_parser(sub) -> None:
                    help="file-name prefix of the report and figures under WORKDIR/reports/SCENE (default: "
                         "%(default)s; give another to keep an earlier report)")
     mpc = p.add_argument_group("model-predictive control", "Drive with MPC by back-propagation through a world model "
-                               "(SPEC §6): a plan of actions optimised against sampled futures at every decision.")
+                               "(Henaff et al. 2019): a plan of actions optimised against sampled futures at "
+                               "every decision.")
     mpc.add_argument("--mpc", metavar="WORLD_MODEL", help="add MPC rows planning with this world-model checkpoint")
     mpc.add_argument("--mpc-policy", metavar="RUN", help="also run MPC warm-started by this policy's proposal")
     mpc.add_argument("--mpc-optimizer", nargs="+", default=["adam"], choices=["adam", "lbfgs", "cem"],

@@ -30,13 +30,15 @@ def add_parser(groups) -> None:
                     "training-split vehicle (observations rendered by the simulator on the fly, on the training "
                     "device). Writes WORKDIR/runs/RUN/{config.json,metrics.csv,checkpoint.pt,best.pt}; running "
                     "the same command again resumes from checkpoint.pt. Train --model deterministic first, then "
-                    "--model vae --init RUNS/DET/checkpoint.pt (SPEC §5). Flags left out take the --profile's "
+                    "--model vae --init RUNS/DET/checkpoint.pt (Henaff et al. 2019). Flags left out take the "
+                    "--profile's "
                     "values.")
     p.add_argument("--scene", help="scene name or folder (default: the most recent scene)")
     add_workdir(p)
     p.add_argument("--profile", default="cpu", choices=["cpu", "reference"],
                    help="presets: 'cpu' (narrow layers 16/32/64, batch 16, 5 predicted steps, 3000 steps: "
-                        "minutes on a laptop) or 'reference' (SPEC §5: 64/128/256, batch 64, 20 steps, 200k steps; "
+                        "minutes on a laptop) or 'reference' (the paper's sizes: 64/128/256, batch 64, 20 steps, "
+                        "200k steps; "
                         "a GPU) (default: %(default)s)")
     p.add_argument("--model", default="deterministic", choices=["deterministic", "vae"],
                    help="deterministic (no latent) or the VAE (default: %(default)s)")

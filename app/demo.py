@@ -99,7 +99,7 @@ PROFILES: dict[str, DemoProfile] = {
         mpc=("--mpc-horizon", "4", "--mpc-futures", "2", "--mpc-iterations", "1", "--mpc-replan-every", "4"),
         gif_frames=5),
     "paper": DemoProfile(
-        name="paper", description="the reference-scale recipe (SPEC §5-6 sizes and steps): a GPU and hours",
+        name="paper", description="the reference-scale recipe (the paper's sizes and steps): a GPU and hours",
         minutes=15.0,
         world_model=("--profile", "reference"),
         il=("--profile", "reference", "--batch-size", "64", "--steps", "20000"),
