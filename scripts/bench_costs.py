@@ -174,13 +174,17 @@ def reach_table(scene_dir: str, lateral_widths: list[float]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=30,
+                        help="timed all_costs calls per row after one warm-up round (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=1024,
+                        help="observations (random images) per timed all_costs call (default: %(default)s)")
     parser.add_argument("--compare-with", help="another costs.py to time beside this one (default pose)")
     parser.add_argument("--no-pose", action="store_true", help="time the default pose only")
     parser.add_argument("--timing-last", action="store_true", help="time after the other tables (warm allocator)")
     parser.add_argument("--scene", help="scene folder for the controller table (e.g. WORKDIR/scenes/i80-sumo-15min-s0)")
-    parser.add_argument("--lateral-widths", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.4, 0.25, 0.05])
+    parser.add_argument("--lateral-widths", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.4, 0.25, 0.05],
+                        help="lateral reaches of the proximity cost (CostConfig.lateral_widths, in ego widths) "
+                             "compared in the --scene table, one column each (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     road = straight_road()

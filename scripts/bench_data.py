@@ -33,10 +33,13 @@ def timed(fn, repeats: int = 1):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--site", default="i80")
-    parser.add_argument("--minutes", type=float, default=15.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ppuu-bench"))
+    parser.add_argument("--site", default="i80", help="site SUMO simulates: i80 or us101 (default: %(default)s)")
+    parser.add_argument("--minutes", type=float, default=15.0,
+                        help="minutes of recorded traffic to generate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the SUMO run and of the scene's train/val/test split (default: %(default)s)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ppuu-bench"),
+                        help="scratch folder for the NGSIM text file and the saved scene (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the read and cache timings (median)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)

@@ -61,13 +61,20 @@ def measure(flags: list[str], frames: int, warmup: int = 10) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", default="ppuu-work")
-    p.add_argument("--scene", default=None)
-    p.add_argument("--policy", default="kin-il")
+    p.add_argument("--workdir", default="ppuu-work", help="workspace holding scenes/ and runs/ (default: %(default)s)")
+    p.add_argument("--scene", default=None,
+                   help="scene name under WORKDIR/scenes or a scene folder (default: the workspace's most recent)")
+    p.add_argument("--policy", default="kin-il",
+                   help="policy run driving the policy rows (name under WORKDIR/runs, run folder or .pt) "
+                        "(default: %(default)s)")
     p.add_argument("--mpc", default=None, help="a world model for the MPC row (omitted without)")
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--futures-every", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--frames", type=int, default=300,
+                   help="timed frames per row after 10 warm-up frames; the MPC row times a tenth, at least 10 "
+                        "(default: %(default)s)")
+    p.add_argument("--futures-every", type=int, default=5,
+                   help="0.1-s steps between samplings of the world model's futures in the futures row "
+                        "(default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     common = ["--workdir", args.workdir, "--threads", str(args.threads)] + ([args.scene] if args.scene else [])

@@ -57,12 +57,17 @@ def rss_mib() -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scene", default=None)
-    p.add_argument("--workdir", type=Path, default=Path("ppuu-work"))
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scene", default=None,
+                   help="scene name under WORKDIR/scenes or a scene folder (default: the workspace's most recent)")
+    p.add_argument("--workdir", type=Path, default=Path("ppuu-work"),
+                   help="workspace holding scenes/ (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads, here and in each SubprocVecEnv worker (default: %(default)s)")
     p.add_argument("--steps", type=int, default=200, help="vec-env steps timed per configuration")
-    p.add_argument("--subproc-envs", type=int, default=8)
-    p.add_argument("--batches", type=int, nargs="+", default=[8, 64, 256])
+    p.add_argument("--subproc-envs", type=int, default=8,
+                   help="single-env worker processes of the SubprocVecEnv row (default: %(default)s)")
+    p.add_argument("--batches", type=int, nargs="+", default=[8, 64, 256],
+                   help="slots of the native vector env, one row each (default: %(default)s)")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch

@@ -44,10 +44,12 @@ def time_steps(scene, history: int, steps: int, device: str, course: str | None)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scene", required=True, help="scene folder")
-    parser.add_argument("--histories", type=int, nargs="+", default=[1, 20])
+    parser.add_argument("--histories", type=int, nargs="+", default=[1, 20],
+                        help="history lengths K (frames kept per slot, SimConfig.history), one row each "
+                             "(default: %(default)s)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per history length")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device, cpu or cuda (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--course", default=None, help="course of the episodes (default: the site's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

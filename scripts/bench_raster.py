@@ -77,11 +77,15 @@ def time_call(fn, device: torch.device, repeats: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024])
-    ap.add_argument("--vehicles", type=int, default=60)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024],
+                    help="observations rendered per call, one row each (default: %(default)s)")
+    ap.add_argument("--vehicles", type=int, default=60,
+                    help="other vehicles around each ego, within +-80 m (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    ap.add_argument("--repeats", type=int, default=7,
+                    help="timed calls per row after one warm-up; median and best reported (default: %(default)s)")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                    help="floating-point type of the inputs and the raster (default: %(default)s)")
     ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -85,12 +85,18 @@ def repeated_along_x(scene, copies: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scene", required=True, help="scene folder (e.g. from `ppuu data generate`)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device, cpu or cuda (default: cuda when available, else cpu)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024],
+                        help="slots stepped at once, one row each (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per batch size")
-    parser.add_argument("--traffic", default="replay", choices=["replay", "reactive"])
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--skip-evaluation", action="store_true")
+    parser.add_argument("--traffic", default="replay", choices=["replay", "reactive"],
+                        help="other vehicles: replay their recording or react (IDM car-following) "
+                             "(default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch CPU threads (default: the CPU count, here %(default)s)")
+    parser.add_argument("--skip-evaluation", action="store_true",
+                        help="skip the closed-loop no-action evaluation of every test episode")
     parser.add_argument("--copies", type=int, default=1, help="repeat the traffic N times along x (docstring)")
     parser.add_argument("--chunk", type=int, help="slots per render call (SimConfig.chunk; default: by device)")
     parser.add_argument("--compile", action="store_true",

@@ -167,7 +167,9 @@ def bench_model_only(device: torch.device, profile: str, steps: int, batch: int 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scene", help="scene name (with --workdir) or folder; default: generate a 90 s scene")
-    parser.add_argument("--workdir", default="ppuu-work")
+    parser.add_argument("--workdir", default="ppuu-work",
+                        help="workspace whose scenes/ holds the scenes named by --scene and --size-scene "
+                             "(default: %(default)s)")
     parser.add_argument("--size-scene", help="another scene (e.g. 15 minutes) to measure cache sizes on")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
@@ -175,7 +177,9 @@ def main() -> None:
     parser.add_argument("--reference-batch", type=int, default=8,
                         help="batch of the reference sizes on the CPU (default: %(default)s; 64 on CUDA)")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out of the optimised path")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["data", "train", "reference"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["data", "train", "reference"],
+                        help="parts to leave out: data (the data-path tables), train (the training tables), reference "
+                             "(the reference-size training rows)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device(d) for d in (args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])))]

@@ -20,10 +20,13 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scene", default=None)
-    p.add_argument("--workdir", type=Path, default=Path("ppuu-work"))
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scene", default=None,
+                   help="scene name under WORKDIR/scenes or a scene folder (default: the workspace's most recent)")
+    p.add_argument("--workdir", type=Path, default=Path("ppuu-work"),
+                   help="workspace holding scenes/ (default: %(default)s)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"],
+                   help="split whose episodes are driven (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = p.parse_args(argv)
     import torch
 

@@ -32,14 +32,18 @@ CURVATURE_UNIT = 1e-3
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="ppuu-work")
-    parser.add_argument("--scene", default="i80-sumo-15min-s0")
+    parser.add_argument("--workdir", default="ppuu-work",
+                        help="workspace holding scenes/ and runs/ (default: %(default)s)")
+    parser.add_argument("--scene", default="i80-sumo-15min-s0",
+                        help="scene name under WORKDIR/scenes (default: %(default)s)")
     parser.add_argument("--world-model", nargs="+", required=True, help="run names or checkpoints of world models")
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--split", default="val",
+                        help="train, val or test: the split whose windows are used (default: %(default)s)")
     parser.add_argument("--windows", type=int, default=64, help="W windows of the split (evenly drawn with --seed)")
     parser.add_argument("--horizon", type=int, default=15, help="H imagined steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the window draw and of the latents sampled from the prior (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.windows < 1 or args.horizon < 1:
         parser.error("--windows and --horizon must be >= 1")

@@ -47,14 +47,22 @@ import torch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="ppuu-work")
-    parser.add_argument("--scene", default="i80-sumo-15min-s0")
+    parser.add_argument("--workdir", default="ppuu-work",
+                        help="workspace holding scenes/ and runs/ (default: %(default)s)")
+    parser.add_argument("--scene", default="i80-sumo-15min-s0",
+                        help="scene name under WORKDIR/scenes (default: %(default)s)")
     parser.add_argument("--world-model", default="kin-none", help="run name or checkpoint (kinematic ego model)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--windows", type=int, default=64)
-    parser.add_argument("--horizon", type=int, default=30)
-    parser.add_argument("--accelerations", type=float, nargs="+", default=[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0])
-    parser.add_argument("--speed-weights", type=float, nargs="+", default=[0.0, 0.3, 0.5])
+    parser.add_argument("--split", default="test",
+                        help="train, val or test: the split whose windows are scored (default: %(default)s)")
+    parser.add_argument("--windows", type=int, default=64,
+                        help="windows of the split, drawn at random (with replacement) with --seed "
+                             "(default: %(default)s)")
+    parser.add_argument("--horizon", type=int, default=30,
+                        help="plan length in 0.1-s steps (default: %(default)s)")
+    parser.add_argument("--accelerations", type=float, nargs="+", default=[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0],
+                        help="m/s^2 of the constant-acceleration, straight plans (default: %(default)s)")
+    parser.add_argument("--speed-weights", type=float, nargs="+", default=[0.0, 0.3, 0.5],
+                        help="weights w_s of the speed deficit, one total column each (default: %(default)s)")
     parser.add_argument("--optimise", type=int, default=0, metavar="I",
                         help="add plans optimised with I Adam iterations against the predicted and the true "
                              "traffic, one pair per speed weight (0 = none)")
@@ -63,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradient-check", action="store_true",
                         help="also compare the proximity cost's gradient with respect to a constant acceleration "
                              "with its finite difference")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the window draw and of the predicted traffic's latents (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 

@@ -69,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--controllers", nargs="*", default=["no_action"], choices=["no_action", "human"],
                    help="built-in controllers (default: no_action)")
     p.add_argument("--policies", nargs="*", default=[], help="trained policy runs (names under WORKDIR/runs or .pt)")
-    p.add_argument("--traffic", default="replay", choices=["replay", "reactive"])
+    p.add_argument("--traffic", default="replay", choices=["replay", "reactive"],
+                   help="other vehicles: replay their recording or react (IDM car-following) (default: %(default)s)")
     p.add_argument("--episodes", type=int, help="drive only N evenly spaced episodes of the split")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of torch and numpy before each controller's evaluation (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = p.parse_args(argv)

@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="MPC's Adam iterations per decision (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="profiled calls after one warm-up")
     parser.add_argument("--rows", type=int, default=15, help="operators listed")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device, cpu or cuda[:N] (default: cuda when available, else cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -62,10 +62,14 @@ def stopped_ego_hits(scene, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scene", required=True, help="scene folder")
-    parser.add_argument("--episodes", type=int, default=40)
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--episodes", type=int, default=40,
+                        help="first N test episodes of the drift measurement (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=6.0,
+                        help="seconds driven per episode before the drift is measured (default: %(default)s)")
     parser.add_argument("--tolerance", type=float, default=0.5, help="m along x")
-    parser.add_argument("--controllers", nargs="+", default=["human"], choices=["human", "no_action"])
+    parser.add_argument("--controllers", nargs="+", default=["human"], choices=["human", "no_action"],
+                        help="ego controllers of the drift measurement, one row each; human drives its recorded "
+                             "actions (default: %(default)s)")
     parser.add_argument("--stop-seconds", type=float, default=8.0, help="s of driving of the stopping ego")
     parser.add_argument("--skip-stopped", action="store_true", help="skip the stopped-ego measurement")
     args = parser.parse_args()

@@ -28,26 +28,38 @@ from pathlib import Path
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scene", default=None, help="scene name or folder (default: the workspace's latest)")
-    p.add_argument("--workdir", type=Path, default=Path("ppuu-work"))
-    p.add_argument("--algo", choices=["ppo", "sac"], default="ppo")
-    p.add_argument("--observation", choices=["kinematics", "raster", "occupancy_grid"], default="kinematics")
+    p.add_argument("--workdir", type=Path, default=Path("ppuu-work"),
+                   help="workspace holding scenes/, runs/ and reports/ (default: %(default)s)")
+    p.add_argument("--algo", choices=["ppo", "sac"], default="ppo",
+                   help="stable-baselines3 algorithm; sac needs --action continuous (default: %(default)s)")
+    p.add_argument("--observation", choices=["kinematics", "raster", "occupancy_grid"], default="kinematics",
+                   help="the env's observation type (default: %(default)s)")
     p.add_argument("--history", type=int, default=1, help="raster frames (raster observation only)")
-    p.add_argument("--action", choices=["continuous", "discrete_meta"], default="continuous")
-    p.add_argument("--traffic", choices=["replay", "reactive"], default="replay")
-    p.add_argument("--timesteps", type=int, default=200_000)
+    p.add_argument("--action", choices=["continuous", "discrete_meta"], default="continuous",
+                   help="the env's action type: normalised (acceleration, curvature), or 5 meta-actions "
+                        "(lane left, idle, lane right, faster, slower) (default: %(default)s)")
+    p.add_argument("--traffic", choices=["replay", "reactive"], default="replay",
+                   help="other vehicles in training and evaluation: replay their recording or react "
+                        "(IDM car-following) (default: %(default)s)")
+    p.add_argument("--timesteps", type=int, default=200_000,
+                   help="env-steps (0.1 s each) to train, summed over the envs (default: %(default)s)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop training after this much wall-clock time (the evaluation follows)")
-    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--num-envs", type=int, default=16,
+                   help="slots of the native batched vector env (default: %(default)s)")
     p.add_argument("--n-steps", type=int, default=256, help="PPO: steps per env per rollout")
     p.add_argument("--n-epochs", type=int, default=10, help="PPO: passes over each rollout")
     p.add_argument("--gamma", type=float, default=0.99, help="discount per 0.1 s step")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the agent and of the closed-loop evaluations (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--run", default=None, help="run name (default: sb3-ALGO-OBSERVATION-sSEED)")
-    p.add_argument("--eval-split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--eval-split", choices=["train", "val", "test"], default="test",
+                   help="split of the closed-loop evaluations, during training and at the end (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=0,
                    help="closed-loop evaluation every N steps (0: only at the end)")
-    p.add_argument("--log-every", type=int, default=8192)
+    p.add_argument("--log-every", type=int, default=8192,
+                   help="env-steps between rows of the learning curve (default: %(default)s)")
     p.add_argument("--config", type=json.loads, default=None, help="more env config overrides, as JSON")
     return p.parse_args(argv)
 

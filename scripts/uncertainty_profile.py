@@ -29,10 +29,13 @@ import torch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="ppuu-work")
-    parser.add_argument("--scene", default="i80-sumo-15min-s0")
+    parser.add_argument("--workdir", default="ppuu-work",
+                        help="workspace holding scenes/ and runs/ (default: %(default)s)")
+    parser.add_argument("--scene", default="i80-sumo-15min-s0",
+                        help="scene name under WORKDIR/scenes (default: %(default)s)")
     parser.add_argument("--world-model", required=True, help="run name or checkpoint of the world model")
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--split", default="val",
+                        help="train, val or test: the split whose windows are used (default: %(default)s)")
     parser.add_argument("--windows", type=int, default=64, help="W windows of the split (evenly drawn with --seed)")
     parser.add_argument("--horizon", type=int, default=15, help="H imagined steps per plan")
     parser.add_argument("--copies", type=int, default=8, help="K dropout copies (at least 2)")
@@ -43,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                              "a lane change at 10 m/s bends by about 0.005-0.01 1/m)")
     parser.add_argument("--policies", nargs="*", default=[], metavar="RUN",
                         help="policy runs (trained on this world model) whose plans are added")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the window draw, the shared latents and the dropout masks (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.copies < 2:
         parser.error("--copies: the variance across dropout copies needs at least 2")
