@@ -9,8 +9,8 @@ median over the steps. Runs with any version of ppuu on the path (to compare bef
 
 from __future__ import annotations
 
+import argparse
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -21,8 +21,14 @@ def main() -> None:
     from ppuu.data.scene import Scene
     from ppuu.simulator.sim import BatchedSimulator, SimConfig
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", metavar="SCENE_FOLDER", help="scene folder (e.g. WORKDIR/scenes/i80-sumo-15min-s0)")
+    parser.add_argument("traffic", choices=["replay", "reactive"], help="other vehicles: replay or reactive traffic")
+    parser.add_argument("batch", type=int, metavar="BATCH", help="slots stepped at once")
+    parser.add_argument("steps", type=int, metavar="STEPS", help="timed steps, after 5 warm-up steps")
+    args = parser.parse_args()
+    folder, traffic, batch, steps = args.folder, args.traffic, args.batch, args.steps
     torch.set_num_threads(1)
-    folder, traffic, batch, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     sim = BatchedSimulator(Scene.load(folder), SimConfig(traffic=traffic), device="cpu")
     queue = np.resize(sim.episode_vehicles(None), 100 * batch)
     sim.reset(queue[:batch])
