@@ -19,6 +19,7 @@ Run: ``OMP_NUM_THREADS=1 python scripts/bench_geometry.py`` (``ppuu`` importable
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from pathlib import Path
@@ -54,7 +55,9 @@ def main() -> None:
     from ppuu.simulator.evaluate import evaluate
     from ppuu.simulator.road import Road
 
-    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    torch.set_num_threads(parser.parse_args().threads)
     print("| road | inference | main lanes | ramps (lane kind x m) | phantom m2 | missing m2 | starts off road "
           "| human all splits | human test |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
