@@ -60,7 +60,7 @@ Per-slot agent state
     an agent that keeps state per slot (e.g. an MPC planner's warm-started plans) hears every
     slot that starts an episode, autoresets included, through
     ``envs.sim.add_episode_start_hook(hook)`` (``hook(slots, sim)``, see
-    :mod:`ppuu.simulator.evaluate`).
+    :mod:`ppuu.simulator.evaluate`); the hooks stay when a config change rebuilds the simulator.
 """
 
 from __future__ import annotations
@@ -153,7 +153,12 @@ def shared_log(scene: Scene, device: torch.device, dtype: torch.dtype) -> Traffi
 
 def _initial_config(config: dict | None, split: Any, traffic: str | None, history: int | None,
                     max_episode_steps: int | None) -> dict:
-    """The env's config: defaults, then ``config``, then the keyword shortcuts (which win)."""
+    """The env's config: defaults, then ``config``, then the keyword shortcuts.
+
+    A shortcut and the same key of ``config`` with different values are refused rather than one silently
+    dropped (``gymnasium.make("ppuu/Highway-v0", config={"traffic": "reactive"})`` meets the id's
+    ``traffic="replay"`` here).
+    """
     shortcuts: dict[str, Any] = {}
     if split is not _UNSET:
         shortcuts["split"] = "all" if split is None else split
@@ -161,6 +166,11 @@ def _initial_config(config: dict | None, split: Any, traffic: str | None, histor
         shortcuts["traffic"] = traffic
     if max_episode_steps is not None:
         shortcuts["max_episode_steps"] = max_episode_steps
+    for key, value in shortcuts.items():
+        if config and key in config and config[key] != value:
+            hint = (" (the registered ids fix the traffic: ppuu/Highway-v0 replays it, ppuu/HighwayReactive-v0 "
+                    "reacts)") if key == "traffic" else ""
+            raise ValueError(f"{key}={value!r} and config[{key!r}]={config[key]!r} disagree: give one{hint}")
     if history is not None:
         shortcuts["observation"] = {"type": "raster", "history": history}
     merged = merge_config(default_config(), config)
@@ -205,6 +215,8 @@ class _Core:
                 raise ValueError(f"scene {self.scene.meta.name!r} has no episode in split {config['split']!r} on "
                                  f"course {sim.course} (episodes per split: {counts}); pick another split, course "
                                  "or a longer scene")
+            if self.sim is not None:          # hooks added through env.sim (a planner's per-slot state) carry over
+                sim.take_episode_start_hooks(self.sim)
             self.sim, self.episode_ids = sim, episodes
         if self._hook is not None:
             self._hook.remove()
@@ -317,6 +329,7 @@ class HighwayEnv(gymnasium.Env):
         self._render_kwargs = render_kwargs
         self._renderer = None
         self._all_episodes: set[int] | None = None
+        self._ended: tuple | None = None          # (observation, terminated, truncated, info) once the episode ends
 
     # Read-only views of the core, for users and tests.
     sim = property(lambda self: self._core.sim, doc="the :class:`~ppuu.simulator.sim.BatchedSimulator` (B = 1)")
@@ -340,6 +353,7 @@ class HighwayEnv(gymnasium.Env):
         else:
             vehicle_id = self._check_vehicle(vehicle_id)
         self.sim.reset([vehicle_id])
+        self._ended = None
         info = self._info(self.sim.last_costs)
         if self.render_mode == "human":
             self.render()
@@ -348,15 +362,23 @@ class HighwayEnv(gymnasium.Env):
     def step(self, action):
         if self.sim.batch_size == 0:
             raise RuntimeError("step() before reset(): call reset() first")
+        if self._ended is not None:               # frozen: the simulator's own endings and the step limit alike
+            observation, terminated, truncated, info = self._ended
+            observation = ({k: v.copy() for k, v in observation.items()} if isinstance(observation, dict)
+                           else observation.copy())
+            return observation, 0.0, terminated, truncated, dict(info)
         result, reward = self._core.step(action, None)
         outcome = int(result.outcome[0])
         terminated = outcome in TERMINAL
         truncated = outcome == OUT_OF_DATA or (not terminated and self.max_episode_steps is not None
                                                and int(self.sim.steps[0]) >= self.max_episode_steps)
         info = self._info(result.costs)
+        observation = self._obs()
+        if terminated or truncated:
+            self._ended = (observation, terminated, truncated, info)
         if self.render_mode == "human":
             self.render()
-        return self._obs(), float(reward[0]), terminated, truncated, info
+        return observation, float(reward[0]), terminated, truncated, info
 
     def render(self):
         if self.render_mode is None:

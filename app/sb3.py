@@ -83,6 +83,14 @@ class SB3VecEnv(VecEnv):
     def close(self) -> None:
         self.envs.close()
 
+    def get_images(self) -> list[np.ndarray]:
+        """One (H, W, 3) uint8 top-down frame per env (SB3's ``render()`` and ``VecVideoRecorder`` read these);
+        the native env must be made with ``render_mode="rgb_array"``."""
+        frames = self.envs.render()
+        if frames is None:
+            raise RuntimeError("no frames: make the env with render_mode='rgb_array' to render it")
+        return list(frames)
+
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
         return [getattr(self.envs, attr_name)] * len(self._indices(indices))
 

@@ -196,6 +196,8 @@ class AnchoredPolicyController:
         if self.since is None or len(self.since) != sim.batch_size:
             self.on_episode_start(torch.arange(sim.batch_size, device=sim.device), sim)
         running = ~sim.done
+        if not bool(running.any()):                # every slot finished: nothing to decide
+            return torch.zeros(sim.batch_size, 2, device=sim.device, dtype=sim.dtype)
         position, unit = sim.ego.position, sim.ego.heading
         fresh = running & (self.since >= self.reanchor_every)
         frames = None

@@ -124,7 +124,8 @@ class Decision:
     Attributes:
         plan: (S, H, 2) the optimised plan, normalised.
         costs: (n, S) the objective at every evaluation, the first before any update and the last of
-            the final plan (n = iterations + 1 for Adam and CEM; more for L-BFGS's line search).
+            the final plan (n = iterations + 1 for Adam; iterations + 2 for CEM, whose middle rows are each
+            round's best sample; more for L-BFGS's line search).
         images: (F, S, H, C, H_img, W) the futures imagined under the final plan when they do not depend
             on it (plan-free traffic), else an empty tensor; on the planner's device.
         states: (S, H, 4) the plan's predicted normalised ego states (future 0).
@@ -288,6 +289,13 @@ class Planner:
         started = time.perf_counter()
         c = self.config
         S = images.shape[0]
+        if tuple(init.shape) != (S, c.horizon, 2):
+            raise ValueError(f"init: plans of shape (S, H, 2) = ({S}, {c.horizon}, 2) expected (the planner's "
+                             f"horizon is {c.horizon}), got {tuple(init.shape)}")
+        if S == 0:                                 # no episode decides: an empty decision
+            empty = init.new_zeros(0, c.horizon, 2)
+            return Decision(empty, init.new_zeros(1, 0), init.new_zeros(0), init.new_zeros(0, c.horizon, 4),
+                            time.perf_counter() - started)
         rows = ROWS_PER_CALL.get(images.device.type)
         chunk = max(1, rows // c.futures) if rows else S
         if S > chunk and c.optimizer != "lbfgs":                # L-BFGS's line search couples the plans
@@ -311,7 +319,9 @@ class Planner:
             for _ in range(c.iterations):
                 def closure():
                     optimiser.zero_grad()
-                    cost = evaluate(plan)[0]
+                    # the cost of the plan as it will be executed: a step that only pays outside the bounds
+                    # would be clamped back afterwards to a worse plan, so the line search must not take it
+                    cost = evaluate(torch.clamp(plan, low, high))[0]
                     history.append(cost.detach())
                     cost.sum().backward()
                     return cost.sum()
@@ -412,7 +422,8 @@ class Planner:
         return mean, history
 
     def _population_cost(self, flat: Tensor, evaluate, S: int) -> Tensor:
-        """Costs (P * S,) of population-major plans (P * S, H, A), each against its own episode's context."""
+        """Costs (P * S,), population-major, of episode-major plans (S * P, H, A), each against its own
+        episode's context."""
         P = flat.shape[0] // S
         plans = flat.view(S, P, *flat.shape[1:]).transpose(0, 1).reshape(P * S, *flat.shape[1:])
         costs = []

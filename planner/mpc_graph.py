@@ -46,7 +46,8 @@ PAD_STEP = 32
 
 def padded_size(S: int) -> int:
     """The batch size whose graph serves S deciding episodes: the next power of two up to
-    :data:`PAD_STEP`, then the next multiple of it (at most 1.33x the work of S beyond 32: 141 -> 160)."""
+    :data:`PAD_STEP`, then the next multiple of it (141 -> 160; at most 2x the work of S, at 33 -> 64, and
+    less the larger S is)."""
     if S <= PAD_STEP:
         return 1 << max(0, (S - 1).bit_length())
     return -(-S // PAD_STEP) * PAD_STEP

@@ -254,6 +254,11 @@ class BatchedSimulator:
         self._episode_start_hooks[handle.id] = hook
         return handle
 
+    def take_episode_start_hooks(self, other: "BatchedSimulator") -> None:
+        """Move ``other``'s episode-start hooks to this simulator, their handles still valid (an env that
+        rebuilds its simulator for a new config keeps its users' hooks)."""
+        self._episode_start_hooks, other._episode_start_hooks = other._episode_start_hooks, OrderedDict()
+
     def reset(self, vehicle_ids: Sequence[int] | Tensor, slots: Tensor | None = None) -> Observation:
         """Start episodes: the egos replace ``vehicle_ids`` and follow them through the context.
 
@@ -270,13 +275,11 @@ class BatchedSimulator:
             costs of their last context frame are in :attr:`last_costs`).
         """
         ids = torch.as_tensor(np.array(vehicle_ids, dtype=np.int64), device=self.device).reshape(-1)
-        if slots is None:
-            self._allocate(len(ids))
-            slots = torch.arange(len(ids), device=self.device)
-        else:
+        if slots is not None:
             slots = torch.as_tensor(slots, device=self.device, dtype=torch.int64).reshape(-1)
             if len(slots) != len(ids):
                 raise ValueError(f"{len(ids)} vehicle ids for {len(slots)} slots")
+        # every check before any state changes: a refused reset leaves the running episodes as they were
         index = self.log.vehicle_index(ids)
         first, last = self._start_frame[index], self.log.vehicle_last_frame[index]
         C, K = self.config.context_steps, self.config.history
@@ -288,6 +291,9 @@ class BatchedSimulator:
             short = ids[last - first + 1 <= C].tolist()
             raise ValueError(f"vehicles {short[:5]} have no more than {C} frames from the start of course "
                              f"{self.course}: no action after the context")
+        if slots is None:
+            self._allocate(len(ids))
+            slots = torch.arange(len(ids), device=self.device)
         self.vehicle_id[slots] = ids
         self._vehicle_index[slots] = index
         self._row_base[slots] = self.log.row_base(index)

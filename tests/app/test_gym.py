@@ -222,6 +222,34 @@ def test_max_episode_steps_truncates(scene):
     assert [wrapped.step(np.zeros(2))[3] for _ in range(2)] == [False, True]
 
 
+
+def test_an_episode_truncated_by_the_step_limit_stays_frozen(scene):
+    """After a max_episode_steps truncation, as after the simulator's own endings: reward 0, the same
+    observation and flags, no more simulated steps, until reset."""
+    env = HighwayEnv(scene=scene, max_episode_steps=2)
+    env.reset(seed=0)
+    env.step(np.array([0.5, 0.0], np.float32))
+    last_obs, _, terminated, truncated, last_info = env.step(np.array([0.5, 0.0], np.float32))
+    assert (terminated, truncated) == (False, True)
+    for _ in range(3):
+        obs, reward, terminated_after, truncated_after, info = env.step(np.array([0.5, 0.0], np.float32))
+        assert (reward, terminated_after, truncated_after) == (0.0, False, True)
+        np.testing.assert_array_equal(obs, last_obs)
+        assert info == last_info
+    assert int(env.sim.steps[0]) == 2
+    env.reset(seed=1)
+    assert env.step(np.zeros(2, np.float32))[3] is False
+
+
+def test_the_registered_traffic_and_a_contrary_config_are_refused_not_dropped(scene):
+    with pytest.raises(ValueError, match="traffic='replay' and config\\['traffic'\\]='reactive' disagree"):
+        gymnasium.make(ENV_ID, scene=scene, config={"traffic": "reactive"})
+    with pytest.raises(ValueError, match="max_episode_steps=5 and config"):
+        HighwayEnv(scene=scene, max_episode_steps=5, config={"max_episode_steps": 7})
+    agreeing = gymnasium.make("ppuu/HighwayReactive-v0", scene=scene, config={"traffic": "reactive"})
+    assert agreeing.unwrapped.config["traffic"] == "reactive"
+
+
 # ---------------------------------------------------------------------- vector env
 def test_vector_env_spaces_and_determinism(scene):
     envs = gymnasium.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", scene=scene,
@@ -352,4 +380,30 @@ def test_vector_env_autoresets_reach_an_episode_start_hook(scene):
     assert ended == [0, 1, 2] and starts == [[0, 1, 2]]
     _, _, _, _, infos = envs.step(np.zeros((3, 2), np.float32))
     assert starts == [[0, 1, 2], ended] and (infos["episode_number"] == 2).all()
+    envs.close()
+
+
+def test_episode_start_hooks_survive_a_config_that_rebuilds_the_simulator(scene):
+    envs = HighwayVectorEnv(num_envs=2, scene=scene, device="cpu")
+    starts = []
+    handle = envs.sim.add_episode_start_hook(lambda slots, sim: starts.append(sorted(slots.tolist())))
+    envs.reset(seed=0)
+    old_sim = envs.sim
+    envs.reset(seed=0, options={"config": {"split": "val"}})
+    assert envs.sim is not old_sim and starts == [[0, 1], [0, 1]]
+    handle.remove()                                  # the handle still reaches the moved hook
+    envs.reset(seed=0)
+    assert starts == [[0, 1], [0, 1]]
+    envs.close()
+
+
+def test_a_refused_reset_leaves_the_running_episodes_as_they_were(scene):
+    envs = HighwayVectorEnv(num_envs=2, scene=scene, device="cpu")
+    envs.reset(seed=0)
+    running = envs.sim.vehicle_id.clone()
+    with pytest.raises(KeyError, match="not in this scene"):
+        envs.reset(options={"vehicle_ids": [-5, -6]})
+    assert torch.equal(envs.sim.vehicle_id, running)
+    _, _, terminated, truncated, infos = envs.step(np.zeros((2, 2), np.float32))
+    assert not (terminated | truncated).any()
     envs.close()

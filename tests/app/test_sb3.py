@@ -86,3 +86,13 @@ def test_train_script_trains_and_reports_beside_the_baselines(scene_workdir, sce
     assert (run / "model.zip").is_file() and (run / "curve.csv").read_text().startswith("timesteps,")
     report = (scene_workdir / "reports" / scene_dir.name / "sb3-tiny-test-replay-i80-reference.md").read_text()
     assert "| tiny |" in report and "| no_action |" in report
+
+
+def test_the_adapter_renders_one_frame_per_env_for_sb3(scene):
+    venv = make_sb3_env(2, scene=scene, device="cpu", render_mode="rgb_array", monitor=False)
+    venv.reset()
+    frames = venv.get_images()
+    assert len(frames) == 2 and frames[0].ndim == 3 and frames[0].shape[2] == 3 and frames[0].dtype == np.uint8
+    tiled = venv.render(mode="rgb_array")            # SB3 tiles get_images() into one picture
+    assert tiled.ndim == 3 and tiled.shape[2] == 3
+    venv.close()

@@ -110,3 +110,17 @@ def test_an_anchored_window_slides_between_anchors_and_is_rendered_afresh_at_eac
     for t in (1, 3):
         torch.testing.assert_close(kept[t][:, :-t], kept[0][:, t:])   # slid by t frames
         assert not torch.equal(fresh[t], kept[t])                     # re-rendered around a pose that moved
+
+
+def test_an_anchored_policy_with_no_running_episode_returns_zero_actions(runs, scene):  # noqa: F811
+    from ppuu.planner.controller import AnchoredPolicyController, sim_config_for
+    from ppuu.planner.train import load_policy
+    from ppuu.simulator.sim import BatchedSimulator, SimConfig
+
+    loaded = load_policy(runs / "runs" / "tiny-policy" / "checkpoint.pt", torch.device("cpu"))
+    sim = BatchedSimulator(scene, sim_config_for(loaded, SimConfig(course="full")), device="cpu")
+    observation = sim.reset(sim.episode_vehicles("test")[:2])
+    controller = AnchoredPolicyController(loaded)
+    sim.outcome[:] = 1                          # both episodes over (any outcome but RUNNING)
+    actions = controller(observation, sim)
+    assert actions.shape == (2, 2) and not bool(actions.any())

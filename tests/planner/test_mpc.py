@@ -46,6 +46,32 @@ def test_plan_cost_decreases_and_stays_in_bounds(kinematic, fixed_recording, opt
     assert bool((physical[..., 1].abs() <= bounds.curvature_max + 1e-6).all())
 
 
+@pytest.mark.parametrize("conditioning", ["none", "state"])
+def test_lbfgs_never_ends_worse_than_it_started(fixed_recording, train_ids, conditioning):
+    """Its line search runs on the bounded plan: a step that looks good outside the action bounds and is
+    clamped back afterwards must not be taken (it was, from a zero plan: every plan ended pinned at the
+    curvature bound, at more than twice the starting cost)."""
+    world, data = tiny_world(fixed_recording, train_ids, "kinematic", conditioning, dropout=0.0)
+    batch = data.batch(torch.arange(0, 400, 25))
+    planner = Planner(world, cost_model(world, fixed_recording),
+                      MPCConfig(horizon=3, futures=2, iterations=5, optimizer="lbfgs"))
+    torch.manual_seed(0)
+    decision = planner.plan(batch.context_images, batch.context_states, batch.size, torch.zeros(len(batch), 3, 2))
+    assert float(decision.costs[-1].sum()) <= float(decision.costs[0].sum()) + 1e-5
+    physical = world.normaliser.denormalise_actions(decision.plan)
+    assert bool((physical[..., 1].abs() <= ActionBounds().curvature_max + 1e-6).all())
+
+
+def test_a_plan_of_another_horizon_is_refused_and_no_episode_gives_an_empty_decision(kinematic, fixed_recording):
+    world, data = kinematic
+    batch = data.batch(torch.arange(0, 40, 10))
+    planner = Planner(world, cost_model(world, fixed_recording), MPCConfig(horizon=4, futures=1, iterations=1))
+    with pytest.raises(ValueError, match=r"\(4, 4, 2\) expected .* got \(4, 6, 2\)"):
+        planner.plan(batch.context_images, batch.context_states, batch.size, torch.zeros(4, 6, 2))
+    none = planner.plan(batch.context_images[:0], batch.context_states[:0], batch.size[:0], torch.zeros(0, 4, 2))
+    assert none.plan.shape == (0, 4, 2) and none.states.shape == (0, 4, 4) and none.costs.shape[1] == 0
+
+
 def test_plan_free_traffic_is_imagined_once_and_gives_the_same_objective(fixed_recording, train_ids):
     world, data = tiny_world(fixed_recording, train_ids, "kinematic", "none", dropout=0.0)
     batch = _close_calls(world, data, horizon=5)
